@@ -1,0 +1,1 @@
+//! `dsreg-collector` library.

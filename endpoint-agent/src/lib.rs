@@ -1,0 +1,2 @@
+//! `dsreg-agent` library: turns `dsregcmd /status` output and registration events into a
+//! typed [`dsreg_proto::Snapshot`], classifies the failure, and reports it.

@@ -1,0 +1,34 @@
+//! `dsreg-proto`: the boring crate both sides share.
+//!
+//! - [`v1`]: the `dsreg.v1` wire schema generated from `proto/dsreg/v1/*.proto` (protox +
+//!   tonic-prost-build, no system `protoc`), with the `Telemetry` client and server.
+//! - [`json`]: serde adapters that give the snapshot its JSON form (DESIGN §3).
+//! - [`labels`]: the stable text names of the enums (`hybrid_joined`, `pre-check`, …) used in
+//!   JSON, metrics labels and API filters.
+//! - [`catalog`]: every documented error code with symbol, phase, cause and resolution, plus
+//!   the facility fallback for codes nobody documented.
+//! - [`classify`]: server-response refinement of a code into a finer cause
+//!   (`DSREG_E_DIRECTORY_FAILURE` → `device_not_synced`, `tenant_not_found`, …).
+//!
+//! No I/O, no async: everything here is pure data and functions over it.
+
+pub mod catalog;
+pub mod classify;
+pub mod json;
+pub mod labels;
+
+/// The generated `dsreg.v1` types and gRPC stubs.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/dsreg.v1.rs"));
+}
+
+pub use v1::{
+    EventRecord, ExecutionContext, Failure, JoinType, Phase, Report, ReportAck, ReportBatch,
+    ReportResult, ReportStatus, Snapshot, TestStatus,
+};
+
+/// Formats a code the way the JSON form and the API print it: lower-case `0x%08x`.
+pub fn hex(code: u32) -> String {
+    format!("0x{code:08x}")
+}

@@ -1,0 +1,1 @@
+//! Helpers for the end-to-end tests (process spawning, readiness waits). Filled in with the collector.
