@@ -7,6 +7,7 @@
 //!   JSON, metrics labels and API filters.
 //! - [`catalog`]: every documented error code with symbol, phase, cause and resolution, plus
 //!   the facility fallback for codes nobody documented.
+//! - [`diagnosis`]: snapshot + event records → `join_type` and the current `failure` (DESIGN §4).
 //! - [`classify`]: server-response refinement of a code into a finer cause
 //!   (`DSREG_E_DIRECTORY_FAILURE` → `device_not_synced`, `tenant_not_found`, …).
 //!
@@ -14,6 +15,7 @@
 
 pub mod catalog;
 pub mod classify;
+pub mod diagnosis;
 pub mod json;
 pub mod labels;
 
