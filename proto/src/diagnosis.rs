@@ -1,20 +1,115 @@
 //! Snapshot-level diagnosis: derives `join_type` and the current `failure` (DESIGN §4).
 //!
-//! SKELETON: the public API below is fixed; the rules are being filled in.
+//! Pure functions over a parsed [`Snapshot`] and the event-log records read beside it. The
+//! failure is the first match of four rule groups, in this order:
+//!
+//! 1. the Previous Registration block, only while the device is not Entra joined (once joined,
+//!    the old failure is history);
+//! 2. failing pre-join diagnostic tests, in chain order (AD connectivity → AD configuration →
+//!    DRS discovery → DRS connectivity → Kerberos ticket → token acquisition);
+//! 3. event-log failure records (201/204/220/304/305/307/333/334), the newest one, only while
+//!    the device is not joined and unless a newer 306 (success) or 335 (already joined) exists;
+//! 4. post-join problems on a joined device: DeviceAuthStatus FAILED, AadRecoveryEnabled YES,
+//!    KeySignTest failed, a PRT diagnostics block, no PRT.
+//!
+//! Invariants: every `cause` is an id of the catalog's closed cause set (bounded metric labels);
+//! `evidence` lines are reconstructed as `Key : value` so a technician can find them in the
+//! capture; nothing here panics on any snapshot.
 
-use crate::{EventRecord, ExecutionContext, Failure, JoinType, Snapshot};
+use crate::catalog::{self, Cause};
+use crate::classify::{self, ServerError};
+use crate::v1::{DiagnosticTests, PreviousRegistration, PrtDiagnostics, TestResult};
+use crate::{EventRecord, ExecutionContext, Failure, JoinType, Phase, Snapshot, TestStatus, hex};
+
+#[cfg(test)]
+mod tests;
+
+/// DSREG_AUTOJOIN_ADCONFIG_READ_FAILED: the SCP could not be read.
+const ADCONFIG_READ_FAILED: u32 = 0x801c_001d;
+/// ERROR_FILE_NOT_FOUND under the AD Configuration Test: there is no SCP at all.
+const FILE_NOT_FOUND: u32 = 0x8007_0002;
+/// Codes the docs call generic ("look at the sub-error"): the sub-code names the real cause.
+const GENERIC_CODES: &[u32] = &[
+    0x801c_0021, // DSREG_AUTOJOIN_DISC_FAILED
+    0x801c_003d, // DSREG_AUTOJOIN_USERREALM_DISCOVERY_FAILED
+    0xcaa1_002d, // ERROR_ADAL_OPERATION_PENDING
+];
+/// Event IDs that report a failed join attempt (event-log.md §2.2).
+const FAILURE_EVENTS: &[u32] = &[201, 204, 220, 304, 305, 307, 333, 334];
+/// Event IDs that prove a later attempt worked: 306 succeeded, 335 already joined.
+const SUCCESS_EVENTS: &[u32] = &[306, 335];
 
 /// Derives the join type from Device State (and User State for Entra registered).
-pub fn join_type(_snapshot: &Snapshot) -> JoinType {
-    JoinType::Unspecified
+///
+/// DomainJoined YES without AzureAdJoined is `domain_joined` even when the user also has a
+/// workplace account: the device is the hybrid-join target and that is what fails.
+pub fn join_type(snapshot: &Snapshot) -> JoinType {
+    let Some(ds) = snapshot.device_state.as_ref() else {
+        return JoinType::Unspecified;
+    };
+    let yes = |v: Option<bool>| v == Some(true);
+    if yes(ds.azure_ad_joined) && yes(ds.domain_joined) {
+        return JoinType::HybridJoined;
+    }
+    if yes(ds.azure_ad_joined) {
+        return JoinType::EntraJoined;
+    }
+    if yes(ds.enterprise_joined) {
+        return JoinType::EnterpriseJoined;
+    }
+    if yes(ds.domain_joined) {
+        return JoinType::DomainJoined;
+    }
+    let workplace = snapshot
+        .user_state
+        .as_ref()
+        .is_some_and(|u| u.workplace_joined == Some(true));
+    if workplace || !snapshot.work_accounts.is_empty() {
+        return JoinType::EntraRegistered;
+    }
+    let flags = [ds.azure_ad_joined, ds.enterprise_joined, ds.domain_joined];
+    if flags.iter().any(Option::is_some) {
+        // Every flag that was printed said NO.
+        JoinType::NotJoined
+    } else {
+        JoinType::Unspecified
+    }
 }
 
 /// Derives the current failure, or `None` when the device looks healthy.
+///
+/// `context` is who ran dsregcmd: a SYSTEM run never shows a user PRT, so "no PRT" is not a
+/// failure there.
 pub fn failure(
-    _snapshot: &Snapshot,
-    _events: &[EventRecord],
-    _context: ExecutionContext,
+    snapshot: &Snapshot,
+    events: &[EventRecord],
+    context: ExecutionContext,
 ) -> Option<Failure> {
+    let azure_ad_joined = snapshot
+        .device_state
+        .as_ref()
+        .and_then(|d| d.azure_ad_joined);
+    let joined = azure_ad_joined == Some(true);
+    let tests = snapshot.diagnostics.as_ref().and_then(|d| d.tests.as_ref());
+    let previous = snapshot
+        .diagnostics
+        .as_ref()
+        .and_then(|d| d.previous_registration.as_ref());
+
+    if !joined && let Some(f) = previous.and_then(|p| from_previous_registration(p, tests)) {
+        return Some(f);
+    }
+    if let Some(f) = tests.and_then(from_tests) {
+        return Some(f);
+    }
+    if !joined && let Some(f) = from_events(events) {
+        return Some(f);
+    }
+    // Post-join checks need a device that is (or may be, in a fragment without Device State)
+    // joined; on a device known not to be joined they describe nothing.
+    if azure_ad_joined != Some(false) {
+        return post_join(snapshot, context);
+    }
     None
 }
 
@@ -22,4 +117,472 @@ pub fn failure(
 pub fn apply(snapshot: &mut Snapshot, events: &[EventRecord], context: ExecutionContext) {
     snapshot.join_type = join_type(snapshot) as i32;
     snapshot.failure = failure(snapshot, events, context);
+}
+
+// ── rule 1: Previous Registration ───────────────────────────────────────────────────────────
+
+fn from_previous_registration(
+    p: &PreviousRegistration,
+    tests: Option<&DiagnosticTests>,
+) -> Option<Failure> {
+    let code = p.client_error_code.filter(|c| *c != 0);
+    let has_server = non_empty(p.server_error_code.as_deref()).is_some()
+        || non_empty(p.server_message.as_deref()).is_some();
+    let error_phase = p.error_phase.as_deref().and_then(Phase::from_label);
+    if code.is_none() && !has_server && error_phase.is_none() {
+        return None;
+    }
+    let server = ServerError {
+        error_code: non_empty(p.server_error_code.as_deref()),
+        sub_code: non_empty(p.server_error_sub_code.as_deref()),
+        message: non_empty(p.server_message.as_deref()),
+        operation: non_empty(p.server_operation.as_deref()),
+    };
+    let refined = classify::refine(code, &server);
+    let entry_phase = code.and_then(catalog::lookup).map(|e| e.phase);
+    let phase = error_phase
+        .or(entry_phase)
+        .or_else(|| server_phase(server.error_code))
+        .or(refined.map(|c| c.phase))
+        .or_else(|| code.map(|c| catalog::describe(c).phase))
+        .unwrap_or(Phase::Unspecified);
+
+    let failing_test = tests.and_then(|t| {
+        chain(t)
+            .into_iter()
+            .find(|(_, test_phase, r)| *test_phase == phase && is_fail(r))
+    });
+    let sub_code = failing_test.and_then(|(_, _, r)| match (r.code, code) {
+        (Some(tc), Some(c)) if tc == c => r.sub_code,
+        _ => r.code,
+    });
+
+    let cause = refined
+        .map(|c| c.id)
+        .or_else(|| special_cause(code, sub_code, tests))
+        .or_else(|| code.map(|c| catalog::describe(c).cause.id))
+        .unwrap_or_else(|| fallback_cause(server.error_code));
+
+    let mut evidence = Vec::new();
+    push(&mut evidence, "Previous Registration", p.time.as_deref());
+    push(
+        &mut evidence,
+        "Registration Type",
+        p.registration_type.as_deref(),
+    );
+    push(&mut evidence, "Error Phase", p.error_phase.as_deref());
+    push(&mut evidence, "Client ErrorCode", code.map(hex).as_deref());
+    push(&mut evidence, "Server ErrorCode", server.error_code);
+    push(&mut evidence, "Server ErrorSubCode", server.sub_code);
+    push(&mut evidence, "Server Operation", server.operation);
+    push(&mut evidence, "Server Message", server.message);
+    push(
+        &mut evidence,
+        "Https Status",
+        p.https_status.map(|s| s.to_string()).as_deref(),
+    );
+    push(&mut evidence, "Request Id", p.request_id.as_deref());
+    if let Some((name, _, r)) = failing_test {
+        evidence.push(test_line(name, r));
+    }
+
+    Some(Failure {
+        phase: phase as i32,
+        code,
+        sub_code,
+        symbol: symbol(code),
+        cause: cause.to_owned(),
+        source: "previous_registration".to_owned(),
+        server_error: server_error_text(server.error_code, server.message),
+        evidence,
+    })
+}
+
+/// The cause rules the catalog and the server answer cannot express alone.
+fn special_cause(
+    code: Option<u32>,
+    sub_code: Option<u32>,
+    tests: Option<&DiagnosticTests>,
+) -> Option<&'static str> {
+    let code = code?;
+    let ad_config_no_scp = tests
+        .and_then(|t| t.ad_configuration.as_ref())
+        .is_some_and(|r| is_fail(r) && r.code == Some(FILE_NOT_FOUND));
+    if code == ADCONFIG_READ_FAILED && (ad_config_no_scp || sub_code == Some(FILE_NOT_FOUND)) {
+        return Some("scp_not_configured");
+    }
+    generic_sub_cause(code, sub_code)
+}
+
+/// For a generic code whose sub-code the catalog knows, the sub-code's cause.
+fn generic_sub_cause(code: u32, sub_code: Option<u32>) -> Option<&'static str> {
+    if !GENERIC_CODES.contains(&code) {
+        return None;
+    }
+    sub_code
+        .filter(|s| *s != code)
+        .and_then(catalog::lookup)
+        .map(|e| e.cause)
+}
+
+/// The phase a server error code implies when nothing else says: DRS answered, so the join
+/// call itself failed.
+fn server_phase(error_code: Option<&str>) -> Option<Phase> {
+    match error_code? {
+        c if c.eq_ignore_ascii_case("DirectoryError") => Some(Phase::Join),
+        c if c.eq_ignore_ascii_case("AuthenticationError") => Some(Phase::Join),
+        _ => None,
+    }
+}
+
+/// The cause when there is neither a code nor a refinement.
+fn fallback_cause(error_code: Option<&str>) -> &'static str {
+    match error_code {
+        Some(c) if c.eq_ignore_ascii_case("DirectoryError") => "directory_error",
+        Some(c) if c.eq_ignore_ascii_case("AuthenticationError") => "drs_authentication_error",
+        _ => "unknown_other",
+    }
+}
+
+// ── rule 2: diagnostic tests ────────────────────────────────────────────────────────────────
+
+/// The six tests in chain order: snake_case name, the phase a failure means, the result.
+fn chain(t: &DiagnosticTests) -> Vec<(&'static str, Phase, &TestResult)> {
+    [
+        (
+            "ad_connectivity",
+            Phase::PreCheck,
+            t.ad_connectivity.as_ref(),
+        ),
+        (
+            "ad_configuration",
+            Phase::Discover,
+            t.ad_configuration.as_ref(),
+        ),
+        ("drs_discovery", Phase::Discover, t.drs_discovery.as_ref()),
+        (
+            "drs_connectivity",
+            Phase::Discover,
+            t.drs_connectivity.as_ref(),
+        ),
+        // The Kerberos Ticket Test checks that the device gets a Kerberos ticket for the DRS
+        // (SPN adrs/enterpriseregistration.windows.net), which it presents to authenticate the
+        // sync join / device renew: a failure there is an authentication failure.
+        ("kerberos_ticket", Phase::Auth, t.kerberos_ticket.as_ref()),
+        (
+            "token_acquisition",
+            Phase::Auth,
+            t.token_acquisition.as_ref(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(n, p, r)| r.map(|r| (n, p, r)))
+    .collect()
+}
+
+fn is_fail(r: &TestResult) -> bool {
+    r.result == TestStatus::Fail as i32
+}
+
+fn from_tests(t: &DiagnosticTests) -> Option<Failure> {
+    let (name, phase, r) = chain(t).into_iter().find(|(_, _, r)| is_fail(r))?;
+    let code = r.code;
+    let known = code.and_then(catalog::lookup).map(|e| e.cause);
+    let cause = match name {
+        // No line of sight to a DC is what the test means, unless its code says otherwise.
+        "ad_connectivity" => known.unwrap_or("dc_unreachable"),
+        "ad_configuration" if code == Some(FILE_NOT_FOUND) => "scp_not_configured",
+        "ad_configuration" => known.unwrap_or("scp_read_failed"),
+        _ => code
+            .and_then(|c| generic_sub_cause(c, r.sub_code))
+            .or(known)
+            .or_else(|| code.map(|c| catalog::describe(c).cause.id))
+            .unwrap_or("unknown_other"),
+    };
+    Some(Failure {
+        phase: phase as i32,
+        code,
+        sub_code: r.sub_code,
+        symbol: symbol(code),
+        cause: cause.to_owned(),
+        source: format!("test:{name}"),
+        server_error: None,
+        evidence: vec![test_line(name, r)],
+    })
+}
+
+/// The test line as dsregcmd prints it: `DRS Discovery Test : FAIL [0x801c0021/0x80072ee2]`.
+fn test_line(name: &str, r: &TestResult) -> String {
+    let label = match name {
+        "ad_connectivity" => "AD Connectivity Test",
+        "ad_configuration" => "AD Configuration Test",
+        "drs_discovery" => "DRS Discovery Test",
+        "drs_connectivity" => "DRS Connectivity Test",
+        "kerberos_ticket" => "Kerberos Ticket Test",
+        "token_acquisition" => "Token acquisition Test",
+        other => other,
+    };
+    let status = TestStatus::try_from(r.result)
+        .unwrap_or(TestStatus::Unspecified)
+        .label();
+    match (r.code, r.sub_code) {
+        (Some(c), Some(s)) => format!("{label} : {status} [{}/{}]", hex(c), hex(s)),
+        (Some(c), None) => format!("{label} : {status} [{}]", hex(c)),
+        _ => format!("{label} : {status}"),
+    }
+}
+
+// ── rule 3: event records ───────────────────────────────────────────────────────────────────
+
+/// Ordering key for "newest": time (normalised RFC 3339), then record id.
+fn event_key(e: &EventRecord) -> (Option<(String, String)>, u64) {
+    (e.time.as_deref().map(time_key), e.record_id)
+}
+
+/// Splits an RFC 3339 UTC time into (seconds part, fraction padded to 9 digits) so that
+/// `…:00Z` and `…:00.5Z` compare in time order, not byte order.
+fn time_key(t: &str) -> (String, String) {
+    let t = t.trim().trim_end_matches(['Z', 'z']);
+    let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
+    let frac: String = frac.chars().take_while(char::is_ascii_digit).collect();
+    (secs.replace(['t', ' '], "T"), format!("{frac:0<9}"))
+}
+
+fn from_events(events: &[EventRecord]) -> Option<Failure> {
+    let newest = events
+        .iter()
+        .filter(|e| FAILURE_EVENTS.contains(&e.event_id))
+        .max_by(|a, b| event_key(a).cmp(&event_key(b)))?;
+    let cleared = events
+        .iter()
+        .filter(|e| SUCCESS_EVENTS.contains(&e.event_id))
+        .any(|s| event_key(s) > event_key(newest));
+    if cleared {
+        return None;
+    }
+    Some(event_failure(newest))
+}
+
+fn event_failure(e: &EventRecord) -> Failure {
+    let code = e.exit_code.filter(|c| *c != 0);
+    let response = e.server_response.as_ref();
+    // Only the 201/204 JSON names an error type; the 304/305 "Server error" is free text.
+    let error_code = response.and_then(|r| non_empty(r.error_type.as_deref()));
+    let message = response
+        .and_then(|r| non_empty(r.message.as_deref()))
+        .or_else(|| non_empty(e.server_error.as_deref()));
+    let server = ServerError {
+        error_code,
+        sub_code: response.and_then(|r| non_empty(r.sub_error_code.as_deref())),
+        message,
+        operation: None,
+    };
+    let described = code.map(catalog::describe);
+    let phase = match e.event_id {
+        201 | 307 => Phase::Discover,
+        204 | 220 => Phase::Join,
+        305 => Phase::Auth,
+        333 | 334 => Phase::PreCheck,
+        _ => e
+            .error_phase
+            .as_deref()
+            .and_then(Phase::from_label)
+            .or(described.as_ref().filter(|d| d.known).map(|d| d.phase))
+            .unwrap_or(Phase::Join),
+    };
+    let cause: &'static str = match (e.event_id, code) {
+        // KB4480781: 307/304 with 0x801c001d is expected where hybrid join is not configured.
+        (304 | 307, Some(ADCONFIG_READ_FAILED)) => "scp_not_configured",
+        (333, _) => "not_system",
+        (334, _) => "dc_unreachable",
+        (220, _) => "ad_computer_object_unreadable",
+        _ => classify::refine(code, &server)
+            .map(|c| c.id)
+            .or_else(|| described.as_ref().map(|d| d.cause.id))
+            .unwrap_or_else(|| fallback_cause(server.error_code)),
+    };
+    Failure {
+        phase: phase as i32,
+        code,
+        sub_code: None,
+        symbol: symbol(code),
+        cause: cause.to_owned(),
+        source: format!("event:{}", e.event_id),
+        server_error: server_error_text(error_code, message),
+        evidence: vec![event_line(e)],
+    }
+}
+
+/// One line per event: `event 204 at …: exit code 0x801c03f2, HTTP 400, DirectoryError: …`.
+fn event_line(e: &EventRecord) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = e.exit_code {
+        parts.push(format!("exit code {}", hex(c)));
+    }
+    if let Some(s) = e.http_status {
+        parts.push(format!("HTTP {s}"));
+    }
+    if let Some(p) = non_empty(e.error_phase.as_deref()) {
+        parts.push(format!("errorPhase {p}"));
+    }
+    if let Some(t) = non_empty(e.tenant_type.as_deref()) {
+        parts.push(format!("tenant type {t}"));
+    }
+    let response = e.server_response.as_ref();
+    let server = server_error_text(
+        response.and_then(|r| non_empty(r.error_type.as_deref())),
+        response.and_then(|r| non_empty(r.message.as_deref())),
+    )
+    .or_else(|| non_empty(e.server_error.as_deref()).map(one_line));
+    if let Some(s) = server {
+        parts.push(s);
+    }
+    let at = e
+        .time
+        .as_deref()
+        .map(|t| format!(" at {t}"))
+        .unwrap_or_default();
+    format!("event {}{at}: {}", e.event_id, parts.join(", "))
+}
+
+// ── rule 4: post-join ───────────────────────────────────────────────────────────────────────
+
+fn post_join(s: &Snapshot, context: ExecutionContext) -> Option<Failure> {
+    let simple = |cause: &str, source: &str, line: String| Failure {
+        phase: Phase::PostJoin as i32,
+        cause: cause.to_owned(),
+        source: source.to_owned(),
+        evidence: vec![line],
+        ..Failure::default()
+    };
+    let details = s.device_details.as_ref();
+    if let Some(status) = details.and_then(|d| d.device_auth_status.as_deref())
+        && status.trim().to_ascii_uppercase().starts_with("FAILED")
+    {
+        return Some(simple(
+            "device_auth_failed",
+            "device_auth_status",
+            format!("DeviceAuthStatus : {}", status.trim()),
+        ));
+    }
+    let diag = s.diagnostics.as_ref();
+    if diag.and_then(|d| d.aad_recovery_enabled) == Some(true) {
+        return Some(simple(
+            "aad_recovery_pending",
+            "aad_recovery_enabled",
+            "AadRecoveryEnabled : YES".to_owned(),
+        ));
+    }
+    if let Some(k) = diag.and_then(|d| d.key_sign_test.as_deref()) {
+        let k = k.trim();
+        // "MUST Run elevated to test." means the check did not run, not that it failed.
+        let not_run = k.to_ascii_lowercase().contains("must run elevated");
+        if !k.is_empty() && !k.eq_ignore_ascii_case("PASSED") && !not_run {
+            return Some(simple(
+                "key_sign_failed",
+                "key_sign_test",
+                format!("KeySignTest : {k}"),
+            ));
+        }
+    }
+    let sso = s.sso_state.as_ref();
+    let prt_blocks = sso
+        .into_iter()
+        .flat_map(|s| [&s.acquire_prt_diagnostics, &s.refresh_prt_diagnostics])
+        .flatten();
+    for d in prt_blocks {
+        if let Some(f) = from_prt_diagnostics(d) {
+            return Some(f);
+        }
+    }
+    // A SYSTEM process has no user session, so it never holds a user PRT: AzureAdPrt NO is
+    // what SYSTEM always sees and says nothing about the user's sign-in.
+    if context != ExecutionContext::System && sso.and_then(|s| s.azure_ad_prt) == Some(false) {
+        return Some(simple("no_prt", "prt", "AzureAdPrt : NO".to_owned()));
+    }
+    None
+}
+
+fn from_prt_diagnostics(d: &PrtDiagnostics) -> Option<Failure> {
+    let code = d.attempt_status.filter(|c| *c != 0)?;
+    let server = ServerError {
+        error_code: non_empty(d.server_error_code.as_deref()),
+        sub_code: None,
+        message: non_empty(d.server_error_description.as_deref()),
+        operation: None,
+    };
+    let cause = classify::refine(Some(code), &server)
+        .map(|c| c.id)
+        .unwrap_or_else(|| catalog::describe(code).cause.id);
+    let mut evidence = Vec::new();
+    push(
+        &mut evidence,
+        "Previous Prt Attempt",
+        d.previous_prt_attempt.as_deref(),
+    );
+    push(&mut evidence, "Attempt Status", Some(hex(code).as_str()));
+    push(
+        &mut evidence,
+        "Credential Type",
+        d.credential_type.as_deref(),
+    );
+    push(&mut evidence, "Endpoint URI", d.endpoint_uri.as_deref());
+    push(
+        &mut evidence,
+        "HTTP Error",
+        d.http_error.map(hex).as_deref(),
+    );
+    push(
+        &mut evidence,
+        "HTTP status",
+        d.http_status.map(|s| s.to_string()).as_deref(),
+    );
+    push(&mut evidence, "Server Error Code", server.error_code);
+    push(&mut evidence, "Server Error Description", server.message);
+    Some(Failure {
+        phase: Phase::PostJoin as i32,
+        code: Some(code),
+        sub_code: d.http_error.filter(|c| *c != 0),
+        symbol: symbol(Some(code)),
+        cause: cause.to_owned(),
+        source: "prt_diagnostics".to_owned(),
+        server_error: server_error_text(server.error_code, server.message),
+        evidence,
+    })
+}
+
+// ── helpers ─────────────────────────────────────────────────────────────────────────────────
+
+/// The resolved cause for a failure's cause id, for renderers (`None` for an unknown id).
+pub fn cause_of(failure: &Failure) -> Option<&'static Cause> {
+    catalog::cause(&failure.cause)
+}
+
+fn symbol(code: Option<u32>) -> Option<String> {
+    code.and_then(|c| catalog::describe(c).symbol)
+        .map(str::to_owned)
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.map(str::trim)
+        .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("empty"))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn server_error_text(code: Option<&str>, message: Option<&str>) -> Option<String> {
+    match (code, message) {
+        (Some(c), Some(m)) => Some(format!("{c}: {}", one_line(m))),
+        (Some(c), None) => Some(c.to_owned()),
+        (None, Some(m)) => Some(one_line(m)),
+        (None, None) => None,
+    }
+}
+
+fn push(evidence: &mut Vec<String>, key: &str, value: Option<&str>) {
+    if let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) {
+        evidence.push(format!("{key} : {v}"));
+    }
 }
