@@ -41,51 +41,96 @@ pub fn refine(code: Option<u32>, server: &ServerError<'_>) -> Option<&'static Ca
 
 /// The rules, as cause ids.
 fn refined_id(code: Option<u32>, server: &ServerError<'_>) -> Option<&'static str> {
-    let error_code = normalise(server.error_code.unwrap_or(""));
-    let sub_code = normalise(server.sub_code.unwrap_or(""));
-    let message = normalise(server.message.unwrap_or(""));
-    let all = format!("{error_code} {sub_code} {message}");
-    let aadsts = server_codes(&all, "aadsts");
-    let msis = server_codes(&all, "msis");
-    let has = |needle: &str| message.contains(needle);
+    let answer = Answer::new(server);
+    if is_prt(code, &answer.error_code) {
+        return answer.prt_rule(true);
+    }
+    answer.drs_rule(code).or_else(|| {
+        // An answer that is not clearly from DRS may still carry a sign-in error that means
+        // the same thing everywhere (AADSTS50126, …); the context-dependent 90002 is excluded.
+        (code.is_none() && !is_drs_error_type(&answer.error_code))
+            .then(|| answer.prt_rule(false))
+            .flatten()
+    })
+}
 
-    if is_prt(code, &error_code) {
-        return if aadsts.contains(&50126) || has("invalid username or password") {
+/// A server answer in normalised form, with the numeric server codes it mentions.
+struct Answer {
+    error_code: String,
+    sub_code: String,
+    message: String,
+    aadsts: Vec<u64>,
+    msis: Vec<u64>,
+}
+
+impl Answer {
+    fn new(server: &ServerError<'_>) -> Answer {
+        let error_code = normalise(server.error_code.unwrap_or(""));
+        let sub_code = normalise(server.sub_code.unwrap_or(""));
+        let message = normalise(server.message.unwrap_or(""));
+        let all = format!("{error_code} {sub_code} {message}");
+        Answer {
+            aadsts: server_codes(&all, "aadsts"),
+            msis: server_codes(&all, "msis"),
+            error_code,
+            sub_code,
+            message,
+        }
+    }
+
+    fn has(&self, needle: &str) -> bool {
+        self.message.contains(needle)
+    }
+
+    fn tenant_not_found(&self) -> bool {
+        self.aadsts.contains(&90002) || (self.has("tenant") && self.has("not found"))
+    }
+
+    /// Sign-in service answers to a PRT request (`with_tenant`: also the context-dependent
+    /// AADSTS90002 rule, which means an unknown UPN suffix here).
+    fn prt_rule(&self, with_tenant: bool) -> Option<&'static str> {
+        if self.aadsts.contains(&50126) || self.has("invalid username or password") {
             Some("invalid_credentials")
-        } else if aadsts.contains(&50155) || has("device authentication failed") {
+        } else if self.aadsts.contains(&50155) || self.has("device authentication failed") {
             Some("device_authentication_failed")
-        } else if aadsts.contains(&50034) || has("does not exist in tenant") {
+        } else if self.aadsts.contains(&50034)
+            || (self.has("user account") && self.has("does not exist"))
+        {
             Some("user_not_in_tenant")
-        } else if aadsts.contains(&90002) || (has("tenant") && has("not found")) {
+        } else if with_tenant && self.tenant_not_found() {
             Some("upn_suffix_not_verified")
-        } else if msis.contains(&9682) {
+        } else if self.msis.contains(&9682) {
             Some("adfs_device_not_registered")
         } else {
             None
-        };
+        }
     }
 
-    // Registration service (DRS) answer. The public-key rule comes first: its message also
-    // says "not found on the device object".
-    let not_found = has("not found") || has("is missing") || has("does not exist");
-    if has("public key") && has("certificate") && not_found {
-        Some("public_key_not_found")
-    } else if sub_code.contains("error missing device")
-        || (has("device object") && not_found)
-        || (has("device") && has("by the given id") && not_found)
-    {
-        Some("device_not_synced")
-    } else if aadsts.contains(&90002) || (has("tenant") && has("not found")) {
-        Some("tenant_not_found")
-    } else if has("throttled") || (has("try after") && has("seconds")) {
-        Some("throttled")
-    } else if (error_code == "authenticationerror" || code == Some(DEVICE_AUTHENTICATION_ERROR))
-        && has("target computer")
-        && (has("sid") || has("verification"))
-    {
-        Some("sid_verification_pending")
-    } else {
-        None
+    /// Registration service (DRS) answers to a join attempt. The public-key rule comes first:
+    /// its message also says "not found on the device object".
+    fn drs_rule(&self, code: Option<u32>) -> Option<&'static str> {
+        let not_found =
+            self.has("not found") || self.has("is missing") || self.has("does not exist");
+        if self.has("public key") && self.has("certificate") && not_found {
+            Some("public_key_not_found")
+        } else if self.sub_code.contains("error missing device")
+            || (self.has("device object") && not_found)
+            || (self.has("by the given id") && not_found)
+        {
+            Some("device_not_synced")
+        } else if self.tenant_not_found() {
+            Some("tenant_not_found")
+        } else if self.has("throttled") || (self.has("try after") && self.has("seconds")) {
+            Some("throttled")
+        } else if (self.error_code == "authenticationerror"
+            || code == Some(DEVICE_AUTHENTICATION_ERROR))
+            && self.has("target computer")
+            && (self.has("sid") || self.has("verification"))
+        {
+            Some("sid_verification_pending")
+        } else {
+            None
+        }
     }
 }
 
@@ -97,14 +142,7 @@ const DEVICE_AUTHENTICATION_ERROR: u32 = 0x801c0002;
 /// A DRS `ErrorType` settles it; otherwise a post-join client code, or an OAuth-style error
 /// code (`invalid_grant`, `invalid_request`, …) without a join-time client code, means PRT.
 fn is_prt(code: Option<u32>, error_code: &str) -> bool {
-    const DRS_ERROR_TYPES: [&str; 5] = [
-        "directoryerror",
-        "authenticationerror",
-        "authorizationerror",
-        "internalserviceerror",
-        "badrequest",
-    ];
-    if DRS_ERROR_TYPES.contains(&error_code) {
+    if is_drs_error_type(error_code) {
         return false;
     }
     match code.map(|c| catalog::describe(c).phase) {
@@ -118,6 +156,18 @@ fn is_prt(code: Option<u32>, error_code: &str) -> bool {
                 )
         }
     }
+}
+
+/// Whether a normalised error code is one of the registration service's `ErrorType`s.
+fn is_drs_error_type(error_code: &str) -> bool {
+    matches!(
+        error_code,
+        "directoryerror"
+            | "authenticationerror"
+            | "authorizationerror"
+            | "internalserviceerror"
+            | "badrequest"
+    )
 }
 
 /// Lower case, apostrophes (straight and curly) dropped, every other run of non-alphanumeric
@@ -268,6 +318,23 @@ mod tests {
             let server = drs(error_code, message);
             assert_eq!(id(code, &server), Some(want), "{message}");
         }
+    }
+
+    #[test]
+    fn sign_in_errors_without_context() {
+        let server = ServerError {
+            message: Some(
+                "AADSTS50126: Error validating credentials due to invalid username or password.",
+            ),
+            ..ServerError::default()
+        };
+        assert_eq!(id(None, &server), Some("invalid_credentials"));
+        // Without context AADSTS90002 reads as the join-time meaning.
+        let server = ServerError {
+            message: Some("AADSTS90002: Tenant 'contoso.local' not found."),
+            ..ServerError::default()
+        };
+        assert_eq!(id(None, &server), Some("tenant_not_found"));
     }
 
     #[test]
