@@ -1,2 +1,4 @@
 //! `dsreg-agent` library: turns `dsregcmd /status` output and registration events into a
 //! typed [`dsreg_proto::Snapshot`], classifies the failure, and reports it.
+pub mod deliver;
+pub mod spool;

@@ -1,0 +1,298 @@
+//! Delivery: drains the spool to the collector, oldest first, each report once.
+//!
+//! A report leaves the spool only when the collector's ack names it as `ACCEPTED` or
+//! `DUPLICATE` (the collector acks after its commit). `REJECTED` reports will never be
+//! accepted as they are, so they move to `rejected/` beside the spool for a human to read,
+//! instead of blocking the queue forever. Anything else — no connection, a timeout, a full
+//! collector queue — leaves the spool untouched for the next attempt.
+//!
+//! Plain HTTP is allowed only to a loopback collector unless the caller says `insecure`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use dsreg_proto::v1::telemetry_client::TelemetryClient;
+use dsreg_proto::{ReportBatch, ReportStatus};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::spool::{Spool, SpoolError};
+
+/// How to reach the collector.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Collector URL, `http://host:port` (or `https://` once TLS is configured).
+    pub collector: String,
+    /// Allow plain HTTP to a non-loopback collector.
+    pub insecure: bool,
+    /// Connection timeout.
+    pub connect_timeout: Duration,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Reports per `Report` call.
+    pub batch_size: usize,
+}
+
+impl DeliveryConfig {
+    /// Defaults for a collector URL: 5 s connect, 30 s request, 100 reports per call.
+    pub fn new(collector: impl Into<String>) -> Self {
+        DeliveryConfig {
+            collector: collector.into(),
+            insecure: false,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            batch_size: 100,
+        }
+    }
+}
+
+/// Why a delivery attempt stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The URL is not usable; retrying will not help.
+    #[error("collector URL {url:?}: {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The collector could not be reached or did not answer; the reports stay spooled.
+    #[error("collector {url} unreachable: {reason}")]
+    Unreachable {
+        /// The collector URL.
+        url: String,
+        /// The transport error.
+        reason: String,
+        /// The collector's retry hint, if it gave one.
+        retry_after: Option<Duration>,
+    },
+    /// The collector refused the call (not a transport problem).
+    #[error("collector {url} refused the batch: {code:?}: {message}")]
+    Refused {
+        /// The collector URL.
+        url: String,
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The status message.
+        message: String,
+    },
+    /// The spool failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
+/// What one drain achieved.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DeliveryOutcome {
+    /// Stored by the collector now.
+    pub accepted: usize,
+    /// Already stored earlier (a retry of a delivered report).
+    pub duplicates: usize,
+    /// Refused for good; moved to `rejected/`.
+    pub rejected: usize,
+}
+
+/// Checks the URL and the loopback rule; returns the endpoint to connect to.
+pub fn endpoint(cfg: &DeliveryConfig) -> Result<Endpoint, DeliveryError> {
+    let bad = |reason: &str| DeliveryError::BadUrl {
+        url: cfg.collector.clone(),
+        reason: reason.to_string(),
+    };
+    let uri: tonic::codegen::http::Uri = cfg
+        .collector
+        .parse()
+        .map_err(|e| bad(&format!("not a URL ({e})")))?;
+    let host = uri.host().ok_or_else(|| bad("no host"))?;
+    match uri.scheme_str() {
+        Some("http") => {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = host.eq_ignore_ascii_case("localhost")
+                || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if !loopback && !cfg.insecure {
+                return Err(bad(
+                    "plain http to a non-loopback collector would send device state in clear \
+                     text; use https, or pass --insecure for a lab",
+                ));
+            }
+        }
+        Some("https") => {
+            return Err(bad(
+                "https is not supported by this build yet; use http on loopback or --insecure",
+            ));
+        }
+        _ => return Err(bad("the scheme must be http:// or https://")),
+    }
+    Ok(Endpoint::from_shared(cfg.collector.clone())
+        .map_err(|e| bad(&e.to_string()))?
+        .connect_timeout(cfg.connect_timeout)
+        .timeout(cfg.request_timeout))
+}
+
+/// Connects to the collector.
+pub async fn connect(cfg: &DeliveryConfig) -> Result<TelemetryClient<Channel>, DeliveryError> {
+    let channel = endpoint(cfg)?
+        .connect()
+        .await
+        .map_err(|e| DeliveryError::Unreachable {
+            url: cfg.collector.clone(),
+            reason: error_chain(&e),
+            retry_after: None,
+        })?;
+    Ok(TelemetryClient::new(channel))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The collector's retry hint (`retry-after-ms` metadata), if any.
+pub fn retry_hint(status: &tonic::Status) -> Option<Duration> {
+    status
+        .metadata()
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_millis)
+}
+
+/// Sends every spooled report, oldest first, in batches; stops at the first transport error.
+pub async fn drain(
+    spool: &mut Spool,
+    client: &mut TelemetryClient<Channel>,
+    cfg: &DeliveryConfig,
+    now_unix: impl Fn() -> i64,
+) -> Result<DeliveryOutcome, DeliveryError> {
+    let mut outcome = DeliveryOutcome::default();
+    while !spool.is_empty() {
+        let batch = spool.oldest(cfg.batch_size.max(1))?;
+        if batch.is_empty() {
+            break;
+        }
+        let reports: Vec<_> = batch.iter().map(|(_, r)| r.clone()).collect();
+        let ack = match client.report(ReportBatch { reports }).await {
+            Ok(resp) => resp.into_inner(),
+            Err(status) => {
+                return Err(match status.code() {
+                    tonic::Code::Unavailable
+                    | tonic::Code::ResourceExhausted
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Unknown
+                    | tonic::Code::Cancelled => DeliveryError::Unreachable {
+                        url: cfg.collector.clone(),
+                        reason: status.message().to_string(),
+                        retry_after: retry_hint(&status),
+                    },
+                    code => DeliveryError::Refused {
+                        url: cfg.collector.clone(),
+                        code,
+                        message: status.message().to_string(),
+                    },
+                });
+            }
+        };
+        let mut progressed = false;
+        for (seq, report) in &batch {
+            let Some(result) = ack.results.iter().find(|r| r.report_id == report.report_id) else {
+                continue;
+            };
+            match ReportStatus::try_from(result.status).unwrap_or_default() {
+                ReportStatus::Accepted => outcome.accepted += 1,
+                ReportStatus::Duplicate => outcome.duplicates += 1,
+                ReportStatus::Rejected => {
+                    outcome.rejected += 1;
+                    spool.set_aside_rejected(*seq, &result.message)?;
+                    progressed = true;
+                    continue;
+                }
+                ReportStatus::Unspecified => continue,
+            }
+            spool.remove(*seq)?;
+            progressed = true;
+        }
+        if !progressed {
+            return Err(DeliveryError::Refused {
+                url: cfg.collector.clone(),
+                code: tonic::Code::Internal,
+                message: "the ack named none of the reports sent".to_string(),
+            });
+        }
+        spool.record_delivery(now_unix())?;
+    }
+    Ok(outcome)
+}
+
+/// Delay before retry number `attempt` (0-based): exponential backoff with full jitter,
+/// `uniform(0, min(cap, base · 2^attempt))`, but never shorter than the collector's hint.
+/// `unit` is a uniform random number in `[0, 1)`, passed in so the schedule is testable.
+pub fn backoff(
+    attempt: u32,
+    base: Duration,
+    cap: Duration,
+    hint: Option<Duration>,
+    unit: f64,
+) -> Duration {
+    let ceiling = base
+        .checked_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
+        .unwrap_or(cap)
+        .min(cap);
+    let jittered = ceiling.mul_f64(unit.clamp(0.0, 1.0));
+    hint.map_or(jittered, |h| jittered.max(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_loopback_unless_insecure() {
+        for ok in [
+            "http://127.0.0.1:50051",
+            "http://localhost:50051",
+            "http://[::1]:50051",
+        ] {
+            assert!(endpoint(&DeliveryConfig::new(ok)).is_ok(), "{ok}");
+        }
+        let err = endpoint(&DeliveryConfig::new("http://10.0.0.5:50051")).unwrap_err();
+        assert!(err.to_string().contains("--insecure"), "{err}");
+        let mut cfg = DeliveryConfig::new("http://10.0.0.5:50051");
+        cfg.insecure = true;
+        assert!(endpoint(&cfg).is_ok());
+        let err = endpoint(&DeliveryConfig::new("ftp://x")).unwrap_err();
+        assert!(err.to_string().contains("scheme"), "{err}");
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_caps_and_honours_hint() {
+        let base = Duration::from_secs(1);
+        let cap = Duration::from_secs(600);
+        let top = |a| backoff(a, base, cap, None, 0.999_999);
+        assert!(top(0) < Duration::from_secs(1));
+        assert!(top(3) > Duration::from_secs(7) && top(3) < Duration::from_secs(8));
+        assert!(top(20) <= cap && top(20) > Duration::from_secs(599));
+        assert!(top(u32::MAX) <= cap);
+        assert_eq!(backoff(5, base, cap, None, 0.0), Duration::ZERO);
+        let hint = Some(Duration::from_secs(30));
+        assert_eq!(backoff(0, base, cap, hint, 0.5), Duration::from_secs(30));
+        // A run of retries in virtual time: never above the cap, mean roughly half the ceiling.
+        let mut rng = crate::deliver::tests::Lcg(7);
+        let total: Duration = (0..10)
+            .map(|a| backoff(a, base, cap, None, rng.next()))
+            .sum();
+        assert!(total < Duration::from_secs(1023), "{total:?}");
+    }
+
+    pub(crate) struct Lcg(pub u64);
+    impl Lcg {
+        pub fn next(&mut self) -> f64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+}
