@@ -87,7 +87,7 @@ pub(super) const CAUSES: &[Cause] = causes! {
         "Enable WS-Trust on the on-premises identity provider.";
     federation_response_not_xml, Auth,
         "The federation server's metadata exchange did not come back as XML.",
-        "Make sure the MEX endpoint returns valid XML and that no proxy replaces the answer.";
+        "Confirm MEX answers with well-formed XML and that no proxy substitutes its own page.";
     wstrust_endpoint_not_found, Auth,
         "The metadata exchange lists no username/password WS-Trust endpoint.",
         "Enable the WS-Trust endpoints on the federation server and check what MEX publishes.";
@@ -101,14 +101,14 @@ pub(super) const CAUSES: &[Cause] = causes! {
         "The connection to the authentication endpoint was cut off.",
         "Usually transient: retry, or try from another network.";
     tls_validation_failed, Auth,
-        "The server's TLS certificate could not be validated.",
+        "Validation of the server's TLS certificate failed.",
         "Check the clock and that the issuing root (for example the AD FS root CA) is trusted; then retry.";
     saml_token_rejected, Auth,
         "Entra refused the SAML token issued by the on-premises identity provider.",
-        "Review the federation settings and the server error code in event 305.";
+        "Compare the federation configuration with the server error code logged in event 305.";
     wstrust_fault, Auth,
         "The federation server answered the WS-Trust request with a fault instead of a token.",
-        "Review the federation settings and the server error in event 305.";
+        "Check the federation configuration and the fault text in event 305.";
     token_endpoint_error, Auth,
         "The token endpoint answered with an error.",
         "Read the ADAL/AAD operational log for the server's error.";
@@ -131,7 +131,7 @@ pub(super) const CAUSES: &[Cause] = causes! {
         "Read Server Message / event 204; most often the device is simply not synced yet.";
     device_not_synced, Join,
         "Entra has no device object for this computer yet: expected until Entra Connect syncs it (or the object was deleted).",
-        "Wait for the next sync cycle; if it lasts, run dsregcmd /leave, remove the MS-Organization-Access certificate, reboot and run a delta sync.";
+        "Wait for the next sync cycle; if it lasts, dsregcmd /leave, delete the MS-Organization-Access certificate, restart, then trigger a delta sync.";
     throttled, Join,
         "The registration service throttled the device after too many requests.",
         "Nothing to fix; the next attempt after the cool-down (about five minutes) normally succeeds.";
@@ -166,7 +166,7 @@ pub(super) const CAUSES: &[Cause] = causes! {
         "The user's SID could not be found for the request.",
         "Read the server message and check the account exists and is synced.";
     device_object_not_found, Join,
-        "Entra cannot find the device object (seen in Autopilot pre-provisioning).",
+        "Entra has no device object for this device (seen during Autopilot pre-provisioning).",
         "Check the device object exists in Entra; re-import or re-register the device.";
     ad_computer_object_unreadable, Join,
         "The computer object in AD could not be accessed (event 220), typically an AD replication problem.",
@@ -205,7 +205,7 @@ pub(super) const CAUSES: &[Cause] = causes! {
         "Check the TPM and the device certificate; re-register the device if the key is broken.";
     prt_logon_failure, PostJoin,
         "Getting a PRT failed: the Entra sign-in service was unreachable or answered HTTP 400.",
-        "Check the proxy for the computer account; AAD events 1081 (Entra) and 1088 (WS-Trust) hold the server error, 1022 the URL.";
+        "Check the computer account's proxy access; the server error is in AAD events 1081 (Entra) / 1088 (WS-Trust), the URL in 1022.";
     prt_request_rejected, PostJoin,
         "Entra or the WS-Trust server answered the PRT request with HTTP 400.",
         "Read the server error (AAD events 1081/1088) and the URL in event 1022.";
@@ -226,7 +226,7 @@ pub(super) const CAUSES: &[Cause] = causes! {
         "Usually transient; check the proxy if it repeats.";
     upn_suffix_not_verified, PostJoin,
         "Entra does not know the domain of the user's UPN (unverified or non-routable suffix).",
-        "Add and verify the custom domain in Entra; for suffixes such as .local use Alternate Login ID. Event 1144 shows the UPN.";
+        "Add and verify the custom domain in Entra; for suffixes such as .local fall back to Alternate Login ID; event 1144 records the UPN.";
     upn_malformed, PostJoin,
         "The user's UPN is not in a valid name@domain form (for hybrid it comes from the DC).",
         "Fix the UPN (check whoami /upn) or use Alternate Login ID.";

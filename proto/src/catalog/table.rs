@@ -47,7 +47,7 @@ pub(super) const ENTRIES: &[Entry] = entries! {
         "Let SYSTEM reach https://enterpriseregistration.windows.net (proxy, firewall).";
     // §0.1: older docs print 0x801c0021 / -2145648611 here, a mix of two other codes.
     DSREG_AUTOJOIN_USERREALM_DISCOVERY_FAILED, 0x801c003d, -2145648579, Discover, realm_discovery_failed,
-        "Realm discovery failed, so the domain type (managed or federated) is unknown (Windows 10 1809 and later).",
+        "Realm lookup at the sign-in service failed; the device cannot tell a managed from a federated domain (1809 and later).",
         "Check the sub-error; let SYSTEM reach https://login.microsoftonline.com through the proxy.";
     WININET_E_CANNOT_CONNECT, 0x80072efd, -2147012867, Discover, network_cannot_connect,
         "No connection to the server could be made.",
@@ -59,7 +59,7 @@ pub(super) const ENTRIES: &[Entry] = entries! {
         "The server's response could not be decoded.",
         "Make sure no proxy modifies the response.";
     DSREG_DISCOVERY_TENANT_NOT_FOUND, 0x801c003a, -2145648582, Discover, tenant_not_found,
-        "The SCP names a tenant ID Entra does not know, or the tenant has no active subscription.",
+        "The tenant ID in the SCP is wrong, or that tenant lacks an active subscription.",
         "Correct the tenant ID in the SCP and check the tenant's subscriptions.";
     DSREG_SERVER_BUSY, 0x801c0025, -2145648603, Discover, drs_busy,
         "The registration service answered HTTP 503.",
@@ -74,13 +74,13 @@ pub(super) const ENTRIES: &[Entry] = entries! {
         "Make the on-premises identity provider support WS-Trust.";
     ERROR_ADAL_FAILED_TO_PARSE_XML, 0xcaa9002c, -894894036, Auth, federation_response_not_xml,
         "The federation service's answer was not XML.",
-        "Check that the MEX endpoint returns valid XML and no proxy is in the way.";
+        "Confirm MEX answers with well-formed XML and nothing rewrites it on the way.";
     ERROR_ADAL_COULDNOT_DISCOVER_USERNAME_PASSWORD_ENDPOINT, 0xcaa90023, -894894045, Auth, wstrust_endpoint_not_found,
         "MEX did not reveal a username/password endpoint.",
-        "Enable the WS-Trust endpoints and check the MEX content.";
+        "Turn on the WS-Trust endpoints of the federation server and review what MEX advertises.";
     ERROR_ADAL_INTERNET_TIMEOUT, 0xcaa82ee2, -894947614, Auth, auth_network_timeout,
         "Authentication timed out (network timeout wrapped by ADAL).",
-        "Let SYSTEM reach login.microsoftonline.com and the on-premises identity provider.";
+        "Make sure the SYSTEM context gets to login.microsoftonline.com and to the federation server.";
     ERROR_ADAL_INTERNET_CONNECTION_ABORTED, 0xcaa82efe, -894947586, Auth, auth_connection_aborted,
         "The connection to the authentication endpoint was aborted.",
         "Retry, or try another network.";
@@ -116,7 +116,7 @@ pub(super) const ENTRIES: &[Entry] = entries! {
         "Read the server error; retry later.";
     NTE_BAD_KEYSET, 0x80090016, -2146893802, Join, tpm_keyset_missing,
         "The key set is missing or the TPM operation was invalid: TPM cleared, TPM not owned by Windows, or a sysprep image of a registered machine.",
-        "Make sure the golden image was never joined or registered; do not clear the TPM; after a clear, re-add the accounts.";
+        "Build images only from machines never joined or registered; do not clear the TPM; after a clear, re-add the accounts.";
     TPM_E_PCP_INTERNAL_ERROR, 0x80290407, -2144795641, Join, tpm_error,
         "Generic TPM error.",
         "Disable the TPM on the device; 1809 and later notice this and join without it.";
@@ -124,11 +124,11 @@ pub(super) const ENTRIES: &[Entry] = entries! {
         "The TPM is in FIPS mode, which is not supported (TPM 1.2).",
         "Disable the TPM; 1809 and later handle it automatically.";
     NTE_AUTHENTICATION_IGNORED, 0x80090031, -2146893775, Join, tpm_locked_out,
-        "The TPM is locked out (anti-hammering).",
+        "Anti-hammering protection has locked the TPM.",
         "Transient: wait for the cool-down.";
     WININET_E_NAME_NOT_RESOLVED, 0x80072ee7, -2147012889, Join, dns_name_not_resolved,
         "DNS could not resolve the server name.",
-        "Check DNS for enterpriseregistration.windows.net.";
+        "Verify the device resolves enterpriseregistration.windows.net.";
     WININET_E_CONNECTION_ABORTED, 0x80072efe, -2147012866, Join, connection_aborted,
         "The connection ended abnormally.",
         "Retry, or try another network.";
@@ -136,15 +136,15 @@ pub(super) const ENTRIES: &[Entry] = entries! {
     // ── §C post-join / PRT (Attempt Status, AAD event 1007) ──────────────────────────────────
     STATUS_LOGON_FAILURE, 0xc000006d, -1073741715, PostJoin, prt_logon_failure,
         "PRT request failed: Entra's auth service was unreachable, or Entra or WS-Trust answered HTTP 400.",
-        "Check the proxy for the computer account; AAD events 1081/1088 hold the server error, 1022 the URL.";
+        "Check whether the computer account can pass the proxy; server errors are in AAD events 1081/1088, the URL in 1022.";
     STATUS_WRONG_PASSWORD, 0xc000006a, -1073741718, PostJoin, prt_logon_failure,
         "PRT request failed in the same way as STATUS_LOGON_FAILURE (unreachable, or HTTP 400).",
         "Same as STATUS_LOGON_FAILURE: proxy, then AAD events 1081/1088/1022.";
     STATUS_REQUEST_NOT_ACCEPTED, 0xc00000d0, -1073741616, PostJoin, prt_request_rejected,
-        "Entra or WS-Trust answered the PRT request with HTTP 400 (seen with AADSTS90002 for an unverified UPN suffix).",
+        "Entra or WS-Trust answered the PRT request with HTTP 400 (observed with AADSTS90002 when the UPN suffix is not verified).",
         "Read AAD events 1081/1088 and the URL in 1022.";
     STATUS_NETWORK_UNREACHABLE, 0xc000023c, -1073741252, PostJoin, prt_network_error,
-        "HTTP error above 400 from Entra or WS-Trust, or a network problem, during PRT acquisition.",
+        "PRT acquisition hit a network failure or an HTTP status above 400 from Entra or WS-Trust.",
         "Server errors: AAD events 1081/1088; connectivity: 1022 (URL) and 1084 (sub-error).";
     STATUS_BAD_NETWORK_PATH, 0xc00000be, -1073741634, PostJoin, prt_network_error,
         "HTTP error above 400 or a network problem during PRT acquisition.",
@@ -255,7 +255,7 @@ pub(super) const ENTRIES: &[Entry] = entries! {
         "The automatic join task could not compute its initial state: path not found (event 369).",
         "Check the Workplace Join task and its registry keys.";
     DSREG_0x801C03F3, 0x801c03f3, -2145647629, Join, device_object_not_found,
-        "Entra cannot find the device object (Autopilot pre-provisioning known issue; no documented name).",
+        "Entra has no device object for this device (known Autopilot pre-provisioning issue; no documented name).",
         "Check the device object exists in Entra; re-register if it was deleted.";
     DSREG_0x801C0515, 0x801c0515, -2145647339, Auth, enterprise_drs_auth_failed,
         "Undocumented exit code of event 305 against an on-premises (AD FS) registration service.",
