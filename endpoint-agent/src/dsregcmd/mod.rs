@@ -1,0 +1,316 @@
+//! The `dsregcmd /status` parser: capture bytes → [`Snapshot`] plus warnings (DESIGN §3).
+//!
+//! Map:
+//! * [`decode`](mod@decode): bytes → text (UTF-8 ± BOM, UTF-16LE/BE, BOM-less UTF-16, cp850).
+//! * `lines`: line splitting and classification (header box, decoration, key/value, keyless).
+//! * `fields`: (section, key) → typed field, routing by key name where the layout needs it.
+//! * `diag`: the Diagnostic Data and Ngc Prerequisite Check part of the routing.
+//! * `emit`: the typed setters and the `extra` / warnings sink.
+//! * `values`: value shapes (YES/NO, codes, test results, timestamps, validity ranges).
+//!
+//! Invariants: [`parse`] is total (never panics on any bytes), makes one pass over the lines,
+//! takes time linear in the input, and allocates only for the owned strings it stores.
+//! It fills every section, `extra` and `warnings`; it never sets `join_type` or `failure`
+//! (the diagnosis step does). Nothing is dropped: every line that is not structural (header
+//! boxes, blank lines, Markdown decoration, the footer, known noise) is either typed or kept
+//! in `extra` with its section title (`""` outside any section).
+//!
+//! Rules chosen where the output is ambiguous:
+//! * **Empty values.** A printed key with an empty value (`MdmUrl :`) *was* in the output:
+//!   string fields become `Some("")`; typed fields (bool, code, time…) stay unset and the
+//!   line goes to `extra` without a warning.
+//! * **Non-answers.** A typed field that printed something else stays unset and the line goes
+//!   to `extra`; a warning is added only when the value looks malformed, not for legitimate
+//!   `UNKNOWN`, `ERROR…`, `NONE`, `NOT SET`, `Managed by MDM`.
+//! * **Wrapped values.** See [`is_continuation`].
+//! * **Repeats.** A key whose field is already set keeps the first value; the repeat goes to
+//!   `extra` with a warning. Keys repeated across sections are told apart by section.
+//! * **Routing.** See `fields`: by key name outside the closed sections (Work Account, proxy).
+//! * **`/debug` traces.** Everything before `DSREGCMD_END_STATUS` goes to `extra` (section
+//!   `""`, key `""`) with one warning; the status after the marker is parsed normally.
+
+pub mod decode;
+mod diag;
+mod emit;
+mod fields;
+mod lines;
+mod values;
+
+use std::borrow::Cow;
+
+use dsreg_proto::Snapshot;
+use dsreg_proto::v1::WorkAccount;
+
+pub use decode::{Decoded, Encoding, decode};
+pub use lines::Lines;
+
+use emit::{Emit, Sink};
+use fields::{Blocks, Section, Title};
+use lines::{LineKind, classify, indent, normalize_key};
+
+/// Parses the bytes of one `dsregcmd /status` capture. Never panics; see the module doc.
+pub fn parse(input: &[u8]) -> Snapshot {
+    let decoded = decode(input);
+    let mut p = Parser::default();
+    for w in decoded.warnings {
+        p.sink.warn(0, w);
+    }
+    p.run(&decoded.text);
+    let mut snap = p.snap;
+    snap.extra = p.sink.extra;
+    snap.warnings = p.sink.warnings;
+    snap
+}
+
+/// A key/value line held back one line, in case the next line continues its value.
+struct Pending<'a> {
+    key: &'a str,
+    value: Cow<'a, str>,
+    line: u32,
+}
+
+#[derive(Default)]
+struct Parser<'a> {
+    snap: Snapshot,
+    sink: Sink,
+    blocks: Blocks,
+    section: Section,
+    title: &'a str,
+    /// Indentation of the last header box line: dsregcmd's own column 0.
+    base_indent: usize,
+    pending: Option<Pending<'a>>,
+    /// Whether any header or typed key was recognised.
+    recognised: bool,
+}
+
+impl<'a> Parser<'a> {
+    fn run(&mut self, text: &'a str) {
+        let mut lines = Lines::new(text);
+        let mut in_trace = text.contains(lines::END_STATUS);
+        let mut trace_lines = 0usize;
+        let mut n = 0u32;
+        while let Some(raw) = lines.next() {
+            n = n.saturating_add(1);
+            if in_trace {
+                let t = raw.trim();
+                if t == lines::END_STATUS {
+                    in_trace = false;
+                    self.sink.warn(
+                        n,
+                        format!(
+                            "input is a dsregcmd /debug trace: {trace_lines} trace lines before \
+                             {} kept in extra, the status after it parsed",
+                            lines::END_STATUS
+                        ),
+                    );
+                } else if !t.is_empty() {
+                    trace_lines += 1;
+                    self.sink.extra("", "", t);
+                }
+                continue;
+            }
+            self.line(raw, n);
+        }
+        self.commit();
+        if !lines.last_terminated && n > 0 {
+            self.sink.warn(
+                n,
+                "input does not end with a newline; the last line may be cut".into(),
+            );
+        }
+        if !self.recognised && n > 0 {
+            self.sink.warn(
+                0,
+                "no dsregcmd /status section or key recognised in the input".into(),
+            );
+        }
+    }
+
+    fn line(&mut self, raw: &'a str, n: u32) {
+        let kind = classify(raw);
+        if let LineKind::Keyless(text) = kind {
+            if self.try_continue(raw, text, n) {
+                return;
+            }
+        }
+        self.commit();
+        match kind {
+            LineKind::Blank | LineKind::Decoration | LineKind::Noise | LineKind::EndStatus => {}
+            LineKind::Rule => self.base_indent = indent(raw),
+            LineKind::Title(title) => {
+                self.base_indent = indent(raw);
+                self.open_section(title, n);
+            }
+            LineKind::Footer => {
+                self.section = Section::None;
+                self.title = "";
+            }
+            LineKind::KeyValue { key, value } => {
+                self.pending = Some(Pending {
+                    key,
+                    value: Cow::Borrowed(value),
+                    line: n,
+                });
+            }
+            LineKind::Keyless(text) => {
+                self.sink.extra(self.title, "", text);
+                if self.section != Section::None {
+                    let title = self.title;
+                    self.sink.warn(
+                        n,
+                        format!("line without a key in section '{title}' kept in extra"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Joins a keyless line to the held-back value when [`is_continuation`] says so.
+    fn try_continue(&mut self, raw: &str, text: &str, n: u32) -> bool {
+        let Some(p) = self.pending.as_mut() else {
+            return false;
+        };
+        if indent(raw) > self.base_indent || !is_continuation(&p.value, text) {
+            return false;
+        }
+        p.value.to_mut().push_str(text);
+        let key = p.key;
+        self.sink.warn(
+            n,
+            format!("keyless line joined to the wrapped value of '{key}'"),
+        );
+        true
+    }
+
+    fn open_section(&mut self, title: &'a str, n: u32) {
+        self.recognised = true;
+        self.title = title;
+        let mut buf = [0u8; 64];
+        self.section = match fields::title(normalize_key(title, &mut buf)) {
+            Some(Title::Known(s)) => {
+                create_message(&mut self.snap, s);
+                s
+            }
+            Some(Title::WorkAccount(index)) => {
+                self.snap.work_accounts.push(WorkAccount {
+                    index,
+                    ..Default::default()
+                });
+                Section::WorkAccount(self.snap.work_accounts.len() - 1)
+            }
+            None => {
+                self.sink.warn(
+                    n,
+                    format!("unknown section '{title}': its lines are kept in extra"),
+                );
+                Section::Unknown
+            }
+        };
+        self.blocks.open_diag = None;
+    }
+
+    /// Applies the held-back key/value line.
+    fn commit(&mut self) {
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        let mut buf = [0u8; 64];
+        let norm = normalize_key(p.key, &mut buf);
+        let before = self.sink.extra.len();
+        let mut e = Emit {
+            sink: &mut self.sink,
+            section: self.title,
+            key: p.key,
+            value: &p.value,
+            line: p.line,
+        };
+        fields::apply(&mut self.snap, &mut self.blocks, self.section, norm, &mut e);
+        if self.sink.extra.len() == before {
+            self.recognised = true;
+        }
+    }
+}
+
+/// Creates the message of a section whose header was printed, so a printed but empty
+/// section is present (and empty) in the snapshot.
+fn create_message(snap: &mut Snapshot, s: Section) {
+    match s {
+        Section::DeviceState => {
+            snap.device_state.get_or_insert_default();
+        }
+        Section::DeviceDetails => {
+            snap.device_details.get_or_insert_default();
+        }
+        Section::TenantDetails => {
+            snap.tenant_details.get_or_insert_default();
+        }
+        Section::UserState => {
+            snap.user_state.get_or_insert_default();
+        }
+        Section::SsoState => {
+            snap.sso_state.get_or_insert_default();
+        }
+        Section::Diagnostics => {
+            snap.diagnostics.get_or_insert_default();
+        }
+        Section::Ngc => {
+            snap.ngc_prerequisite_check.get_or_insert_default();
+        }
+        Section::IeProxySystem => {
+            snap.ie_proxy_config_for_system_account
+                .get_or_insert_default();
+        }
+        Section::IeProxyUser => {
+            snap.ie_proxy_config_for_current_user
+                .get_or_insert_default();
+        }
+        Section::UrlProxy => {
+            snap.url_specific_proxy_config.get_or_insert_default();
+        }
+        Section::WinHttpProxy => {
+            snap.win_http_default_proxy_config.get_or_insert_default();
+        }
+        Section::None | Section::Unknown | Section::WorkAccount(_) => {}
+    }
+}
+
+/// Whether a keyless line continues the value printed on the line just before it.
+///
+/// dsregcmd formats each field into a fixed buffer of about 90 columns and prints the rest
+/// of a long value on the next line, at its own column 0 (the column of the header boxes —
+/// the caller checks the line is not indented past it). A real wrap therefore has:
+/// 1. a long value before it (≥ 40 characters: short values never reach the buffer's end);
+/// 2. a value cut mid-word: it ends with an ASCII letter (`… script u`);
+/// 3. a remainder that starts with an ASCII letter (`sing WPAD. …`) and is more than a
+///    couple of characters long.
+///
+/// A stray poster's line such as the final `x` after `KerbTopLevelNames : ….net:3342` fails
+/// 2 and 3 and is kept in `extra` with a warning instead.
+fn is_continuation(value: &str, next: &str) -> bool {
+    let ends_mid_word = value.as_bytes().last().is_some_and(u8::is_ascii_alphabetic);
+    let starts_word = next.as_bytes().first().is_some_and(u8::is_ascii_alphabetic);
+    value.len() >= 40 && ends_mid_word && starts_word && next.len() >= 3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continuation_rule() {
+        let pac = "Failed to auto detect the Proxy Auto-Configuration (PAC) script u";
+        assert!(is_continuation(pac, "sing WPAD. code: 0x80072f94"));
+        let kerb = ".windows.net,.windows.net:1433,.windows.net:3342,.azure.net,.azure.net:3342";
+        assert!(!is_continuation(kerb, "x"));
+        assert!(!is_continuation("YES", "something else"));
+        assert!(!is_continuation(pac, "x"));
+    }
+
+    #[test]
+    fn total_on_garbage() {
+        let s = parse(b"\xff\xfe\x00");
+        assert!(s.device_state.is_none());
+        let s = parse(b"");
+        assert!(s.warnings.is_empty());
+    }
+}
