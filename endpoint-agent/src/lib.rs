@@ -1,5 +1,6 @@
 //! `dsreg-agent` library: turns `dsregcmd /status` output and registration events into a
 //! typed [`dsreg_proto::Snapshot`], classifies the failure, and reports it.
+pub mod cli;
 pub mod deliver;
 pub mod dsregcmd;
 pub mod events;
