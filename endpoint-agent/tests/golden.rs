@@ -378,8 +378,13 @@ fn doc_legacy_layout_hybrid_joined_pre_1803() {
         t.key_srv_id,
         st("urn:ms-drs:enterpriseregistration.windows.net")
     );
-    let settings = t.settings_url.as_deref().unwrap();
-    assert!(settings.starts_with("eyJVcmlzIjpb") && settings.ends_with("LmNvbS8iXX0=="));
+    assert_eq!(
+        t.settings_url,
+        st(concat!(
+            "eyJVcmlzIjpbImh0dHBzOi8va2FpbGFuaS5vbmUubWljcm9zb2Z0LmNvbS8iLCJodHRwczovL2thaWxhbmkx",
+            "Lm9uZS5taWNyb3NvZnQuY29tLyJdfQ=="
+        ))
+    );
     // `KeySignTest: : MUST Run elevated to test.` (doubled colon).
     assert_eq!(
         s.diagnostics.as_ref().unwrap().key_sign_test,
