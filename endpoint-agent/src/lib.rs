@@ -4,4 +4,7 @@ pub mod cli;
 pub mod deliver;
 pub mod dsregcmd;
 pub mod events;
+pub mod identity;
+pub mod report;
+pub mod runner;
 pub mod spool;
