@@ -722,3 +722,130 @@ fn doc_2019_diagnostic_data_drs_discovery_fail() {
     assert!(d.previous_registration.is_none());
     assert!(s.extra.is_empty() && s.warnings.is_empty());
 }
+
+/// Derived variants: what real captures look like on the way to the agent (CRLF, BOMs,
+/// UTF-16 from a PowerShell redirect, copy-paste indentation, OEM code page) must give the
+/// same snapshot as the LF/ASCII fixture.
+mod variants {
+    use super::*;
+    use dsreg_agent::dsregcmd::decode::encode_cp850;
+    use dsreg_agent::dsregcmd::{Encoding, decode};
+
+    const FIXTURES: [&str; 16] = [
+        "debug-trace-federated-auth-fail-sync-join-0x801c03f2.txt",
+        "doc-2019-diagnostic-data-drs-discovery-fail.txt",
+        "doc-diagnostic-data-discover-fail-0x801c0021-0x801c000c.txt",
+        "doc-legacy-layout-hybrid-joined-pre-1803.txt",
+        "doc-sso-state-prt-diagnostics-0xc000006d-aadsts50126.txt",
+        "domain-joined-discover-0x801c001d-elevated-ws2022.txt",
+        "entra-joined-healthy-prt-cloud-tgt.txt",
+        "entra-joined-local-user-no-prt-partial.txt",
+        "entra-joined-vm-virtual-desktop-not-set-redacted-partial.txt",
+        "hybrid-joined-tpm-truncated.txt",
+        "hybrid-joined-whfb-cert-trust-fragments.txt",
+        "hybrid-kerberos-test-fail-fallback-sync-device-renew-reformatted.txt",
+        "hybrid-mdm-managed-display-name-reformatted.txt",
+        "hybrid-prt-fail-0xc00000d0-aadsts90002-reformatted.txt",
+        "sso-state-enterprise-prt-diagnostics-msis9682-partial.txt",
+        "user-state-ngc-set-nondestructive-reset-partial.txt",
+    ];
+
+    fn text(name: &str) -> String {
+        String::from_utf8(load(name)).unwrap()
+    }
+
+    fn utf16(text: &str, le: bool) -> Vec<u8> {
+        let mut out = if le {
+            vec![0xFF, 0xFE]
+        } else {
+            vec![0xFE, 0xFF]
+        };
+        for u in text.encode_utf16() {
+            out.extend(if le { u.to_le_bytes() } else { u.to_be_bytes() });
+        }
+        out
+    }
+
+    fn indented(text: &str) -> String {
+        text.lines().map(|l| format!("    {l}\n")).collect()
+    }
+
+    #[test]
+    fn all_fixtures_are_listed() {
+        let dir = format!("{}/testdata/dsregcmd", env!("CARGO_MANIFEST_DIR"));
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".txt"))
+            .collect();
+        on_disk.sort();
+        assert_eq!(on_disk, FIXTURES);
+    }
+
+    #[test]
+    fn line_endings_boms_utf16_and_indentation_do_not_matter() {
+        for name in FIXTURES {
+            let t = text(name);
+            let base = parse(t.as_bytes());
+            let variants: Vec<(&str, Vec<u8>)> = vec![
+                ("CRLF", t.replace('\n', "\r\n").into_bytes()),
+                ("lone CR", t.replace('\n', "\r").into_bytes()),
+                ("UTF-8 BOM", [&b"\xEF\xBB\xBF"[..], t.as_bytes()].concat()),
+                ("UTF-16LE BOM", utf16(&t, true)),
+                ("UTF-16BE BOM", utf16(&t, false)),
+                ("UTF-16LE BOM CRLF", utf16(&t.replace('\n', "\r\n"), true)),
+                ("indent 4", indented(&t).into_bytes()),
+            ];
+            for (what, bytes) in variants {
+                assert_eq!(parse(&bytes), base, "{name}: {what}");
+            }
+        }
+    }
+
+    #[test]
+    fn bom_less_utf16le_is_detected_with_a_warning() {
+        let t = text("entra-joined-healthy-prt-cloud-tgt.txt");
+        let bytes: Vec<u8> = t.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        assert_eq!(decode(&bytes).encoding, Encoding::Utf16Le { bom: false });
+        let mut got = parse(&bytes);
+        assert_eq!(got.warnings.len(), 1);
+        assert!(got.warnings[0].message.contains("UTF-16LE"));
+        got.warnings.clear();
+        assert_eq!(got, parse(t.as_bytes()));
+    }
+
+    const TENANT: &str = "Société Générale Ünïcødé";
+
+    fn non_ascii() -> String {
+        text("entra-joined-healthy-prt-cloud-tgt.txt").replace("INE Security Labs", TENANT)
+    }
+
+    fn tenant_name(s: &Snapshot) -> Option<&str> {
+        s.tenant_details.as_ref()?.tenant_name.as_deref()
+    }
+
+    #[test]
+    fn non_ascii_tenant_survives_utf8_and_utf16() {
+        let t = non_ascii();
+        let s8 = parse(t.as_bytes());
+        assert_eq!(tenant_name(&s8), Some(TENANT));
+        assert!(s8.warnings.is_empty());
+        assert_eq!(parse(&utf16(&t, true)), s8);
+        let bom8 = [&b"\xEF\xBB\xBF"[..], t.as_bytes()].concat();
+        assert_eq!(parse(&bom8), s8);
+    }
+
+    #[test]
+    fn oem_code_page_850_bytes_decode_right() {
+        let t = non_ascii();
+        let bytes = encode_cp850(&t);
+        assert_ne!(bytes, t.as_bytes());
+        assert_eq!(decode(&bytes).encoding, Encoding::Cp850);
+        let mut s = parse(&bytes);
+        assert_eq!(tenant_name(&s), Some(TENANT));
+        assert_eq!(s.warnings.len(), 1);
+        assert!(s.warnings[0].message.contains("code page 850"));
+        s.warnings.clear();
+        assert_eq!(s, parse(t.as_bytes()));
+    }
+}
