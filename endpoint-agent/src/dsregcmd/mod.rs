@@ -89,7 +89,7 @@ impl<'a> Parser<'a> {
         let mut in_trace = text.contains(lines::END_STATUS);
         let mut trace_lines = 0usize;
         let mut n = 0u32;
-        while let Some(raw) = lines.next() {
+        for raw in lines.by_ref() {
             n = n.saturating_add(1);
             if in_trace {
                 let t = raw.trim();
@@ -128,10 +128,10 @@ impl<'a> Parser<'a> {
 
     fn line(&mut self, raw: &'a str, n: u32) {
         let kind = classify(raw);
-        if let LineKind::Keyless(text) = kind {
-            if self.try_continue(raw, text, n) {
-                return;
-            }
+        if let LineKind::Keyless(text) = kind
+            && self.try_continue(raw, text, n)
+        {
+            return;
         }
         self.commit();
         match kind {
