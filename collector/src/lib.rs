@@ -1,1 +1,167 @@
-//! `dsreg-collector` library.
+//! `dsreg-collector`: receives agent reports over gRPC, stores them in SQLite, keeps fleet
+//! aggregates in memory and serves `/metrics` plus a drill-down API.
+//!
+//! Module map:
+//! - [`config`]: Defaults ← TOML ← `DSREG_*` env ← flags; the env is a parameter.
+//! - [`error`]: the request error and the ONE mapping to gRPC code and HTTP status.
+//! - [`validate`]: batch/report limits, messages naming the field.
+//! - [`ingest`]: the `dsreg.v1.Telemetry` service (ack after commit).
+//! - [`store`]: SQLite — one writer thread with group commit, read-only pool, migrations.
+//! - [`fleet`]: in-memory aggregates, O(1) per state change, rebuilt at start.
+//! - [`api`]: `/healthz`, `/readyz`, `/metrics`, `/api/v1/...` (axum).
+//! - [`metrics`]: the Prometheus families of DESIGN §7.
+//! - [`signal`]: SIGINT/SIGTERM as a future.
+//!
+//! [`run`] takes already-bound listeners and a shutdown future, so tests bind `127.0.0.1:0`.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod fleet;
+pub mod ingest;
+pub mod metrics;
+pub mod signal;
+pub mod store;
+pub mod validate;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dsreg_proto::v1::telemetry_server::TelemetryServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::Config;
+use crate::fleet::Fleet;
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError, StoreOptions};
+
+/// How long in-flight requests may take to drain after the shutdown signal.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
+/// How often the retention task runs.
+pub const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// Read-only SQLite connections kept open for the API.
+pub const READERS: usize = 4;
+
+/// Why the collector stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store could not be opened.
+    #[error("cannot open store: {0}")]
+    Store(#[from] StoreError),
+    /// The gRPC server failed.
+    #[error("grpc server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// The HTTP server failed.
+    #[error("http server: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Serves gRPC on `grpc` and HTTP on `http` until `shutdown` resolves; then stops accepting,
+/// drains in-flight requests (up to [`DRAIN_GRACE`]), lets the writer commit and checkpoint,
+/// and returns.
+pub async fn run(
+    config: Config,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new());
+    let fleet = Arc::new(Fleet::new(config.stale_after));
+    let opts = StoreOptions {
+        queue_depth: config.queue_depth,
+        history_per_device: config.history_per_device,
+        readers: READERS,
+    };
+    let (db, f, m) = (config.db.clone(), fleet.clone(), metrics.clone());
+    let store = tokio::task::spawn_blocking(move || Store::open(&db, opts, f, m))
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))??;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<TelemetryServer<Ingest>>().await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutdown requested: no new connections, draining in-flight requests");
+        let _ = stop_tx.send(true);
+    });
+    tokio::spawn(retention(
+        store.clone(),
+        config.retention_days,
+        stop_rx.clone(),
+    ));
+
+    let ingest = Ingest::new(
+        store.clone(),
+        fleet.clone(),
+        metrics.clone(),
+        config.max_batch,
+    );
+    let telemetry =
+        TelemetryServer::new(ingest).max_decoding_message_size(config.max_message_bytes);
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(telemetry)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), {
+            let rx = stop_rx.clone();
+            let health = health.clone();
+            async move {
+                stopped(rx).await;
+                health
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+        });
+    let state = api::AppState {
+        store: store.clone(),
+        fleet,
+        metrics,
+        stale_after_ms: i64::try_from(config.stale_after.as_millis()).unwrap_or(i64::MAX),
+    };
+    let http_server =
+        axum::serve(http, api::router(state)).with_graceful_shutdown(stopped(stop_rx.clone()));
+    tracing::info!("serving");
+
+    let servers = async { tokio::join!(grpc_server, http_server.into_future()) };
+    let result = tokio::select! {
+        (g, h) = servers => g.map_err(RunError::from).and(h.map_err(RunError::from)),
+        _ = async { stopped(stop_rx).await; tokio::time::sleep(DRAIN_GRACE).await } => {
+            tracing::warn!(grace = ?DRAIN_GRACE, "in-flight requests did not drain in time");
+            Ok(())
+        }
+    };
+    store.close().await;
+    tracing::info!("collector stopped");
+    result
+}
+
+async fn retention(store: Store, days: u32, stop: watch::Receiver<bool>) {
+    let keep_ms = i64::from(days) * 86_400_000;
+    let mut tick = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped(stop.clone()) => return,
+        }
+        match store.prune(store::now_ms() - keep_ms).await {
+            Ok(n) => tracing::info!(rows = n, days, "retention pass"),
+            Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+        }
+    }
+}

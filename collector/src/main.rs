@@ -1,1 +1,52 @@
-fn main() {}
+//! `dsreg-collector` binary: config → tracing → bind → `dsreg_collector::run`.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use clap::Parser;
+use dsreg_collector::config::{Args, Config};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("DSREG_"))
+        .collect();
+    let config = Config::load(&args, &env)?;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DSREG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    tracing::info!(?config, "configuration");
+    if config.insecure && config.exposed() {
+        tracing::warn!(
+            grpc = %config.grpc_listen,
+            http = %config.http_listen,
+            "INSECURE: listening beyond loopback without TLS or tokens; anyone who can reach \
+             these ports can write reports and read the fleet"
+        );
+    }
+
+    let grpc = TcpListener::bind(config.grpc_listen)
+        .await
+        .with_context(|| format!("cannot bind grpc listener {}", config.grpc_listen))?;
+    let http = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot bind http listener {}", config.http_listen))?;
+    let line = format!("grpc={} http={}", grpc.local_addr()?, http.local_addr()?);
+    tracing::info!(grpc = %grpc.local_addr()?, http = %http.local_addr()?, "listening");
+    println!("listening {line}");
+    if let Some(path) = &config.ready_file {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{line}\n"))
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .with_context(|| format!("cannot write ready file {}", path.display()))?;
+    }
+
+    dsreg_collector::run(config, grpc, http, dsreg_collector::signal::shutdown()).await?;
+    Ok(())
+}

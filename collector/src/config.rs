@@ -1,0 +1,490 @@
+//! Collector configuration: Defaults ← TOML file ← `DSREG_*` environment ← command-line flags.
+//!
+//! Every setting is documented once, on [`Args`] (which is what `--help` prints) and in the
+//! README table. [`Config::load`] takes the environment as a map, so tests never mutate the
+//! process environment. Invariants of a loaded [`Config`]: every limit is non-zero, and a
+//! non-loopback listen address is only accepted with `insecure` (TLS and tokens are not
+//! implemented yet, so exposing the collector is an explicit, loud decision).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Errors while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML file is not valid (unknown key, wrong type).
+    #[error("invalid config file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said.
+        message: String,
+    },
+    /// A setting has a value that does not parse or is out of range.
+    #[error("invalid {setting}: {value:?}: {reason}")]
+    Value {
+        /// Setting name (flag, env var or file key).
+        setting: String,
+        /// The value given.
+        value: String,
+        /// Why it is wrong.
+        reason: String,
+    },
+    /// A non-loopback address without `--insecure`.
+    #[error(
+        "refusing to listen on non-loopback address {addr} ({setting}): TLS and tokens are not \
+         configured; pass --insecure (DSREG_INSECURE=true) to expose the collector anyway"
+    )]
+    NotLoopback {
+        /// Which listener.
+        setting: &'static str,
+        /// The address.
+        addr: SocketAddr,
+    },
+}
+
+/// Command-line flags. Every flag is optional so that file and environment values show
+/// through; defaults are applied by [`Config::load`].
+#[derive(Debug, Default, Clone, Parser)]
+#[command(
+    name = "dsreg-collector",
+    version,
+    about = "dsreg-fleet collector: gRPC ingest, SQLite store, fleet aggregates, /metrics and drill-down API"
+)]
+pub struct Args {
+    /// TOML config file (keys as the flags with `_`, e.g. `grpc_listen = "127.0.0.1:50051"`).
+    /// Env: DSREG_CONFIG.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:50051]. Env: DSREG_GRPC_LISTEN.
+    #[arg(long, value_name = "ADDR")]
+    pub grpc_listen: Option<String>,
+    /// HTTP listen address for /metrics, /healthz, /readyz and /api/v1
+    /// [default: 127.0.0.1:9184]. Env: DSREG_HTTP_LISTEN.
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<String>,
+    /// SQLite database path [default: ./dsreg.db]. Env: DSREG_DB.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Days to keep reports, history, attempts and events [default: 90]. Env: DSREG_RETENTION_DAYS.
+    #[arg(long, value_name = "DAYS")]
+    pub retention_days: Option<String>,
+    /// History rows kept per device [default: 50]. Env: DSREG_HISTORY_PER_DEVICE.
+    #[arg(long, value_name = "N")]
+    pub history_per_device: Option<String>,
+    /// A device not heard from for this long is stale, e.g. 26h, 90m, 2d [default: 26h: a daily
+    /// collection plus slack for sleep and reboots]. Env: DSREG_STALE_AFTER.
+    #[arg(long, value_name = "DURATION")]
+    pub stale_after: Option<String>,
+    /// Most reports in one batch [default: 1000]. Env: DSREG_MAX_BATCH.
+    #[arg(long, value_name = "N")]
+    pub max_batch: Option<String>,
+    /// Largest gRPC message accepted, in bytes [default: 4194304]. Env: DSREG_MAX_MESSAGE_BYTES.
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_bytes: Option<String>,
+    /// Batches waiting for the SQLite writer before clients get UNAVAILABLE [default: 16].
+    /// Env: DSREG_QUEUE_DEPTH.
+    #[arg(long, value_name = "N")]
+    pub queue_depth: Option<String>,
+    /// Allow non-loopback listen addresses without TLS/tokens (logs a WARN). Env: DSREG_INSECURE.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Write `grpc=ADDR http=ADDR` here once both listeners are bound. Env: DSREG_READY_FILE.
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// The TOML file: the same settings as [`Args`], unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    grpc_listen: Option<String>,
+    http_listen: Option<String>,
+    db: Option<PathBuf>,
+    retention_days: Option<u64>,
+    history_per_device: Option<u64>,
+    stale_after: Option<String>,
+    max_batch: Option<u64>,
+    max_message_bytes: Option<u64>,
+    queue_depth: Option<u64>,
+    insecure: Option<bool>,
+    ready_file: Option<PathBuf>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// gRPC listen address.
+    pub grpc_listen: SocketAddr,
+    /// HTTP listen address.
+    pub http_listen: SocketAddr,
+    /// SQLite database path.
+    pub db: PathBuf,
+    /// Retention of reports, history, attempts and events, in days.
+    pub retention_days: u32,
+    /// History rows kept per device.
+    pub history_per_device: u32,
+    /// Not heard from for this long → stale.
+    pub stale_after: Duration,
+    /// Most reports per batch.
+    pub max_batch: usize,
+    /// Largest decoded gRPC message.
+    pub max_message_bytes: usize,
+    /// Writer channel capacity, in batches.
+    pub queue_depth: usize,
+    /// Non-loopback listeners allowed without TLS/tokens.
+    pub insecure: bool,
+    /// Where to write the bound addresses.
+    pub ready_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 9184)),
+            db: PathBuf::from("./dsreg.db"),
+            retention_days: 90,
+            history_per_device: 50,
+            stale_after: Duration::from_secs(26 * 3600),
+            max_batch: 1000,
+            max_message_bytes: 4 * 1024 * 1024,
+            queue_depth: 16,
+            insecure: false,
+            ready_file: None,
+        }
+    }
+}
+
+/// One layer's raw values, before parsing (file values are re-rendered as text).
+#[derive(Default)]
+struct Layer {
+    source: &'static str,
+    values: Vec<(&'static str, String)>,
+}
+
+const KEYS: &[&str] = &[
+    "grpc_listen",
+    "http_listen",
+    "db",
+    "retention_days",
+    "history_per_device",
+    "stale_after",
+    "max_batch",
+    "max_message_bytes",
+    "queue_depth",
+    "insecure",
+    "ready_file",
+];
+
+impl Config {
+    /// Loads Defaults ← file (`--config` or `DSREG_CONFIG`) ← `env` ← `args`, then checks it.
+    pub fn load(args: &Args, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let mut cfg = Config::default();
+        let file = args
+            .config
+            .clone()
+            .or_else(|| env.get("DSREG_CONFIG").map(PathBuf::from));
+        if let Some(path) = file {
+            cfg.apply(file_layer(&path)?)?;
+        }
+        let mut env_layer = Layer {
+            source: "env",
+            values: Vec::new(),
+        };
+        for key in KEYS {
+            if let Some(v) = env.get(&format!("DSREG_{}", key.to_ascii_uppercase())) {
+                env_layer.values.push((key, v.clone()));
+            }
+        }
+        cfg.apply(env_layer)?;
+        let mut flags = Layer {
+            source: "flag",
+            values: Vec::new(),
+        };
+        let mut push = |k: &'static str, v: Option<String>| {
+            if let Some(v) = v {
+                flags.values.push((k, v));
+            }
+        };
+        push("grpc_listen", args.grpc_listen.clone());
+        push("http_listen", args.http_listen.clone());
+        push("db", args.db.as_ref().map(|p| p.display().to_string()));
+        push("retention_days", args.retention_days.clone());
+        push("history_per_device", args.history_per_device.clone());
+        push("stale_after", args.stale_after.clone());
+        push("max_batch", args.max_batch.clone());
+        push("max_message_bytes", args.max_message_bytes.clone());
+        push("queue_depth", args.queue_depth.clone());
+        push("insecure", args.insecure.then(|| "true".to_string()));
+        push(
+            "ready_file",
+            args.ready_file.as_ref().map(|p| p.display().to_string()),
+        );
+        cfg.apply(flags)?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn apply(&mut self, layer: Layer) -> Result<(), ConfigError> {
+        for (key, value) in layer.values {
+            let bad = |reason: &str| ConfigError::Value {
+                setting: setting_name(layer.source, key),
+                value: value.clone(),
+                reason: reason.to_string(),
+            };
+            match key {
+                "grpc_listen" => {
+                    self.grpc_listen = value.parse().map_err(|_| bad("not an ip:port address"))?
+                }
+                "http_listen" => {
+                    self.http_listen = value.parse().map_err(|_| bad("not an ip:port address"))?
+                }
+                "db" => self.db = PathBuf::from(&value),
+                "retention_days" => self.retention_days = positive(&value).map_err(|r| bad(&r))?,
+                "history_per_device" => {
+                    self.history_per_device = positive(&value).map_err(|r| bad(&r))?
+                }
+                "stale_after" => self.stale_after = parse_duration(&value).map_err(|r| bad(&r))?,
+                "max_batch" => self.max_batch = positive(&value).map_err(|r| bad(&r))?,
+                "max_message_bytes" => {
+                    self.max_message_bytes = positive(&value).map_err(|r| bad(&r))?
+                }
+                "queue_depth" => self.queue_depth = positive(&value).map_err(|r| bad(&r))?,
+                "insecure" => self.insecure = parse_bool(&value).map_err(|r| bad(&r))?,
+                "ready_file" => self.ready_file = Some(PathBuf::from(&value)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.insecure {
+            return Ok(());
+        }
+        for (setting, addr) in [
+            ("grpc_listen", self.grpc_listen),
+            ("http_listen", self.http_listen),
+        ] {
+            if !addr.ip().is_loopback() {
+                return Err(ConfigError::NotLoopback { setting, addr });
+            }
+        }
+        Ok(())
+    }
+
+    /// True when a listener is not on loopback (callers log a loud WARN: `insecure` was used).
+    pub fn exposed(&self) -> bool {
+        !self.grpc_listen.ip().is_loopback() || !self.http_listen.ip().is_loopback()
+    }
+}
+
+fn setting_name(source: &str, key: &str) -> String {
+    match source {
+        "env" => format!("DSREG_{}", key.to_ascii_uppercase()),
+        "flag" => format!("--{}", key.replace('_', "-")),
+        _ => format!("{key} (config file)"),
+    }
+}
+
+fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let f: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut values = Vec::new();
+    let mut push = |k: &'static str, v: Option<String>| {
+        if let Some(v) = v {
+            values.push((k, v));
+        }
+    };
+    push("grpc_listen", f.grpc_listen);
+    push("http_listen", f.http_listen);
+    push("db", f.db.map(|p| p.display().to_string()));
+    push("retention_days", f.retention_days.map(|v| v.to_string()));
+    push(
+        "history_per_device",
+        f.history_per_device.map(|v| v.to_string()),
+    );
+    push("stale_after", f.stale_after);
+    push("max_batch", f.max_batch.map(|v| v.to_string()));
+    push(
+        "max_message_bytes",
+        f.max_message_bytes.map(|v| v.to_string()),
+    );
+    push("queue_depth", f.queue_depth.map(|v| v.to_string()));
+    push("insecure", f.insecure.map(|v| v.to_string()));
+    push("ready_file", f.ready_file.map(|p| p.display().to_string()));
+    Ok(Layer {
+        source: "file",
+        values,
+    })
+}
+
+fn positive<T: TryFrom<u64>>(s: &str) -> Result<T, String> {
+    let n: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| "not a whole number".to_string())?;
+    if n == 0 {
+        return Err("must be at least 1".into());
+    }
+    T::try_from(n).map_err(|_| "too large".to_string())
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err("not a boolean (true/false)".into()),
+    }
+}
+
+/// Parses `26h`, `90m`, `30s`, `2d`, `1500ms` (a bare number is seconds). Must be > 0.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| "not a duration like 26h, 90m, 30s, 2d".to_string())?;
+    let secs = match unit.trim() {
+        "ms" => return nonzero(Duration::from_millis(n)),
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        u => return Err(format!("unknown unit {u:?} (use ms, s, m, h or d)")),
+    };
+    nonzero(Duration::from_secs(secs))
+}
+
+fn nonzero(d: Duration) -> Result<Duration, String> {
+    if d.is_zero() {
+        Err("must be greater than zero".into())
+    } else {
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_without_anything() {
+        let cfg = Config::load(&Args::default(), &HashMap::new()).unwrap();
+        assert_eq!(cfg, Config::default());
+        assert_eq!(cfg.stale_after, Duration::from_secs(26 * 3600));
+    }
+
+    #[test]
+    fn precedence_is_file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "retention_days = 30\nhistory_per_device = 7\nmax_batch = 10\nstale_after = \"2d\"\n",
+        )
+        .unwrap();
+        let args = Args {
+            config: Some(file),
+            max_batch: Some("12".into()),
+            ..Args::default()
+        };
+        let e = env(&[("DSREG_HISTORY_PER_DEVICE", "8"), ("DSREG_MAX_BATCH", "11")]);
+        let cfg = Config::load(&args, &e).unwrap();
+        assert_eq!(cfg.retention_days, 30, "file beats default");
+        assert_eq!(cfg.history_per_device, 8, "env beats file");
+        assert_eq!(cfg.max_batch, 12, "flag beats env");
+        assert_eq!(cfg.stale_after, Duration::from_secs(2 * 86_400));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_value() {
+        let e = env(&[("DSREG_QUEUE_DEPTH", "lots")]);
+        let err = Config::load(&Args::default(), &e).unwrap_err().to_string();
+        assert!(
+            err.contains("DSREG_QUEUE_DEPTH") && err.contains("lots"),
+            "{err}"
+        );
+        let args = Args {
+            stale_after: Some("5 weeks".into()),
+            ..Args::default()
+        };
+        let err = Config::load(&args, &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--stale-after") && err.contains("5 weeks"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_file_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "grpc_listn = \"127.0.0.1:1\"\n").unwrap();
+        let args = Args {
+            config: Some(file),
+            ..Args::default()
+        };
+        let err = Config::load(&args, &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("grpc_listn"), "{err}");
+    }
+
+    #[test]
+    fn non_loopback_needs_insecure() {
+        let args = Args {
+            grpc_listen: Some("0.0.0.0:50051".into()),
+            ..Args::default()
+        };
+        let err = Config::load(&args, &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--insecure") && err.contains("0.0.0.0:50051"),
+            "{err}"
+        );
+        let e = env(&[("DSREG_INSECURE", "true")]);
+        let cfg = Config::load(&args, &e).unwrap();
+        assert!(cfg.insecure && cfg.exposed());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("0h").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+}

@@ -1,0 +1,313 @@
+//! Prometheus metrics (DESIGN §7), rendered on the HTTP port at `/metrics`.
+//!
+//! The recorder is built with `PrometheusBuilder::build_recorder()` and owned by this struct
+//! (no global recorder, no exporter HTTP listener): each `run` has its own registry, so tests
+//! can run several collectors in one process. Every family is described at construction.
+//!
+//! Invariants:
+//! - Gauges are set from [`FleetCounts`] at scrape time. A label set that was exported before
+//!   and is now absent is set to 0, so a recovered failure does not linger at its old value.
+//!   The label sets come from closed sets, so the remembered set is bounded.
+//! - Rendering walks only the aggregate maps: its cost does not grow with the device count.
+//! - Counters: `dsreg_reports_total{result}` per report acknowledged,
+//!   `dsreg_registration_failures_total` per NEW unique failed attempt only.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use metrics::{Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+/// A series: family name and label pairs.
+type Series = (&'static str, Vec<(&'static str, String)>);
+
+use crate::fleet::{FailureFacts, Fleet, FleetCounts, cause_label};
+
+const META: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, None);
+
+/// Histogram buckets (seconds) for batch and commit durations.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The collector's metrics registry.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    exported: Mutex<HashSet<Series>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn key(name: &'static str, labels: &[(&'static str, String)]) -> Key {
+    Key::from_parts(
+        name,
+        labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, v.clone()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Builds the recorder and describes every family.
+    pub fn new() -> Metrics {
+        let builder = PrometheusBuilder::new();
+        let builder = match builder.set_buckets(BUCKETS) {
+            Ok(b) => b,
+            Err(_) => PrometheusBuilder::new(),
+        };
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let d = |name: &'static str, kind: char, unit: Option<Unit>, help: &'static str| {
+            let (n, h) = (KeyName::from_const_str(name), SharedString::const_str(help));
+            match kind {
+                'g' => recorder.describe_gauge(n, unit, h),
+                'c' => recorder.describe_counter(n, unit, h),
+                _ => recorder.describe_histogram(n, unit, h),
+            }
+        };
+        d("dsreg_devices", 'g', None, "Devices by join type.");
+        d(
+            "dsreg_devices_failing",
+            'g',
+            None,
+            "Devices with a current failure, by phase, cause, code and symbol.",
+        );
+        d(
+            "dsreg_registration_failures_total",
+            'c',
+            None,
+            "Unique failed registration attempts (device, attempt time, code), counted once.",
+        );
+        d(
+            "dsreg_devices_diagnostic_test_failing",
+            'g',
+            None,
+            "Devices whose dsregcmd diagnostic test printed FAIL, by test.",
+        );
+        d(
+            "dsreg_devices_without_prt",
+            'g',
+            None,
+            "Joined devices without an Entra PRT, by join type.",
+        );
+        d(
+            "dsreg_devices_stale",
+            'g',
+            None,
+            "Devices not heard from within the stale window.",
+        );
+        d(
+            "dsreg_reports_total",
+            'c',
+            None,
+            "Reports acknowledged, by result.",
+        );
+        d(
+            "dsreg_ingest_batch_duration_seconds",
+            'h',
+            Some(Unit::Seconds),
+            "Time to validate, store and acknowledge one batch.",
+        );
+        d(
+            "dsreg_store_commit_duration_seconds",
+            'h',
+            Some(Unit::Seconds),
+            "Time of one SQLite group commit.",
+        );
+        d(
+            "dsreg_collector_build_info",
+            'g',
+            None,
+            "Collector build; value is 1.",
+        );
+        recorder
+            .register_gauge(
+                &key(
+                    "dsreg_collector_build_info",
+                    &[("version", env!("CARGO_PKG_VERSION").into())],
+                ),
+                &META,
+            )
+            .set(1.0);
+        for result in ["accepted", "duplicate", "rejected"] {
+            recorder
+                .register_counter(
+                    &key("dsreg_reports_total", &[("result", result.into())]),
+                    &META,
+                )
+                .increment(0);
+        }
+        Metrics {
+            recorder,
+            handle,
+            exported: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Counts acknowledged reports by result.
+    pub fn reports(&self, accepted: u64, duplicate: u64, rejected: u64) {
+        for (result, n) in [
+            ("accepted", accepted),
+            ("duplicate", duplicate),
+            ("rejected", rejected),
+        ] {
+            if n > 0 {
+                self.recorder
+                    .register_counter(
+                        &key("dsreg_reports_total", &[("result", result.into())]),
+                        &META,
+                    )
+                    .increment(n);
+            }
+        }
+    }
+
+    /// Counts new unique failed attempts; codes fold exactly like the fleet gauges.
+    pub fn registration_failures(&self, fleet: &Fleet, attempts: &[FailureFacts]) {
+        for a in attempts {
+            let labels = [
+                ("phase", a.phase.clone()),
+                ("cause", cause_label(&a.cause)),
+                ("code", fleet.code_label(a.code)),
+                ("symbol", a.symbol.clone()),
+            ];
+            self.recorder
+                .register_counter(&key("dsreg_registration_failures_total", &labels), &META)
+                .increment(1);
+        }
+    }
+
+    /// Records one batch's end-to-end duration.
+    pub fn batch_duration(&self, d: Duration) {
+        self.recorder
+            .register_histogram(&key("dsreg_ingest_batch_duration_seconds", &[]), &META)
+            .record(d.as_secs_f64());
+    }
+
+    /// Records one group commit's duration.
+    pub fn commit_duration(&self, d: Duration) {
+        self.recorder
+            .register_histogram(&key("dsreg_store_commit_duration_seconds", &[]), &META)
+            .record(d.as_secs_f64());
+    }
+
+    /// Sets the gauges from `counts` (zeroing vanished label sets) and renders the text format.
+    pub fn render(&self, counts: &FleetCounts) -> String {
+        let mut now: Vec<(Series, f64)> = Vec::new();
+        for (j, n) in &counts.devices {
+            now.push((("dsreg_devices", vec![("join_type", j.clone())]), *n as f64));
+        }
+        for (k, n) in &counts.failing {
+            let labels = vec![
+                ("phase", k.phase.clone()),
+                ("cause", k.cause.clone()),
+                ("code", k.code.clone()),
+                ("symbol", k.symbol.clone()),
+            ];
+            now.push((("dsreg_devices_failing", labels), *n as f64));
+        }
+        for (t, n) in &counts.diagnostic_tests_failing {
+            let series = (
+                "dsreg_devices_diagnostic_test_failing",
+                vec![("test", t.clone())],
+            );
+            now.push((series, *n as f64));
+        }
+        for (j, n) in &counts.without_prt {
+            let series = ("dsreg_devices_without_prt", vec![("join_type", j.clone())]);
+            now.push((series, *n as f64));
+        }
+        now.push((("dsreg_devices_stale", Vec::new()), counts.stale as f64));
+        let mut exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
+        let mut current = HashSet::with_capacity(now.len());
+        for ((name, labels), v) in now {
+            self.recorder
+                .register_gauge(&key(name, &labels), &META)
+                .set(v);
+            current.insert((name, labels));
+        }
+        for (name, labels) in exported.iter() {
+            if !current.contains(&(*name, labels.clone())) {
+                self.recorder
+                    .register_gauge(&key(name, labels), &META)
+                    .set(0.0);
+            }
+        }
+        exported.extend(current);
+        drop(exported);
+        self.handle.render()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::{DeviceFacts, FailureKey};
+
+    #[test]
+    fn families_render_and_vanished_series_are_zeroed() {
+        let m = Metrics::new();
+        let mut c = FleetCounts::default();
+        c.devices.insert("domain_joined".into(), 3);
+        let k = FailureKey {
+            phase: "join".into(),
+            cause: "device_not_synced".into(),
+            code: "0x801c03f2".into(),
+            symbol: "DSREG_E_DIRECTORY_FAILURE".into(),
+        };
+        c.failing.insert(k, 2);
+        m.reports(2, 1, 0);
+        let fleet = Fleet::new(Duration::from_secs(60));
+        fleet.set("x", Some(&DeviceFacts::default()), 0);
+        m.registration_failures(
+            &fleet,
+            &[FailureFacts {
+                phase: "join".into(),
+                cause: "made_up".into(),
+                code: Some(0x801c03f2),
+                symbol: "DSREG_E_DIRECTORY_FAILURE".into(),
+            }],
+        );
+        m.batch_duration(Duration::from_millis(3));
+        let text = m.render(&c);
+        assert!(
+            text.contains("dsreg_devices{join_type=\"domain_joined\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dsreg_reports_total{result=\"accepted\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE dsreg_ingest_batch_duration_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dsreg_collector_build_info{version="),
+            "{text}"
+        );
+        assert!(
+            text.contains("cause=\"other\""),
+            "unknown cause folds: {text}"
+        );
+        c.failing.clear();
+        let text = m.render(&c);
+        assert!(
+            text.contains("dsreg_devices_failing{phase=\"join\",cause=\"device_not_synced\",code=\"0x801c03f2\",symbol=\"DSREG_E_DIRECTORY_FAILURE\"} 0"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,535 @@
+//! What one report does inside the writer's transaction.
+//!
+//! 1. Idempotency: `report_id` → content hash. Same id, same content → DUPLICATE (nothing
+//!    changes). Same id, different content → REJECTED, the first copy stays: a silent
+//!    overwrite would hide an agent bug. The hash covers everything the agent observed
+//!    (identity fields, collection time, snapshot, events, heartbeat flag) but not the
+//!    `agent` health block, which a spool may legitimately refresh between retries.
+//! 2. Diagnosis is RE-DERIVED with the collector's own catalog (`diagnosis::apply`): the agent's
+//!    labels are never trusted, which keeps label sets closed and applies catalog fixes
+//!    fleet-wide.
+//! 3. Current state: a report collected before the stored snapshot (a spool replaying old
+//!    reports after a newer one) only refreshes `last_seen`; otherwise the device row is
+//!    replaced, keeping `first_seen`, and `failing_since` while the failure stays the same.
+//! 4. History: a row on every transition (join type or failure changed) and a sample at most
+//!    every [`SAMPLE_EVERY_MS`] otherwise; trimmed to `history_per_device` rows.
+//! 5. Events by (machine_id, record_id); failed registration attempts by (machine_id, attempt
+//!    minute, code), from the Previous Registration block and from events 304/305/307. Times
+//!    are cut to the minute so that the 304 logged twice per attempt, and the same attempt
+//!    seen in both sources, count once.
+
+use dsreg_proto::catalog;
+use dsreg_proto::classify::{self, ServerError};
+use dsreg_proto::v1::{EventRecord, Report, ReportResult, ReportStatus, Snapshot};
+use dsreg_proto::{ExecutionContext, JoinType, Phase, TestStatus, diagnosis};
+use prost::Message;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::fleet::{DeviceFacts, FailureFacts};
+
+/// A periodic history sample is written at most this often when nothing changes.
+pub const SAMPLE_EVERY_MS: i64 = 24 * 3600 * 1000;
+
+/// A fleet update to apply after COMMIT.
+#[derive(Debug)]
+pub struct FleetUpdate {
+    /// The device.
+    pub machine_id: String,
+    /// New state, or `None` when only `last_seen` moved.
+    pub facts: Option<DeviceFacts>,
+    /// Receive time.
+    pub last_seen: i64,
+}
+
+/// The outcome of one report.
+#[derive(Debug)]
+pub struct Applied {
+    /// What the ack says.
+    pub result: ReportResult,
+    /// What the fleet must learn once committed.
+    pub fleet: Option<FleetUpdate>,
+    /// Failed attempts stored for the first time.
+    pub new_attempts: Vec<FailureFacts>,
+}
+
+/// FNV-1a 64 over the report's canonical content (see the module docs). Map fields
+/// (`EventRecord.data`) are hashed in key order because prost encodes a `HashMap` in
+/// iteration order.
+pub fn content_hash(r: &Report) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes
+            .iter()
+            .copied()
+            .chain((bytes.len() as u64).to_le_bytes())
+        {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    let mut head = r.clone();
+    head.events.clear();
+    head.agent = None;
+    feed(&head.encode_to_vec());
+    for e in &r.events {
+        let mut e2 = e.clone();
+        e2.data.clear();
+        feed(&e2.encode_to_vec());
+        let mut data: Vec<_> = e.data.iter().collect();
+        data.sort();
+        for (k, v) in data {
+            feed(k.as_bytes());
+            feed(v.as_bytes());
+        }
+    }
+    h
+}
+
+fn result(r: &Report, status: ReportStatus, message: String) -> ReportResult {
+    ReportResult {
+        report_id: r.report_id.clone(),
+        status: status as i32,
+        message,
+    }
+}
+
+fn ts_ms(t: &prost_types::Timestamp) -> i64 {
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.nanos / 1_000_000))
+}
+
+/// The device facts of a (re-diagnosed) snapshot.
+pub fn facts(snapshot: &Snapshot, context: ExecutionContext) -> DeviceFacts {
+    let join = JoinType::try_from(snapshot.join_type).unwrap_or_default();
+    let join_type = match join.label() {
+        "" => "unknown".to_string(),
+        l => l.to_string(),
+    };
+    let failure = snapshot.failure.as_ref().map(|f| {
+        let d = f.code.map(catalog::describe);
+        let phase = Phase::try_from(f.phase).unwrap_or_default();
+        FailureFacts {
+            phase: match phase.label() {
+                "" => d.map_or("unknown", |d| d.phase.label()).to_string(),
+                l => l.to_string(),
+            },
+            cause: if f.cause.is_empty() {
+                d.map_or("unknown_other", |d| d.cause.id).to_string()
+            } else {
+                f.cause.clone()
+            },
+            code: f.code,
+            symbol: d.and_then(|d| d.symbol).unwrap_or_default().to_string(),
+        }
+    });
+    let mut failing_tests = 0u8;
+    if let Some(t) = snapshot.diagnostics.as_ref().and_then(|d| d.tests.as_ref()) {
+        let all = [
+            &t.ad_connectivity,
+            &t.ad_configuration,
+            &t.drs_discovery,
+            &t.drs_connectivity,
+            &t.kerberos_ticket,
+            &t.token_acquisition,
+        ];
+        for (i, r) in all.iter().enumerate() {
+            if r.as_ref()
+                .is_some_and(|r| r.result == TestStatus::Fail as i32)
+            {
+                failing_tests |= 1 << i;
+            }
+        }
+    }
+    // PRT state is only authoritative in the user's context: a SYSTEM collection always
+    // prints AzureAdPrt NO, which would flag every healthy device.
+    let without_prt = matches!(join, JoinType::HybridJoined | JoinType::EntraJoined)
+        && context != ExecutionContext::System
+        && snapshot.sso_state.as_ref().and_then(|s| s.azure_ad_prt) == Some(false);
+    DeviceFacts {
+        join_type,
+        failure,
+        failing_tests,
+        without_prt,
+    }
+}
+
+fn same_failure(a: &Option<FailureFacts>, b: &Option<FailureFacts>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.phase == b.phase && a.cause == b.cause && a.code == b.code,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// Applies one validated report; see the module docs.
+pub fn report(
+    conn: &Connection,
+    r: &Report,
+    now: i64,
+    history_per_device: u32,
+) -> rusqlite::Result<Applied> {
+    let hash = content_hash(r) as i64;
+    let stored: Option<i64> = conn
+        .query_row(
+            "SELECT content_hash FROM reports WHERE report_id = ?1",
+            [&r.report_id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match stored {
+        Some(h) if h == hash => {
+            return Ok(Applied {
+                result: result(r, ReportStatus::Duplicate, String::new()),
+                fleet: None,
+                new_attempts: Vec::new(),
+            });
+        }
+        Some(_) => {
+            let msg = format!(
+                "report_id {} was already stored with different content; the first copy is kept",
+                r.report_id
+            );
+            return Ok(Applied {
+                result: result(r, ReportStatus::Rejected, msg),
+                fleet: None,
+                new_attempts: Vec::new(),
+            });
+        }
+        None => {}
+    }
+    conn.execute(
+        "INSERT INTO reports (report_id, machine_id, content_hash, received_at) VALUES (?1, ?2, ?3, ?4)",
+        params![r.report_id, r.machine_id, hash, now],
+    )?;
+
+    let context = ExecutionContext::try_from(r.execution_context).unwrap_or_default();
+    let mut snapshot = r.snapshot.clone().unwrap_or_default();
+    diagnosis::apply(&mut snapshot, &r.events, context);
+    let new = facts(&snapshot, context);
+    let collected = r.collected_at.as_ref().map(ts_ms);
+
+    let old: Option<(DeviceFacts, Option<i64>, Option<i64>)> = conn
+        .query_row(
+            &format!(
+                "SELECT {}, failing_since, collected_at FROM devices WHERE machine_id = ?1",
+                super::FACT_COLUMNS
+            ),
+            [&r.machine_id],
+            |row| Ok((super::facts_from_row(row, 0)?, row.get(7)?, row.get(8)?)),
+        )
+        .optional()?;
+    let newer = match (&old, collected) {
+        (Some((_, _, Some(prev))), Some(c)) => c >= *prev,
+        _ => true,
+    };
+    let fleet = if newer {
+        let failing_since = match (&old, &new.failure) {
+            (_, None) => None,
+            (Some((o, since, _)), Some(_)) if same_failure(&o.failure, &new.failure) => {
+                since.or(Some(now))
+            }
+            _ => Some(now),
+        };
+        upsert_device(
+            conn,
+            r,
+            &snapshot,
+            &new,
+            context,
+            collected,
+            failing_since,
+            now,
+        )?;
+        let transition = match &old {
+            None => true,
+            Some((o, _, _)) => {
+                o.join_type != new.join_type || !same_failure(&o.failure, &new.failure)
+            }
+        };
+        history(conn, r, &new, transition, now, history_per_device)?;
+        Some(FleetUpdate {
+            machine_id: r.machine_id.clone(),
+            facts: Some(new),
+            last_seen: now,
+        })
+    } else {
+        conn.execute(
+            "UPDATE devices SET last_seen = MAX(last_seen, ?2) WHERE machine_id = ?1",
+            params![r.machine_id, now],
+        )?;
+        Some(FleetUpdate {
+            machine_id: r.machine_id.clone(),
+            facts: None,
+            last_seen: now,
+        })
+    };
+    let new_attempts = attempts(conn, r, &snapshot, now)?;
+    Ok(Applied {
+        result: result(r, ReportStatus::Accepted, String::new()),
+        fleet,
+        new_attempts,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn upsert_device(
+    conn: &Connection,
+    r: &Report,
+    snapshot: &Snapshot,
+    f: &DeviceFacts,
+    context: ExecutionContext,
+    collected: Option<i64>,
+    failing_since: Option<i64>,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let hostname = if r.hostname.is_empty() {
+        snapshot
+            .device_state
+            .as_ref()
+            .and_then(|d| d.device_name.clone())
+            .unwrap_or_default()
+    } else {
+        r.hostname.clone()
+    };
+    let ad_domain = if r.ad_domain.is_empty() {
+        snapshot
+            .device_state
+            .as_ref()
+            .and_then(|d| d.domain_name.clone())
+            .unwrap_or_default()
+    } else {
+        r.ad_domain.clone()
+    };
+    let entra_id = snapshot
+        .device_details
+        .as_ref()
+        .and_then(|d| d.device_id.as_deref())
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty());
+    let fail = f.failure.as_ref();
+    conn.execute(
+        "INSERT INTO devices (machine_id, hostname, ad_domain, entra_device_id, join_type,
+            failure_phase, failure_cause, failure_code, failure_symbol, failing_since,
+            failing_tests, without_prt, first_seen, last_seen, collected_at, last_report_id,
+            agent_version, os_build, execution_context, snapshot)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+         ON CONFLICT(machine_id) DO UPDATE SET
+            hostname = excluded.hostname, ad_domain = excluded.ad_domain,
+            entra_device_id = excluded.entra_device_id, join_type = excluded.join_type,
+            failure_phase = excluded.failure_phase, failure_cause = excluded.failure_cause,
+            failure_code = excluded.failure_code, failure_symbol = excluded.failure_symbol,
+            failing_since = excluded.failing_since, failing_tests = excluded.failing_tests,
+            without_prt = excluded.without_prt, last_seen = MAX(last_seen, excluded.last_seen),
+            collected_at = excluded.collected_at, last_report_id = excluded.last_report_id,
+            agent_version = excluded.agent_version, os_build = excluded.os_build,
+            execution_context = excluded.execution_context, snapshot = excluded.snapshot",
+        params![
+            r.machine_id,
+            hostname,
+            ad_domain,
+            entra_id,
+            f.join_type,
+            fail.map(|x| &x.phase),
+            fail.map(|x| &x.cause),
+            fail.and_then(|x| x.code).map(i64::from),
+            fail.map(|x| &x.symbol),
+            failing_since,
+            i64::from(f.failing_tests),
+            f.without_prt,
+            now,
+            collected,
+            r.report_id,
+            r.agent_version,
+            r.os_build,
+            context.label(),
+            snapshot.encode_to_vec(),
+        ],
+    )?;
+    Ok(())
+}
+
+fn history(
+    conn: &Connection,
+    r: &Report,
+    f: &DeviceFacts,
+    transition: bool,
+    now: i64,
+    keep: u32,
+) -> rusqlite::Result<()> {
+    let kind = if transition {
+        "transition"
+    } else {
+        let last: Option<i64> = conn
+            .query_row(
+                "SELECT MAX(at) FROM history WHERE machine_id = ?1",
+                [&r.machine_id],
+                |row| row.get(0),
+            )
+            .optional()?
+            .flatten();
+        if last.is_some_and(|at| now - at < SAMPLE_EVERY_MS) {
+            return Ok(());
+        }
+        "sample"
+    };
+    let fail = f.failure.as_ref();
+    conn.execute(
+        "INSERT INTO history (machine_id, at, kind, report_id, join_type, failure_phase,
+            failure_cause, failure_code, failure_symbol) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            r.machine_id,
+            now,
+            kind,
+            r.report_id,
+            f.join_type,
+            fail.map(|x| &x.phase),
+            fail.map(|x| &x.cause),
+            fail.and_then(|x| x.code).map(i64::from),
+            fail.map(|x| &x.symbol),
+        ],
+    )?;
+    conn.execute(
+        "DELETE FROM history WHERE machine_id = ?1 AND id <= (
+            SELECT id FROM history WHERE machine_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![r.machine_id, i64::from(keep)],
+    )?;
+    Ok(())
+}
+
+/// Cuts an RFC 3339 time to the minute (`2025-03-09T11:00Z`); other text is kept as is.
+fn attempt_minute(t: &str) -> String {
+    use time::format_description::well_known::Rfc3339;
+    match time::OffsetDateTime::parse(t.trim(), &Rfc3339) {
+        Ok(dt) => {
+            let dt = dt.to_offset(time::UtcOffset::UTC);
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}Z",
+                dt.year(),
+                u8::from(dt.month()),
+                dt.day(),
+                dt.hour(),
+                dt.minute()
+            )
+        }
+        Err(_) => t.trim().to_string(),
+    }
+}
+
+fn classify_attempt(code: u32, phase: Option<&str>, server: &ServerError<'_>) -> FailureFacts {
+    let d = catalog::describe(code);
+    let cause = classify::refine(Some(code), server).unwrap_or(d.cause);
+    FailureFacts {
+        phase: phase
+            .and_then(Phase::from_label)
+            .unwrap_or(d.phase)
+            .label()
+            .to_string(),
+        cause: cause.id.to_string(),
+        code: Some(code),
+        symbol: d.symbol.unwrap_or_default().to_string(),
+    }
+}
+
+fn attempts(
+    conn: &Connection,
+    r: &Report,
+    snapshot: &Snapshot,
+    now: i64,
+) -> rusqlite::Result<Vec<FailureFacts>> {
+    let mut found: Vec<(String, FailureFacts, String)> = Vec::new();
+    if let Some(p) = snapshot
+        .diagnostics
+        .as_ref()
+        .and_then(|d| d.previous_registration.as_ref())
+        && let (Some(t), Some(code)) = (&p.time, p.client_error_code)
+        && code != 0
+    {
+        let server = ServerError {
+            error_code: p.server_error_code.as_deref(),
+            sub_code: p.server_error_sub_code.as_deref(),
+            message: p.server_message.as_deref(),
+            operation: p.server_operation.as_deref(),
+        };
+        let f = classify_attempt(code, p.error_phase.as_deref(), &server);
+        found.push((attempt_minute(t), f, "previous_registration".into()));
+    }
+    for e in &r.events {
+        if store_event(conn, r, e, now)?
+            && matches!(e.event_id, 304 | 305 | 307)
+            && let Some(code) = e.exit_code.filter(|c| *c != 0)
+        {
+            let sr = e.server_response.as_ref();
+            let server = ServerError {
+                error_code: sr.and_then(|s| s.error_type.as_deref()),
+                sub_code: sr.and_then(|s| s.sub_error_code.as_deref()),
+                message: sr
+                    .and_then(|s| s.message.as_deref())
+                    .or(e.server_error.as_deref()),
+                operation: None,
+            };
+            let phase = e.error_phase.as_deref().or(match e.event_id {
+                305 => Some("auth"),
+                307 => Some("discover"),
+                _ => None,
+            });
+            let time = e
+                .time
+                .as_deref()
+                .map_or_else(|| format!("record:{}", e.record_id), attempt_minute);
+            found.push((
+                time,
+                classify_attempt(code, phase, &server),
+                format!("event:{}", e.event_id),
+            ));
+        }
+    }
+    let mut new = Vec::new();
+    for (time, f, source) in found {
+        let inserted = conn.execute(
+            "INSERT OR IGNORE INTO attempts (machine_id, attempt_time, code, phase, cause, symbol,
+                source, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                r.machine_id,
+                time,
+                f.code.map(i64::from),
+                f.phase,
+                f.cause,
+                f.symbol,
+                source,
+                now
+            ],
+        )?;
+        if inserted == 1 {
+            new.push(f);
+        }
+    }
+    Ok(new)
+}
+
+/// Stores an event record once; true when it was new.
+fn store_event(conn: &Connection, r: &Report, e: &EventRecord, now: i64) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO events (machine_id, record_id, event_id, time, exit_code,
+            received_at, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            r.machine_id,
+            e.record_id as i64,
+            e.event_id,
+            e.time,
+            e.exit_code.map(i64::from),
+            now,
+            e.encode_to_vec()
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// Retention: deletes rows received before `cutoff_ms`; returns how many.
+pub fn prune(conn: &Connection, cutoff_ms: i64) -> rusqlite::Result<usize> {
+    let mut n = conn.execute("DELETE FROM reports WHERE received_at < ?1", [cutoff_ms])?;
+    n += conn.execute("DELETE FROM history WHERE at < ?1", [cutoff_ms])?;
+    n += conn.execute("DELETE FROM attempts WHERE received_at < ?1", [cutoff_ms])?;
+    n += conn.execute("DELETE FROM events WHERE received_at < ?1", [cutoff_ms])?;
+    Ok(n)
+}

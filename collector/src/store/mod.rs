@@ -1,0 +1,285 @@
+//! SQLite storage: one writer thread with group commit, read-only connections for queries.
+//!
+//! - [`schema`]: versioned migrations (`PRAGMA user_version`).
+//! - [`writer`]: the only write connection, owned by one `std::thread`, fed by a bounded tokio
+//!   channel of (batch, reply). A full channel is answered at once with [`StoreError::Full`]
+//!   (backpressure to the client, never unbounded memory). Replies are sent only after COMMIT.
+//! - [`apply`]: what one report does inside the writer's transaction (idempotency, device
+//!   state, history, attempts, events).
+//! - [`read`]: queries for the API, run with `spawn_blocking` on a small pool of read-only
+//!   connections.
+//!
+//! Durability: WAL with `synchronous=FULL`, so a COMMIT has reached the disk (fsync of the WAL)
+//! before any ack is sent. NORMAL would survive `kill -9` too, but not a power cut, and the ack
+//! promises "committed to disk"; group commit pays the fsync once per group, not per report.
+
+pub mod apply;
+pub mod read;
+pub mod schema;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dsreg_proto::v1::{Report, ReportResult};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::fleet::{DeviceFacts, FailureFacts, Fleet};
+use crate::metrics::Metrics;
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The group transaction could not begin or commit (message of the SQLite error).
+    #[error("commit failed: {0}")]
+    Commit(String),
+    /// The writer queue is full: retry later.
+    #[error("writer queue is full")]
+    Full,
+    /// The writer has stopped (shutdown or crash).
+    #[error("store is closed")]
+    Closed,
+    /// Stored bytes did not decode.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// A blocking task failed.
+    #[error("blocking task failed: {0}")]
+    Join(String),
+}
+
+/// Tuning of the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Writer channel capacity, in batches.
+    pub queue_depth: usize,
+    /// History rows kept per device.
+    pub history_per_device: u32,
+    /// Read-only connections kept open.
+    pub readers: usize,
+}
+
+/// What the writer returns for a committed batch.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// One result per report, in batch order.
+    pub results: Vec<ReportResult>,
+    /// Failed registration attempts seen for the first time (for the counter).
+    pub new_attempts: Vec<FailureFacts>,
+}
+
+pub(crate) enum Msg {
+    Batch {
+        reports: Vec<Report>,
+        reply: oneshot::Sender<Result<BatchOutcome, StoreError>>,
+    },
+    Prune {
+        cutoff_ms: i64,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Msg>,
+    readers: Arc<Readers>,
+    alive: Arc<AtomicBool>,
+    commits: Arc<AtomicU64>,
+}
+
+/// The current wall clock in unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn open_write(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(mode, "sqlite refused WAL mode");
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database, rebuilds `fleet` from it, and starts the
+    /// writer thread.
+    pub fn open(
+        path: &Path,
+        opts: StoreOptions,
+        fleet: Arc<Fleet>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Store, StoreError> {
+        let conn = open_write(path)?;
+        let devices = read::rebuild_fleet(&conn, &fleet)?;
+        tracing::info!(db = %path.display(), devices, "store open, fleet aggregates rebuilt");
+        let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+        let alive = Arc::new(AtomicBool::new(true));
+        let commits = Arc::new(AtomicU64::new(0));
+        let w = writer::Writer::new(
+            conn,
+            fleet,
+            metrics,
+            opts.history_per_device,
+            alive.clone(),
+            commits.clone(),
+        );
+        std::thread::Builder::new()
+            .name("dsreg-sqlite-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| StoreError::Join(e.to_string()))?;
+        Ok(Store {
+            tx,
+            readers: Arc::new(Readers {
+                path: path.to_path_buf(),
+                pool: Mutex::new(Vec::new()),
+                max: opts.readers.max(1),
+            }),
+            alive,
+            commits,
+        })
+    }
+
+    /// True while the writer thread runs.
+    pub fn writer_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    /// Queues a validated batch; resolves once it is COMMITTED. A full queue answers
+    /// [`StoreError::Full`] immediately.
+    pub async fn submit(&self, reports: Vec<Report>) -> Result<BatchOutcome, StoreError> {
+        self.enqueue(reports)?
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    /// The synchronous half of [`Store::submit`]: queues the batch (or refuses at once) and
+    /// returns the receiver of the post-commit reply.
+    pub fn enqueue(
+        &self,
+        reports: Vec<Report>,
+    ) -> Result<oneshot::Receiver<Result<BatchOutcome, StoreError>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .try_send(Msg::Batch { reports, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => StoreError::Full,
+                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            })?;
+        Ok(rx)
+    }
+
+    /// Group commits done so far (observability and tests).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::SeqCst)
+    }
+
+    /// Deletes reports, history, attempts and events received before `cutoff_ms`.
+    pub async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Prune { cutoff_ms, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Lets the writer commit what is queued, checkpoint the WAL and stop. Waits for it.
+    pub async fn close(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Close { reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Runs `f` on a read-only connection in the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with(f))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+}
+
+/// A small pool of read-only connections (opened on demand, at most `max` kept).
+struct Readers {
+    path: PathBuf,
+    pool: Mutex<Vec<Connection>>,
+    max: usize,
+}
+
+impl Readers {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(Duration::from_secs(5))?;
+                c
+            }
+        };
+        let out = f(&conn);
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < self.max {
+            pool.push(conn);
+        }
+        out
+    }
+}
+
+/// Facts of a device row (shared by the writer, the fleet rebuild and the tests' recount).
+pub(crate) fn facts_from_row(
+    row: &rusqlite::Row<'_>,
+    first: usize,
+) -> rusqlite::Result<DeviceFacts> {
+    let join_type: String = row.get(first)?;
+    let phase: Option<String> = row.get(first + 1)?;
+    let cause: Option<String> = row.get(first + 2)?;
+    let code: Option<i64> = row.get(first + 3)?;
+    let symbol: Option<String> = row.get(first + 4)?;
+    let failing_tests: i64 = row.get(first + 5)?;
+    let without_prt: bool = row.get(first + 6)?;
+    Ok(DeviceFacts {
+        join_type,
+        failure: cause.map(|cause| FailureFacts {
+            phase: phase.unwrap_or_default(),
+            cause,
+            code: code.map(|c| c as u32),
+            symbol: symbol.unwrap_or_default(),
+        }),
+        failing_tests: u8::try_from(failing_tests).unwrap_or(0),
+        without_prt,
+    })
+}
+
+/// The column list [`facts_from_row`] reads, in order.
+pub(crate) const FACT_COLUMNS: &str = "join_type, failure_phase, failure_cause, failure_code, failure_symbol, failing_tests, without_prt";
+
+#[cfg(test)]
+mod tests;

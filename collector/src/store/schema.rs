@@ -1,0 +1,136 @@
+//! Versioned schema migrations, in code.
+//!
+//! `PRAGMA user_version` holds the number of steps applied; [`migrate`] runs the missing ones,
+//! each in its own transaction, so it is idempotent and safe to run at every start. Steps are
+//! append-only: never edit a released step, add a new one.
+//!
+//! Times are unix milliseconds (UTC) in INTEGER columns; codes are the u32 value in INTEGER;
+//! the latest snapshot and event records are their prost encoding.
+
+use rusqlite::Connection;
+
+/// The migration steps, in order. Step `i` brings `user_version` from `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: devices (current state), reports (idempotency), history, attempts, events.
+    r#"
+    CREATE TABLE devices (
+        machine_id        TEXT PRIMARY KEY NOT NULL,
+        hostname          TEXT NOT NULL COLLATE NOCASE,
+        ad_domain         TEXT NOT NULL,
+        entra_device_id   TEXT,
+        join_type         TEXT NOT NULL,
+        failure_phase     TEXT,
+        failure_cause     TEXT,
+        failure_code      INTEGER,
+        failure_symbol    TEXT,
+        failing_since     INTEGER,
+        failing_tests     INTEGER NOT NULL DEFAULT 0,
+        without_prt       INTEGER NOT NULL DEFAULT 0,
+        first_seen        INTEGER NOT NULL,
+        last_seen         INTEGER NOT NULL,
+        collected_at      INTEGER,
+        last_report_id    TEXT NOT NULL,
+        agent_version     TEXT NOT NULL,
+        os_build          TEXT NOT NULL,
+        execution_context TEXT NOT NULL,
+        snapshot          BLOB NOT NULL
+    );
+    CREATE INDEX devices_hostname ON devices(hostname);
+    CREATE INDEX devices_entra ON devices(entra_device_id) WHERE entra_device_id IS NOT NULL;
+    CREATE INDEX devices_failure ON devices(failure_cause, failure_phase, failure_code)
+        WHERE failure_cause IS NOT NULL;
+    CREATE INDEX devices_join_type ON devices(join_type, machine_id);
+
+    CREATE TABLE reports (
+        report_id    TEXT PRIMARY KEY NOT NULL,
+        machine_id   TEXT NOT NULL,
+        content_hash INTEGER NOT NULL,
+        received_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX reports_received ON reports(received_at);
+
+    CREATE TABLE history (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        machine_id     TEXT NOT NULL,
+        at             INTEGER NOT NULL,
+        kind           TEXT NOT NULL,
+        report_id      TEXT NOT NULL,
+        join_type      TEXT NOT NULL,
+        failure_phase  TEXT,
+        failure_cause  TEXT,
+        failure_code   INTEGER,
+        failure_symbol TEXT
+    );
+    CREATE INDEX history_device ON history(machine_id, id);
+    CREATE INDEX history_at ON history(at);
+
+    CREATE TABLE attempts (
+        machine_id   TEXT NOT NULL,
+        attempt_time TEXT NOT NULL,
+        code         INTEGER NOT NULL,
+        phase        TEXT NOT NULL,
+        cause        TEXT NOT NULL,
+        symbol       TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        received_at  INTEGER NOT NULL,
+        PRIMARY KEY (machine_id, attempt_time, code)
+    ) WITHOUT ROWID;
+    CREATE INDEX attempts_received ON attempts(received_at);
+
+    CREATE TABLE events (
+        machine_id  TEXT NOT NULL,
+        record_id   INTEGER NOT NULL,
+        event_id    INTEGER NOT NULL,
+        time        TEXT,
+        exit_code   INTEGER,
+        received_at INTEGER NOT NULL,
+        record      BLOB NOT NULL,
+        PRIMARY KEY (machine_id, record_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX events_received ON events(received_at);
+    "#,
+];
+
+/// Applies the missing migration steps; returns the resulting schema version.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let current = usize::try_from(current).unwrap_or(0);
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied schema migration");
+    }
+    Ok(MIGRATIONS.len().max(current))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut conn = Connection::open(&path).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), MIGRATIONS.len());
+        assert_eq!(migrate(&mut conn).unwrap(), MIGRATIONS.len());
+        drop(conn);
+        let mut conn = Connection::open(&path).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), MIGRATIONS.len());
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN \
+                 ('devices','reports','history','attempts','events')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 5);
+    }
+}

@@ -1,0 +1,361 @@
+//! Store tests: idempotency, ack-after-commit with group commit, and the fleet recount.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dsreg_proto::v1::{
+    DeviceState, DiagnosticTests, Diagnostics, PreviousRegistration, Report, ReportStatus,
+    SsoState, TestResult,
+};
+use dsreg_proto::{ExecutionContext, Snapshot, TestStatus};
+use rusqlite::Connection;
+
+use super::*;
+use crate::fleet::{FailureKey, FleetCounts, TESTS, cause_label};
+
+fn opts() -> StoreOptions {
+    StoreOptions {
+        queue_depth: 64,
+        history_per_device: 5,
+        readers: 2,
+    }
+}
+
+fn open(path: &Path, stale: Duration) -> (Store, Arc<Fleet>) {
+    let fleet = Arc::new(Fleet::new(stale));
+    let store = Store::open(path, opts(), fleet.clone(), Arc::new(Metrics::new())).unwrap();
+    (store, fleet)
+}
+
+/// A tiny deterministic PRNG (xorshift64*), so the randomized test needs no dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn uuid(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+/// A report whose snapshot varies join state, PRT, one failing test and a previous
+/// registration failure (catalog and non-catalog codes).
+fn report(n: u64, device: u64, variant: u64, collected_s: i64) -> Report {
+    let codes = [
+        0x801c03f2u32,
+        0x801c0021,
+        0x80072ee2,
+        0x8123_4567,
+        0xcaa2_0003,
+    ];
+    let joined = variant.is_multiple_of(3);
+    let snap = Snapshot {
+        device_state: Some(DeviceState {
+            azure_ad_joined: Some(joined),
+            domain_joined: Some(variant % 5 != 4),
+            ..Default::default()
+        }),
+        sso_state: Some(SsoState {
+            azure_ad_prt: Some(variant.is_multiple_of(2)),
+            ..Default::default()
+        }),
+        diagnostics: (!joined).then(|| Diagnostics {
+            tests: Some(DiagnosticTests {
+                drs_discovery: Some(TestResult {
+                    result: if variant % 4 == 1 {
+                        TestStatus::Fail
+                    } else {
+                        TestStatus::Pass
+                    } as i32,
+                    code: Some(codes[(variant % 5) as usize]),
+                    sub_code: None,
+                }),
+                ..Default::default()
+            }),
+            previous_registration: Some(PreviousRegistration {
+                time: Some(format!(
+                    "2025-03-{:02}T10:{:02}:00Z",
+                    1 + variant % 27,
+                    variant % 60
+                )),
+                client_error_code: Some(codes[(variant % 5) as usize]),
+                error_phase: Some("join".into()),
+                server_error_code: Some("DirectoryError".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Report {
+        report_id: uuid(n),
+        machine_id: format!("machine-{device:03}"),
+        hostname: format!("PC-{device:04}"),
+        collected_at: Some(prost_types::Timestamp {
+            seconds: collected_s,
+            nanos: 0,
+        }),
+        execution_context: ExecutionContext::User as i32,
+        snapshot: Some(snap),
+        ..Default::default()
+    }
+}
+
+fn statuses(o: &BatchOutcome) -> Vec<ReportStatus> {
+    o.results
+        .iter()
+        .map(|r| ReportStatus::try_from(r.status).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn duplicates_are_stored_once_and_conflicts_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir.path().join("d.db"), Duration::from_secs(3600));
+    let r = report(1, 1, 1, 100);
+    let o = store.submit(vec![r.clone(), r.clone()]).await.unwrap();
+    assert_eq!(
+        statuses(&o),
+        [ReportStatus::Accepted, ReportStatus::Duplicate]
+    );
+    let o = store.submit(vec![r.clone()]).await.unwrap();
+    assert_eq!(statuses(&o), [ReportStatus::Duplicate]);
+    let mut changed = r.clone();
+    changed.hostname = "OTHER".into();
+    let o = store.submit(vec![changed]).await.unwrap();
+    assert_eq!(statuses(&o), [ReportStatus::Rejected]);
+    assert!(
+        o.results[0].message.contains("different content"),
+        "{:?}",
+        o.results[0]
+    );
+    let (reports, host): (i64, String) = store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT COUNT(*) FROM reports), (SELECT hostname FROM devices)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!((reports, host.as_str()), (1, "PC-0001"), "first copy stays");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn acks_wait_for_commit_and_queued_batches_share_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let (store, _) = open(&path, Duration::from_secs(3600));
+    // Hold the write lock so the writer cannot commit.
+    let blocker = Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let first = store.enqueue(vec![report(1, 1, 0, 1)]).unwrap();
+    let mut rest = Vec::new();
+    for i in 2..=20 {
+        rest.push(store.enqueue(vec![report(i, i, i, 1)]).unwrap());
+    }
+    let waited = tokio::time::timeout(Duration::from_millis(300), first).await;
+    assert!(waited.is_err(), "acked while the commit could not happen");
+    blocker.execute_batch("COMMIT").unwrap();
+    for rx in rest {
+        let o = rx.await.unwrap().unwrap();
+        assert_eq!(statuses(&o), [ReportStatus::Accepted]);
+        // Ack after commit: a separate connection already sees the report.
+        let id = o.results[0].report_id.clone();
+        let seen: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM reports WHERE report_id = ?1",
+                [&id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(seen, 1);
+    }
+    assert!(
+        store.commits() <= 3,
+        "19 queued batches took {} commits",
+        store.commits()
+    );
+    store.close().await;
+    assert!(!store.writer_alive());
+    assert!(matches!(
+        store.submit(vec![report(99, 1, 1, 1)]).await,
+        Err(StoreError::Closed)
+    ));
+}
+
+/// The recount: every aggregate recomputed by SQL straight from `devices`.
+fn recount(conn: &Connection, stale_cutoff: i64) -> FleetCounts {
+    let mut c = FleetCounts::default();
+    let mut q = conn
+        .prepare("SELECT join_type, COUNT(*) FROM devices GROUP BY join_type")
+        .unwrap();
+    for row in q
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, (r.get::<_, i64>(1)? as u64)))
+        })
+        .unwrap()
+    {
+        let (j, n) = row.unwrap();
+        c.devices.insert(j, n);
+    }
+    let mut q = conn
+        .prepare(
+            "SELECT failure_phase, failure_cause, failure_code, failure_symbol, COUNT(*)
+             FROM devices WHERE failure_cause IS NOT NULL
+             GROUP BY failure_phase, failure_cause, failure_code, failure_symbol",
+        )
+        .unwrap();
+    let rows = q
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, String>(3)?,
+                (r.get::<_, i64>(4)? as u64),
+            ))
+        })
+        .unwrap();
+    for row in rows {
+        let (phase, cause, code, symbol, n) = row.unwrap();
+        let key = FailureKey {
+            phase,
+            cause: cause_label(&cause),
+            code: code.map(|c| dsreg_proto::hex(c as u32)).unwrap_or_default(),
+            symbol,
+        };
+        *c.failing.entry(key).or_insert(0) += n;
+    }
+    for (i, t) in TESTS.iter().enumerate() {
+        let n = conn
+            .query_row(
+                "SELECT COUNT(*) FROM devices WHERE failing_tests & (1 << ?1) != 0",
+                [i as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap() as u64;
+        if n > 0 {
+            c.diagnostic_tests_failing.insert(t.to_string(), n);
+        }
+    }
+    let mut q = conn
+        .prepare("SELECT join_type, COUNT(*) FROM devices WHERE without_prt GROUP BY join_type")
+        .unwrap();
+    for row in q
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, (r.get::<_, i64>(1)? as u64)))
+        })
+        .unwrap()
+    {
+        let (j, n) = row.unwrap();
+        c.without_prt.insert(j, n);
+    }
+    c.stale = conn
+        .query_row(
+            "SELECT COUNT(*) FROM devices WHERE last_seen < ?1",
+            [stale_cutoff],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as u64;
+    c.total = conn
+        .query_row("SELECT COUNT(*) FROM devices", [], |r| r.get::<_, i64>(0))
+        .unwrap() as u64;
+    c
+}
+
+#[tokio::test]
+async fn fleet_aggregates_match_a_full_sql_recount() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let stale = Duration::from_secs(3600);
+    let (store, fleet) = open(&path, stale);
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut sent: Vec<Report> = Vec::new();
+    let mut n = 0;
+    for round in 0..40 {
+        let mut batch = Vec::new();
+        for _ in 0..1 + rng.below(25) {
+            if !sent.is_empty() && rng.below(8) == 0 {
+                // A retried report (duplicate).
+                batch.push(sent[rng.below(sent.len() as u64) as usize].clone());
+                continue;
+            }
+            n += 1;
+            let device = rng.below(30);
+            // Mostly moving forward in time, sometimes an out-of-order replay.
+            let t = round * 100 + rng.below(100) as i64 - if rng.below(10) == 0 { 500 } else { 0 };
+            let r = report(n, device, rng.below(60), t);
+            sent.push(r.clone());
+            batch.push(r);
+        }
+        store.submit(batch).await.unwrap();
+    }
+    let seen_at: BTreeMap<String, i64> = store
+        .read(|c| {
+            let mut q = c.prepare("SELECT machine_id, last_seen FROM devices")?;
+            let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+        .unwrap();
+    let mut times: Vec<i64> = seen_at.values().copied().collect();
+    times.sort();
+    // Pick a "now" that makes the older half of the devices stale.
+    let now = times[times.len() / 2] + stale.as_millis() as i64;
+    let cutoff = now - stale.as_millis() as i64;
+    let live = fleet.counts(now);
+    let conn = Connection::open(&path).unwrap();
+    let expected = recount(&conn, cutoff);
+    assert_eq!(live, expected);
+    assert!(live.total >= 20 && live.stale > 0, "{live:?}");
+    store.close().await;
+
+    // Rebuilt from SQLite at start: the same numbers.
+    let (store, rebuilt) = open(&path, stale);
+    assert_eq!(rebuilt.counts(now), expected);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn history_is_bounded_and_retention_prunes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir.path().join("h.db"), Duration::from_secs(3600));
+    for i in 0..12 {
+        // Alternating variants: every report is a transition for the same device.
+        store
+            .submit(vec![report(i + 1, 7, i % 2, i as i64)])
+            .await
+            .unwrap();
+    }
+    let rows: i64 = store
+        .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM history", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert!(rows <= 5, "history not trimmed: {rows}");
+    let pruned = store.prune(now_ms() + 1).await.unwrap();
+    assert!(pruned >= 12, "pruned {pruned}");
+    let (reports, devices): (i64, i64) = store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT COUNT(*) FROM reports), (SELECT COUNT(*) FROM devices)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!((reports, devices), (0, 1), "retention keeps current state");
+    store.close().await;
+}

@@ -1,0 +1,191 @@
+//! The SQLite writer thread: the only write connection, group commit, ack after COMMIT.
+//!
+//! Loop: block for one message, then take whatever else is already queued (up to
+//! [`GROUP_MAX_BATCHES`] batches / [`GROUP_MAX_REPORTS`] reports) into ONE transaction. Each
+//! batch runs under its own SAVEPOINT, so a batch that fails is rolled back alone and answered
+//! with its error while the others commit. Replies and fleet updates happen only after COMMIT
+//! returned: an ack therefore always describes durable data, and the in-memory aggregates never
+//! run ahead of the disk. On `Close` (or when every sender is gone) the writer finishes the
+//! group it holds, checkpoints the WAL (TRUNCATE) and exits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::apply::{self, Applied};
+use super::{BatchOutcome, Msg, StoreError, now_ms};
+use crate::fleet::Fleet;
+use crate::metrics::Metrics;
+
+/// Most batches committed in one transaction.
+pub const GROUP_MAX_BATCHES: usize = 64;
+/// Most reports committed in one transaction (a group stops growing past this).
+pub const GROUP_MAX_REPORTS: usize = 20_000;
+
+/// Writer state, moved into its thread.
+pub struct Writer {
+    conn: Connection,
+    fleet: Arc<Fleet>,
+    metrics: Arc<Metrics>,
+    history_per_device: u32,
+    alive: Arc<AtomicBool>,
+    commits: Arc<AtomicU64>,
+}
+
+/// Marks the writer dead however the thread ends (return or panic).
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Where a batch's post-commit outcome goes.
+type Reply = oneshot::Sender<Result<BatchOutcome, StoreError>>;
+
+type Pending = (
+    oneshot::Sender<Result<BatchOutcome, StoreError>>,
+    Result<Vec<Applied>, StoreError>,
+);
+
+impl Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        fleet: Arc<Fleet>,
+        metrics: Arc<Metrics>,
+        history_per_device: u32,
+        alive: Arc<AtomicBool>,
+        commits: Arc<AtomicU64>,
+    ) -> Writer {
+        Writer {
+            conn,
+            fleet,
+            metrics,
+            history_per_device,
+            alive,
+            commits,
+        }
+    }
+
+    /// Runs until `Close` or until every sender is dropped.
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let _guard = AliveGuard(self.alive.clone());
+        let mut closing: Option<oneshot::Sender<()>> = None;
+        while closing.is_none() {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let mut group = Vec::new();
+            let mut reports = 0;
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Batch { reports: r, reply } => {
+                        reports += r.len();
+                        group.push((r, reply));
+                    }
+                    Msg::Prune { cutoff_ms, reply } => {
+                        let _ = reply.send(apply::prune(&self.conn, cutoff_ms).map_err(Into::into));
+                    }
+                    Msg::Close { reply } => {
+                        closing = Some(reply);
+                        break;
+                    }
+                }
+                if group.len() < GROUP_MAX_BATCHES && reports < GROUP_MAX_REPORTS {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !group.is_empty() {
+                self.commit_group(group);
+            }
+        }
+        if closing.is_some() {
+            // Everything queued before Close was sent by drained requests; answer stragglers.
+            rx.close();
+            while let Ok(msg) = rx.try_recv() {
+                if let Msg::Batch { reports, reply } = msg {
+                    self.commit_group(vec![(reports, reply)]);
+                }
+            }
+        }
+        match self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            Ok(()) => tracing::info!("sqlite writer stopped, wal checkpointed"),
+            Err(e) => tracing::warn!(error = %e, "wal checkpoint at shutdown failed"),
+        }
+        drop(self.conn);
+        self.alive.store(false, Ordering::SeqCst);
+        if let Some(reply) = closing {
+            let _ = reply.send(());
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<(Vec<dsreg_proto::v1::Report>, Reply)>) {
+        let started = Instant::now();
+        let received_at = now_ms();
+        let history = self.history_per_device;
+        let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
+        // IMMEDIATE: take the write lock up front. A DEFERRED transaction that read first and
+        // then finds the lock taken fails with SQLITE_BUSY without waiting.
+        let tx = match self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        {
+            Ok(tx) => tx,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot begin transaction");
+                for (_, reply) in group {
+                    let _ = reply.send(Err(StoreError::Commit(e.to_string())));
+                }
+                return;
+            }
+        };
+        let mut tx = tx;
+        for (reports, reply) in group {
+            let result = (|| -> Result<Vec<Applied>, StoreError> {
+                let sp = tx.savepoint()?;
+                let mut out = Vec::with_capacity(reports.len());
+                for r in &reports {
+                    out.push(apply::report(&sp, r, received_at, history)?);
+                }
+                sp.commit()?;
+                Ok(out)
+            })();
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "batch rolled back");
+            }
+            pending.push((reply, result));
+        }
+        if let Err(e) = tx.commit() {
+            tracing::error!(error = %e, "group commit failed");
+            for (reply, _) in pending {
+                let _ = reply.send(Err(StoreError::Commit(e.to_string())));
+            }
+            return;
+        }
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        self.metrics.commit_duration(started.elapsed());
+        for (reply, result) in pending {
+            let outcome = result.map(|applied| {
+                let mut o = BatchOutcome::default();
+                for a in applied {
+                    if let Some(update) = &a.fleet {
+                        self.fleet
+                            .set(&update.machine_id, update.facts.as_ref(), update.last_seen);
+                    }
+                    o.new_attempts.extend(a.new_attempts);
+                    o.results.push(a.result);
+                }
+                o
+            });
+            let _ = reply.send(outcome);
+        }
+    }
+}

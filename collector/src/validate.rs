@@ -1,0 +1,204 @@
+//! Validation of an incoming `ReportBatch`, before anything touches the store.
+//!
+//! Policy (documented in the README): anything a correct agent never sends — a missing or
+//! malformed field, a string over its length cap, too many items, a batch over `max_batch` —
+//! fails the WHOLE batch with INVALID_ARGUMENT naming the first bad field
+//! (`reports[3].machine_id: required`). Nothing of such a batch is stored, so the agent can
+//! split it and retry the good part. Per-report `REJECTED` is reserved for conflicts only the
+//! store can see (a `report_id` replayed with different content). The decoded message size is
+//! capped earlier by tonic (`max_decoding_message_size` → RESOURCE_EXHAUSTED).
+
+use dsreg_proto::v1::{EventRecord, Report, ReportBatch, Snapshot};
+
+/// Longest id, hostname, domain, version string (bytes).
+pub const MAX_ID_LEN: usize = 256;
+/// Longest free-text field of a snapshot or event (bytes).
+pub const MAX_TEXT_LEN: usize = 16 * 1024;
+/// Most `extra` lines per snapshot.
+pub const MAX_EXTRA: usize = 2000;
+/// Most parse warnings per snapshot.
+pub const MAX_WARNINGS: usize = 500;
+/// Most event records per report.
+pub const MAX_EVENTS: usize = 1000;
+/// Most work accounts per snapshot.
+pub const MAX_WORK_ACCOUNTS: usize = 64;
+/// Most insertion strings per event record.
+pub const MAX_EVENT_DATA: usize = 64;
+
+/// Why a batch was refused; the message names the field and the limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValidationError(pub String);
+
+fn err(field: impl std::fmt::Display, what: impl std::fmt::Display) -> ValidationError {
+    ValidationError(format!("{field}: {what}"))
+}
+
+/// Checks a batch against the limits; `max_batch` is the configured batch cap.
+pub fn batch(b: &ReportBatch, max_batch: usize) -> Result<(), ValidationError> {
+    if b.reports.len() > max_batch {
+        return Err(err(
+            "reports",
+            format!(
+                "{} reports exceed the limit of {max_batch} per batch (max_batch)",
+                b.reports.len()
+            ),
+        ));
+    }
+    for (i, r) in b.reports.iter().enumerate() {
+        report(r, &format!("reports[{i}]"))?;
+    }
+    Ok(())
+}
+
+fn required_id(value: &str, field: String) -> Result<(), ValidationError> {
+    if value.trim().is_empty() {
+        return Err(err(field, "required"));
+    }
+    capped(value, field, MAX_ID_LEN)
+}
+
+fn capped(value: &str, field: String, max: usize) -> Result<(), ValidationError> {
+    if value.len() > max {
+        return Err(err(
+            field,
+            format!("{} bytes exceed the limit of {max}", value.len()),
+        ));
+    }
+    if value.contains('\0') {
+        return Err(err(field, "contains a NUL character"));
+    }
+    Ok(())
+}
+
+fn count(n: usize, field: String, max: usize) -> Result<(), ValidationError> {
+    if n > max {
+        return Err(err(field, format!("{n} items exceed the limit of {max}")));
+    }
+    Ok(())
+}
+
+/// Checks one report; `at` is its path in the batch (`reports[3]`).
+pub fn report(r: &Report, at: &str) -> Result<(), ValidationError> {
+    required_id(&r.report_id, format!("{at}.report_id"))?;
+    if uuid::Uuid::parse_str(&r.report_id).is_err() {
+        return Err(err(
+            format!("{at}.report_id"),
+            format!("{:?} is not a UUID", r.report_id),
+        ));
+    }
+    required_id(&r.machine_id, format!("{at}.machine_id"))?;
+    capped(&r.hostname, format!("{at}.hostname"), MAX_ID_LEN)?;
+    capped(&r.ad_domain, format!("{at}.ad_domain"), MAX_ID_LEN)?;
+    capped(&r.agent_version, format!("{at}.agent_version"), MAX_ID_LEN)?;
+    capped(&r.os_build, format!("{at}.os_build"), MAX_ID_LEN)?;
+    count(r.events.len(), format!("{at}.events"), MAX_EVENTS)?;
+    for (i, e) in r.events.iter().enumerate() {
+        event(e, &format!("{at}.events[{i}]"))?;
+    }
+    if let Some(s) = &r.snapshot {
+        snapshot(s, &format!("{at}.snapshot"))?;
+    }
+    Ok(())
+}
+
+fn snapshot(s: &Snapshot, at: &str) -> Result<(), ValidationError> {
+    count(s.extra.len(), format!("{at}.extra"), MAX_EXTRA)?;
+    count(s.warnings.len(), format!("{at}.warnings"), MAX_WARNINGS)?;
+    count(
+        s.work_accounts.len(),
+        format!("{at}.work_accounts"),
+        MAX_WORK_ACCOUNTS,
+    )?;
+    for (i, x) in s.extra.iter().enumerate() {
+        capped(&x.value, format!("{at}.extra[{i}].value"), MAX_TEXT_LEN)?;
+        capped(&x.key, format!("{at}.extra[{i}].key"), MAX_ID_LEN)?;
+    }
+    if let Some(id) = s
+        .device_details
+        .as_ref()
+        .and_then(|d| d.device_id.as_deref())
+    {
+        capped(id, format!("{at}.device_details.device_id"), MAX_ID_LEN)?;
+    }
+    if let Some(name) = s
+        .device_state
+        .as_ref()
+        .and_then(|d| d.device_name.as_deref())
+    {
+        capped(name, format!("{at}.device_state.device_name"), MAX_ID_LEN)?;
+    }
+    Ok(())
+}
+
+fn event(e: &EventRecord, at: &str) -> Result<(), ValidationError> {
+    count(e.data.len(), format!("{at}.data"), MAX_EVENT_DATA)?;
+    if let Some(m) = &e.message {
+        capped(m, format!("{at}.message"), MAX_TEXT_LEN)?;
+    }
+    if let Some(m) = &e.server_error {
+        capped(m, format!("{at}.server_error"), MAX_TEXT_LEN)?;
+    }
+    for (k, v) in &e.data {
+        capped(v, format!("{at}.data[{k:?}]"), MAX_TEXT_LEN)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dsreg_proto::v1::ExtraField;
+
+    fn good(i: u32) -> Report {
+        Report {
+            report_id: format!("00000000-0000-4000-8000-{i:012}"),
+            machine_id: format!("machine-{i}"),
+            hostname: format!("PC-{i:04}"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn messages_name_the_field() {
+        let mut b = ReportBatch {
+            reports: (0..5).map(good).collect(),
+        };
+        assert_eq!(batch(&b, 10), Ok(()));
+        b.reports[3].machine_id.clear();
+        assert_eq!(
+            batch(&b, 10).unwrap_err().0,
+            "reports[3].machine_id: required"
+        );
+        b.reports[3].machine_id = "x".repeat(300);
+        assert_eq!(
+            batch(&b, 10).unwrap_err().0,
+            "reports[3].machine_id: 300 bytes exceed the limit of 256"
+        );
+        b.reports[3] = good(3);
+        b.reports[1].report_id = "not-a-uuid".into();
+        assert_eq!(
+            batch(&b, 10).unwrap_err().0,
+            "reports[1].report_id: \"not-a-uuid\" is not a UUID"
+        );
+    }
+
+    #[test]
+    fn batch_and_count_limits() {
+        let b = ReportBatch {
+            reports: (0..5).map(good).collect(),
+        };
+        let e = batch(&b, 4).unwrap_err().0;
+        assert!(e.contains("limit of 4") && e.contains("max_batch"), "{e}");
+        let mut r = good(1);
+        r.snapshot = Some(Snapshot {
+            extra: vec![ExtraField::default(); MAX_EXTRA + 1],
+            ..Default::default()
+        });
+        let e = report(&r, "reports[0]").unwrap_err().0;
+        assert_eq!(
+            e,
+            "reports[0].snapshot.extra: 2001 items exceed the limit of 2000"
+        );
+    }
+}
