@@ -12,15 +12,19 @@
 //! 4. post-join problems on a joined device: DeviceAuthStatus FAILED, AadRecoveryEnabled YES,
 //!    KeySignTest failed, a PRT diagnostics block, no PRT.
 //!
+//! Rules 1–2 live here; rule 3 in `event_log`, rule 4 in `post_join`.
+//!
 //! Invariants: every `cause` is an id of the catalog's closed cause set (bounded metric labels);
 //! `evidence` lines are reconstructed as `Key : value` so a technician can find them in the
 //! capture; nothing here panics on any snapshot.
 
 use crate::catalog::{self, Cause};
 use crate::classify::{self, ServerError};
-use crate::v1::{DiagnosticTests, PreviousRegistration, PrtDiagnostics, TestResult};
+use crate::v1::{DiagnosticTests, PreviousRegistration, TestResult};
 use crate::{EventRecord, ExecutionContext, Failure, JoinType, Phase, Snapshot, TestStatus, hex};
 
+mod event_log;
+mod post_join;
 #[cfg(test)]
 mod tests;
 
@@ -102,13 +106,13 @@ pub fn failure(
     if let Some(f) = tests.and_then(from_tests) {
         return Some(f);
     }
-    if !joined && let Some(f) = from_events(events) {
+    if !joined && let Some(f) = event_log::from_events(events) {
         return Some(f);
     }
     // Post-join checks need a device that is (or may be, in a fragment without Device State)
     // joined; on a device known not to be joined they describe nothing.
     if azure_ad_joined != Some(false) {
-        return post_join(snapshot, context);
+        return post_join::post_join(snapshot, context);
     }
     None
 }
@@ -330,225 +334,6 @@ fn test_line(name: &str, r: &TestResult) -> String {
         (Some(c), None) => format!("{label} : {status} [{}]", hex(c)),
         _ => format!("{label} : {status}"),
     }
-}
-
-// ── rule 3: event records ───────────────────────────────────────────────────────────────────
-
-/// Ordering key for "newest": time (normalised RFC 3339), then record id.
-fn event_key(e: &EventRecord) -> (Option<(String, String)>, u64) {
-    (e.time.as_deref().map(time_key), e.record_id)
-}
-
-/// Splits an RFC 3339 UTC time into (seconds part, fraction padded to 9 digits) so that
-/// `…:00Z` and `…:00.5Z` compare in time order, not byte order.
-fn time_key(t: &str) -> (String, String) {
-    let t = t.trim().trim_end_matches(['Z', 'z']);
-    let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
-    let frac: String = frac.chars().take_while(char::is_ascii_digit).collect();
-    (secs.replace(['t', ' '], "T"), format!("{frac:0<9}"))
-}
-
-fn from_events(events: &[EventRecord]) -> Option<Failure> {
-    let newest = events
-        .iter()
-        .filter(|e| FAILURE_EVENTS.contains(&e.event_id))
-        .max_by(|a, b| event_key(a).cmp(&event_key(b)))?;
-    let cleared = events
-        .iter()
-        .filter(|e| SUCCESS_EVENTS.contains(&e.event_id))
-        .any(|s| event_key(s) > event_key(newest));
-    if cleared {
-        return None;
-    }
-    Some(event_failure(newest))
-}
-
-fn event_failure(e: &EventRecord) -> Failure {
-    let code = e.exit_code.filter(|c| *c != 0);
-    let response = e.server_response.as_ref();
-    // Only the 201/204 JSON names an error type; the 304/305 "Server error" is free text.
-    let error_code = response.and_then(|r| non_empty(r.error_type.as_deref()));
-    let message = response
-        .and_then(|r| non_empty(r.message.as_deref()))
-        .or_else(|| non_empty(e.server_error.as_deref()));
-    let server = ServerError {
-        error_code,
-        sub_code: response.and_then(|r| non_empty(r.sub_error_code.as_deref())),
-        message,
-        operation: None,
-    };
-    let described = code.map(catalog::describe);
-    let phase = match e.event_id {
-        201 | 307 => Phase::Discover,
-        204 | 220 => Phase::Join,
-        305 => Phase::Auth,
-        333 | 334 => Phase::PreCheck,
-        _ => e
-            .error_phase
-            .as_deref()
-            .and_then(Phase::from_label)
-            .or(described.as_ref().filter(|d| d.known).map(|d| d.phase))
-            .unwrap_or(Phase::Join),
-    };
-    let cause: &'static str = match (e.event_id, code) {
-        // KB4480781: 307/304 with 0x801c001d is expected where hybrid join is not configured.
-        (304 | 307, Some(ADCONFIG_READ_FAILED)) => "scp_not_configured",
-        (333, _) => "not_system",
-        (334, _) => "dc_unreachable",
-        (220, _) => "ad_computer_object_unreadable",
-        _ => classify::refine(code, &server)
-            .map(|c| c.id)
-            .or_else(|| described.as_ref().map(|d| d.cause.id))
-            .unwrap_or_else(|| fallback_cause(server.error_code)),
-    };
-    Failure {
-        phase: phase as i32,
-        code,
-        sub_code: None,
-        symbol: symbol(code),
-        cause: cause.to_owned(),
-        source: format!("event:{}", e.event_id),
-        server_error: server_error_text(error_code, message),
-        evidence: vec![event_line(e)],
-    }
-}
-
-/// One line per event: `event 204 at …: exit code 0x801c03f2, HTTP 400, DirectoryError: …`.
-fn event_line(e: &EventRecord) -> String {
-    let mut parts = Vec::new();
-    if let Some(c) = e.exit_code {
-        parts.push(format!("exit code {}", hex(c)));
-    }
-    if let Some(s) = e.http_status {
-        parts.push(format!("HTTP {s}"));
-    }
-    if let Some(p) = non_empty(e.error_phase.as_deref()) {
-        parts.push(format!("errorPhase {p}"));
-    }
-    if let Some(t) = non_empty(e.tenant_type.as_deref()) {
-        parts.push(format!("tenant type {t}"));
-    }
-    let response = e.server_response.as_ref();
-    let server = server_error_text(
-        response.and_then(|r| non_empty(r.error_type.as_deref())),
-        response.and_then(|r| non_empty(r.message.as_deref())),
-    )
-    .or_else(|| non_empty(e.server_error.as_deref()).map(one_line));
-    if let Some(s) = server {
-        parts.push(s);
-    }
-    let at = e
-        .time
-        .as_deref()
-        .map(|t| format!(" at {t}"))
-        .unwrap_or_default();
-    format!("event {}{at}: {}", e.event_id, parts.join(", "))
-}
-
-// ── rule 4: post-join ───────────────────────────────────────────────────────────────────────
-
-fn post_join(s: &Snapshot, context: ExecutionContext) -> Option<Failure> {
-    let simple = |cause: &str, source: &str, line: String| Failure {
-        phase: Phase::PostJoin as i32,
-        cause: cause.to_owned(),
-        source: source.to_owned(),
-        evidence: vec![line],
-        ..Failure::default()
-    };
-    let details = s.device_details.as_ref();
-    if let Some(status) = details.and_then(|d| d.device_auth_status.as_deref())
-        && status.trim().to_ascii_uppercase().starts_with("FAILED")
-    {
-        return Some(simple(
-            "device_auth_failed",
-            "device_auth_status",
-            format!("DeviceAuthStatus : {}", status.trim()),
-        ));
-    }
-    let diag = s.diagnostics.as_ref();
-    if diag.and_then(|d| d.aad_recovery_enabled) == Some(true) {
-        return Some(simple(
-            "aad_recovery_pending",
-            "aad_recovery_enabled",
-            "AadRecoveryEnabled : YES".to_owned(),
-        ));
-    }
-    if let Some(k) = diag.and_then(|d| d.key_sign_test.as_deref()) {
-        let k = k.trim();
-        // "MUST Run elevated to test." means the check did not run, not that it failed.
-        let not_run = k.to_ascii_lowercase().contains("must run elevated");
-        if !k.is_empty() && !k.eq_ignore_ascii_case("PASSED") && !not_run {
-            return Some(simple(
-                "key_sign_failed",
-                "key_sign_test",
-                format!("KeySignTest : {k}"),
-            ));
-        }
-    }
-    let sso = s.sso_state.as_ref();
-    let prt_blocks = sso
-        .into_iter()
-        .flat_map(|s| [&s.acquire_prt_diagnostics, &s.refresh_prt_diagnostics])
-        .flatten();
-    for d in prt_blocks {
-        if let Some(f) = from_prt_diagnostics(d) {
-            return Some(f);
-        }
-    }
-    // A SYSTEM process has no user session, so it never holds a user PRT: AzureAdPrt NO is
-    // what SYSTEM always sees and says nothing about the user's sign-in.
-    if context != ExecutionContext::System && sso.and_then(|s| s.azure_ad_prt) == Some(false) {
-        return Some(simple("no_prt", "prt", "AzureAdPrt : NO".to_owned()));
-    }
-    None
-}
-
-fn from_prt_diagnostics(d: &PrtDiagnostics) -> Option<Failure> {
-    let code = d.attempt_status.filter(|c| *c != 0)?;
-    let server = ServerError {
-        error_code: non_empty(d.server_error_code.as_deref()),
-        sub_code: None,
-        message: non_empty(d.server_error_description.as_deref()),
-        operation: None,
-    };
-    let cause = classify::refine(Some(code), &server)
-        .map(|c| c.id)
-        .unwrap_or_else(|| catalog::describe(code).cause.id);
-    let mut evidence = Vec::new();
-    push(
-        &mut evidence,
-        "Previous Prt Attempt",
-        d.previous_prt_attempt.as_deref(),
-    );
-    push(&mut evidence, "Attempt Status", Some(hex(code).as_str()));
-    push(
-        &mut evidence,
-        "Credential Type",
-        d.credential_type.as_deref(),
-    );
-    push(&mut evidence, "Endpoint URI", d.endpoint_uri.as_deref());
-    push(
-        &mut evidence,
-        "HTTP Error",
-        d.http_error.map(hex).as_deref(),
-    );
-    push(
-        &mut evidence,
-        "HTTP status",
-        d.http_status.map(|s| s.to_string()).as_deref(),
-    );
-    push(&mut evidence, "Server Error Code", server.error_code);
-    push(&mut evidence, "Server Error Description", server.message);
-    Some(Failure {
-        phase: Phase::PostJoin as i32,
-        code: Some(code),
-        sub_code: d.http_error.filter(|c| *c != 0),
-        symbol: symbol(Some(code)),
-        cause: cause.to_owned(),
-        source: "prt_diagnostics".to_owned(),
-        server_error: server_error_text(server.error_code, server.message),
-        evidence,
-    })
 }
 
 // ── helpers ─────────────────────────────────────────────────────────────────────────────────

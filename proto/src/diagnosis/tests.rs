@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::v1::{
-    DeviceDetails, DeviceState, Diagnostics, ServerResponse, SsoState, UserState, WorkAccount,
+    DeviceDetails, DeviceState, Diagnostics, PrtDiagnostics, ServerResponse, SsoState, UserState,
+    WorkAccount,
 };
 
 const SCP_READ: u32 = 0x801c_001d;
