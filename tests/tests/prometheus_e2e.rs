@@ -218,6 +218,46 @@ fn rule_expressions() -> Vec<(String, String)> {
         .collect()
 }
 
+/// Every link into the collector's API in the dashboards (data links, panel links, text
+/// panels), with `${collector_url}` and the table fields of a real failing row substituted.
+/// Links with a placeholder device key are left out (the device page is checked separately).
+fn dashboard_api_links(base: &str) -> Vec<(String, String)> {
+    let fields = [
+        ("phase", "join"),
+        ("cause", "tenant_not_found"),
+        ("code", "0x801c03f2"),
+        ("symbol", "DSREG_E_DIRECTORY_FAILURE"),
+        ("join_type", "domain_joined"),
+    ];
+    let dir = repo_root().join("dashboards/grafana");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        for (at, _) in text.match_indices("${collector_url}") {
+            let rest = &text[at..];
+            let end = rest
+                .find(|c: char| c.is_whitespace() || "()\"'`\\".contains(c))
+                .unwrap_or(rest.len());
+            let mut url = rest[..end].replace("${collector_url}", base);
+            for (field, value) in fields {
+                url = url.replace(&format!("${{__data.fields.{field}}}"), value);
+            }
+            if url.contains("{key}") || url.contains("<key>") || url == base {
+                continue;
+            }
+            out.push((name.clone(), url));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 #[test]
 fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule_and_panel() {
     let collector = Collector::start(&[]).expect("start dsreg-collector");
@@ -356,6 +396,23 @@ fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule_and_panel() {
     // Nothing pages on a healthy, freshly started stack (the collector is present).
     let absent = prom.result("ALERTS{alertname=\"DsregCollectorAbsent\"}");
     assert!(absent.is_empty(), "collector reported absent: {absent:?}");
+    // Every dashboard link into /api/v1 works against the real collector, and the device page
+    // the drill-down text describes answers for a real key.
+    let links = dashboard_api_links(&collector.url(""));
+    assert!(links.len() >= 10, "dashboard links into the API: {links:?}");
+    for (file, url) in &links {
+        assert!(
+            !url.contains('$'),
+            "{file}: unsubstituted variable in {url}"
+        );
+        let (status, body) = http_get(url).unwrap();
+        assert_eq!(status, 200, "{file}: GET {url} → {status}: {body}");
+        serde_json::from_str::<Json>(&body)
+            .unwrap_or_else(|e| panic!("{file}: {url} is not JSON ({e}): {body}"));
+    }
+    let (status, body) = http_get(&collector.url("/api/v1/devices/e2e-machine-2")).unwrap();
+    assert_eq!(status, 200, "device page: {body}");
+
     drop(prom);
     drop(collector);
 }
