@@ -390,3 +390,40 @@ fn rendered_204_refines_to_device_not_synced() {
     assert_eq!(f.cause, "device_not_synced");
     assert_eq!(f.symbol.as_deref(), Some("DSREG_E_DIRECTORY_FAILURE"));
 }
+
+#[test]
+fn exit_codes_in_every_form() {
+    use dsreg_agent::events::parse_exit_code;
+    assert_eq!(parse_exit_code("-2145647630"), Some(0x801c03f2));
+    assert_eq!(parse_exit_code("2149319666"), Some(0x801c03f2));
+    assert_eq!(parse_exit_code("0x801C03F2"), Some(0x801c03f2));
+    assert_eq!(
+        parse_exit_code("Unknown HResult Error code: 0x801c03f2."),
+        Some(0x801c03f2)
+    );
+    assert_eq!(parse_exit_code("Keyset does not exist"), Some(0x80090016));
+    assert_eq!(
+        parse_exit_code("The operation completed successfully."),
+        Some(0)
+    );
+    assert_eq!(parse_exit_code("%1"), None);
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+        let _ = parse_events(&bytes);
+    }
+
+    #[test]
+    fn any_event_text_never_panics(body in "\\PC{0,300}", id in 0u32..5000) {
+        let xml = format!(
+            "<Event><System><EventID>{id}</EventID></System><RenderingInfo><Message>{}</Message></RenderingInfo><EventData><Data>{}</Data></EventData></Event>",
+            body.replace('&', "&amp;").replace('<', "&lt;"),
+            body.replace('&', "&amp;").replace('<', "&lt;"),
+        );
+        let _ = parse_events(xml.as_bytes());
+        let json = serde_json::json!({"Id": id, "Message": body, "Properties": [{"Value": body}]});
+        let _ = parse_events(json.to_string().as_bytes());
+    }
+}

@@ -25,7 +25,6 @@ mod xml;
 use std::collections::HashMap;
 
 use dsreg_proto::EventRecord;
-use dsreg_proto::catalog;
 
 pub use text::{parse_server_response, reverse_message_code};
 
@@ -220,9 +219,11 @@ fn apply_slot(rec: &mut EventRecord, slot: Slot, value: &str) -> bool {
     true
 }
 
-/// Normalises a code string (hex, signed or unsigned decimal) to a u32.
-pub fn normalise_code(s: &str) -> Option<u32> {
-    catalog::parse_code(s)
+/// An exit code from an insertion string or a rendered value: `0x…`, signed or unsigned
+/// decimal, text holding a `0x…` token (`Unknown HResult Error code: 0x801c03f2.`), or a known
+/// Windows message text (`Keyset does not exist` → 0x80090016).
+pub fn parse_exit_code(s: &str) -> Option<u32> {
+    text::parse_code_text(s)
 }
 
 #[cfg(test)]
