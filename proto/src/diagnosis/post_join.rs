@@ -92,7 +92,7 @@ fn from_prt_diagnostics(d: &PrtDiagnostics) -> Option<Failure> {
     push(
         &mut evidence,
         "HTTP Error",
-        d.http_error.map(hex).as_deref(),
+        d.http_error.filter(|c| *c != 0).map(hex).as_deref(),
     );
     push(
         &mut evidence,
