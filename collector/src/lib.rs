@@ -28,6 +28,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http;
 use dsreg_proto::v1::telemetry_server::TelemetryServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -116,6 +117,9 @@ pub async fn run(
     let telemetry =
         TelemetryServer::new(ingest).max_decoding_message_size(config.max_message_bytes);
     let grpc_server = tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(
+            too_large_is_resource_exhausted,
+        ))
         .add_service(health_service)
         .add_service(telemetry)
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), {
@@ -149,6 +153,21 @@ pub async fn run(
     store.close().await;
     tracing::info!("collector stopped");
     result
+}
+
+/// tonic answers a message over `max_decoding_message_size` with OUT_OF_RANGE; the gRPC spec
+/// (and our contract) says RESOURCE_EXHAUSTED. The error is a trailers-only response, so the
+/// status sits in the headers and can be rewritten here.
+fn too_large_is_resource_exhausted<B>(mut resp: http::Response<B>) -> http::Response<B> {
+    let h = resp.headers_mut();
+    let too_large = h.get("grpc-status").is_some_and(|v| v == "11")
+        && h.get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| m.replace("%20", " ").contains("message length too large"));
+    if too_large {
+        h.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    resp
 }
 
 async fn retention(store: Store, days: u32, stop: watch::Receiver<bool>) {

@@ -1,4 +1,12 @@
-//! Helpers for the end-to-end tests (process spawning, readiness waits). Filled in with the collector.
+//! Helpers for the end-to-end tests (process spawning, readiness waits).
+//!
+//! - [`collector`]: the real `dsreg-collector` on ephemeral loopback ports (`127.0.0.1:0`,
+//!   addresses read back from `--ready-file`), restartable on the same database, killable
+//!   with SIGKILL or stopped with SIGTERM.
+//! - [`prom`]: the Prometheus tier (promtool, a real Prometheus).
+
+/// The real collector process (start, restart on the same database, kill -9, SIGTERM).
+pub mod collector;
 
 /// The Prometheus tier: promtool, a real Prometheus, the collector process (see module docs).
 pub mod prom;

@@ -1,0 +1,186 @@
+//! The real `dsreg-collector` process for end-to-end tests.
+//!
+//! [`CollectorProcess::start`] runs the binary with `--grpc-listen 127.0.0.1:0
+//! --http-listen 127.0.0.1:0 --ready-file FILE`, reads the bound addresses back from the ready
+//! file (`grpc=ADDR http=ADDR`), then polls `/readyz`; every wait is bounded. The database
+//! path is the caller's, so a test can `kill -9` the process and start a new one on the same
+//! file. The process is killed when the value is dropped (also when a test panics).
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::prom::{KillOnDrop, collector_binary, http_get};
+
+/// How long start-up (bind + open store + /readyz) may take.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running collector.
+pub struct CollectorProcess {
+    child: Option<KillOnDrop>,
+    /// The bound gRPC address.
+    pub grpc: SocketAddr,
+    /// The bound HTTP address.
+    pub http: SocketAddr,
+    log: PathBuf,
+}
+
+fn parse_ready(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let mut grpc = None;
+    let mut http = None;
+    for part in line.split_whitespace() {
+        if let Some(v) = part.strip_prefix("grpc=") {
+            grpc = v.parse().ok();
+        } else if let Some(v) = part.strip_prefix("http=") {
+            http = v.parse().ok();
+        }
+    }
+    Some((grpc?, http?))
+}
+
+impl CollectorProcess {
+    /// Starts the collector on `db`, writing its log and ready file into `dir`.
+    pub fn start(db: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<CollectorProcess> {
+        let bin = collector_binary();
+        let ready = dir.join("ready");
+        let _ = fs::remove_file(&ready);
+        let log = unique(dir.join("collector.log"));
+        let log_file = fs::File::create(&log)?;
+        let child = Command::new(bin)
+            .args([
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--db")
+            .arg(db)
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra)
+            .env_remove("DSREG_CONFIG")
+            .env("DSREG_LOG", "info")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .context("spawn dsreg-collector")?;
+        let mut child = KillOnDrop::new(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        let (grpc, http) = loop {
+            if let Some(addrs) = fs::read_to_string(&ready)
+                .ok()
+                .as_deref()
+                .and_then(parse_ready)
+            {
+                break addrs;
+            }
+            if let Some(status) = child.exited() {
+                bail!("dsreg-collector exited early ({status}):\n{}", read(&log));
+            }
+            if Instant::now() >= deadline {
+                bail!("no ready file within {START_TIMEOUT:?}:\n{}", read(&log));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let me = CollectorProcess {
+            child: Some(child),
+            grpc,
+            http,
+            log,
+        };
+        loop {
+            if matches!(http_get(&me.url("/readyz")), Ok((200, _))) {
+                return Ok(me);
+            }
+            if Instant::now() >= deadline {
+                bail!("/readyz not 200 within {START_TIMEOUT:?}:\n{}", me.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `http://HTTP_ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// `http://GRPC_ADDR` for a tonic client.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// GET `path` on the HTTP port: status and JSON body (`Null` when not JSON).
+    pub fn get_json(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        let (status, body) = http_get(&self.url(path))?;
+        Ok((
+            status,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        ))
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        read(&self.log)
+    }
+
+    /// SIGKILL (`kill -9`), and reap.
+    pub fn kill9(&mut self) {
+        drop(self.child.take());
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let Some(child) = self.child.as_mut() else {
+            bail!("not running");
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .context("run kill -TERM")?;
+        if !status.success() {
+            bail!("kill -TERM failed: {status}");
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.exited() {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "collector did not exit within {timeout:?} of SIGTERM:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn unique(mut path: PathBuf) -> PathBuf {
+    let mut n = 0;
+    while path.exists() {
+        n += 1;
+        path.set_extension(format!("{n}.log"));
+    }
+    path
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ready_line_parses() {
+        let (g, h) = super::parse_ready("grpc=127.0.0.1:5 http=127.0.0.1:6\n").unwrap();
+        assert_eq!((g.port(), h.port()), (5, 6));
+        assert!(super::parse_ready("grpc=127.0.0.1:5").is_none());
+    }
+}
