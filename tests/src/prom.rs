@@ -5,8 +5,8 @@
 //! - [`Prometheus`] starts a real server on a free loopback port with a generated config and a
 //!   temporary TSDB, and answers instant queries; the process dies with the value (also when a
 //!   test panics).
-//! - [`Collector`] starts the real `dsreg-collector` binary on free loopback ports with a
-//!   temporary database and waits for `/readyz`.
+//! - [`collector_binary`] builds and finds the real `dsreg-collector` (the process itself is
+//!   run by [`crate::collector::CollectorProcess`]).
 //! - Small blocking helpers: [`http_get`], [`wait_until`], [`free_loopback_port`].
 //!
 //! Everything binds 127.0.0.1 and every wait is bounded.
@@ -14,7 +14,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -288,81 +288,4 @@ pub fn collector_binary() -> PathBuf {
     let bin = profile_dir.join(format!("dsreg-collector{}", std::env::consts::EXE_SUFFIX));
     assert!(bin.is_file(), "no collector binary at {}", bin.display());
     bin
-}
-
-/// The real collector on free loopback ports with a temporary database.
-pub struct Collector {
-    child: KillOnDrop,
-    /// The gRPC address.
-    pub grpc: SocketAddr,
-    /// The HTTP address (`/metrics`, `/api/v1`).
-    pub http: SocketAddr,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Collector {
-    /// Starts the collector (`extra` flags appended) and waits until `/readyz` answers 200.
-    pub fn start(extra: &[&str]) -> anyhow::Result<Self> {
-        let bin = collector_binary();
-        let dir = tempfile::tempdir()?;
-        let grpc: SocketAddr = format!("127.0.0.1:{}", free_loopback_port()).parse()?;
-        let http: SocketAddr = format!("127.0.0.1:{}", free_loopback_port()).parse()?;
-        let log = dir.path().join("collector.log");
-        let log_file = fs::File::create(&log)?;
-        let child = Command::new(bin)
-            .arg("--grpc-listen")
-            .arg(grpc.to_string())
-            .arg("--http-listen")
-            .arg(http.to_string())
-            .arg("--db")
-            .arg(dir.path().join("dsreg.db"))
-            .args(extra)
-            .env_remove("DSREG_CONFIG")
-            .env("RUST_LOG", "info")
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .spawn()
-            .context("spawn dsreg-collector")?;
-        let mut collector = Self {
-            child: KillOnDrop::new(child),
-            grpc,
-            http,
-            log,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = collector.child.exited() {
-                bail!(
-                    "dsreg-collector exited early ({status}):\n{}",
-                    collector.log()
-                );
-            }
-            if matches!(http_get(&collector.url("/readyz")), Ok((200, _))) {
-                return Ok(collector);
-            }
-            if Instant::now() >= deadline {
-                bail!("dsreg-collector not ready within 30s:\n{}", collector.log());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// `http://HTTP_ADDR{path}`.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.http)
-    }
-
-    /// The collector's log so far.
-    pub fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
 }

@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dsreg_e2e::prom::{Collector, Prometheus, http_get, promtool, repo_root, wait_until};
+use dsreg_e2e::collector::CollectorProcess;
+use dsreg_e2e::prom::{Prometheus, http_get, promtool, repo_root, wait_until};
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
 use dsreg_proto::v1::{
     DeviceState, Diagnostics, PreviousRegistration, SsoState, TestResult as DiagTest,
@@ -101,7 +102,7 @@ fn fleet() -> Vec<Snapshot> {
     snaps
 }
 
-fn send_fleet(collector: &Collector) {
+fn send_fleet(collector: &CollectorProcess) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let reports: Vec<Report> = fleet()
         .into_iter()
@@ -122,7 +123,7 @@ fn send_fleet(collector: &Collector) {
         })
         .collect();
     let n = reports.len();
-    let endpoint = format!("http://{}", collector.grpc);
+    let endpoint = collector.grpc_url();
     let ack = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -260,7 +261,9 @@ fn dashboard_api_links(base: &str) -> Vec<(String, String)> {
 
 #[test]
 fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule_and_panel() {
-    let collector = Collector::start(&[]).expect("start dsreg-collector");
+    let dir = tempfile::tempdir().unwrap();
+    let collector = CollectorProcess::start(&dir.path().join("dsreg.db"), dir.path(), &[])
+        .expect("start dsreg-collector");
     send_fleet(&collector);
 
     // (a) The exposition passes promtool's linter and carries the contract's families.
