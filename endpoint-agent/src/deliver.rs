@@ -145,8 +145,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let part = c.to_string();
+        // hyper and tonic repeat their source's text in their own; keep each phrase once.
+        if !s.contains(&part) {
+            s.push_str(": ");
+            s.push_str(&part);
+        }
         cur = c.source();
     }
     s

@@ -7,4 +7,6 @@ pub mod events;
 pub mod identity;
 pub mod report;
 pub mod runner;
+pub mod service;
+pub mod settings;
 pub mod spool;

@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::time::Duration;
+
 use dsreg_agent::cli::{self, CliError, Format, Input};
+use dsreg_agent::service::{self, Request, SendOutcome, ServiceError};
+use dsreg_agent::settings;
 use dsreg_proto::ExecutionContext;
 
 /// Exit codes, shown in every `--help`.
@@ -55,6 +59,97 @@ enum Command {
     /// and sub-code, the cause and its resolution, and the capture lines that show it.
     #[command(after_help = format!("{INPUTS}\n\n{EXIT_CODES}"))]
     Diagnose(InputArgs),
+    /// Collect once and deliver to the collector (scheduled tasks, logon tasks, tests).
+    ///
+    /// The report is written to the on-disk spool first and removed only when the collector
+    /// acknowledges it, so nothing is lost when the collector is unreachable: the report stays
+    /// queued (exit 3) and the next `send` or `run` delivers the spool first, oldest first.
+    /// On Windows without --status-file it runs `dsregcmd /status` itself.
+    #[command(after_help = SEND_EXIT_CODES)]
+    Send(ServiceArgs),
+    /// The service loop: collect at start, then every --interval (±10% jitter); send only
+    /// changed snapshots plus a heartbeat; retry failed deliveries with exponential backoff.
+    ///
+    /// Runs until SIGINT/SIGTERM (Ctrl-C). On Windows it runs `dsregcmd /status` and reads the
+    /// `Microsoft-Windows-User Device Registration/Admin` log through `wevtutil`; elsewhere
+    /// (tests, demos) it re-reads --status-file and --events-file each cycle.
+    #[command(after_help = SEND_EXIT_CODES)]
+    Run(ServiceArgs),
+}
+
+/// Exit codes of `send` and `run`.
+const SEND_EXIT_CODES: &str = "\
+Exit codes:
+  0  delivered (send) / stopped cleanly (run)
+  1  local fault (the spool directory cannot be written)
+  2  bad input: unreadable capture or settings file, bad collector URL, unknown machine id
+  3  the report is queued in the spool: the collector could not be reached or refused it
+
+Settings file (--config, TOML): collector, spool_dir, interval_minutes, heartbeat_hours,
+status_timeout_seconds, insecure, spool_max_reports, spool_max_bytes. Flags win over it.";
+
+#[derive(Debug, Args)]
+struct ServiceArgs {
+    /// Settings file (TOML); flags given on the command line win over it.
+    #[arg(long, value_name = "FILE", env = "DSREG_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Collector gRPC URL [default: http://127.0.0.1:50051].
+    #[arg(long, value_name = "URL", env = "DSREG_COLLECTOR")]
+    collector: Option<String>,
+    /// Read the dsregcmd /status capture from FILE instead of running dsregcmd.
+    #[arg(long, value_name = "FILE")]
+    status_file: Option<PathBuf>,
+    /// Read registration events from FILE (wevtutil XML or Get-WinEvent JSON).
+    #[arg(long, value_name = "FILE")]
+    events_file: Option<PathBuf>,
+    /// Device key to report [default: MachineGuid on Windows, /etc/machine-id elsewhere].
+    #[arg(long, value_name = "ID")]
+    machine_id: Option<String>,
+    /// Host name to report [default: this machine's name].
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+    /// Spool directory [default: %ProgramData%\dsreg-agent\spool on Windows,
+    /// ~/.local/state/dsreg-agent/spool or /var/lib/dsreg-agent/spool elsewhere].
+    #[arg(long, value_name = "DIR", env = "DSREG_SPOOL_DIR")]
+    spool_dir: Option<PathBuf>,
+    /// Allow plain http:// to a collector that is not on loopback (lab use only).
+    #[arg(long)]
+    insecure: bool,
+    /// Collect in the signed-in user's context (adds PRT / WAM state; the logon task uses it).
+    #[arg(long)]
+    user_context: bool,
+    /// Time between collections for `run`, e.g. 60m [default: 60m].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    interval: Option<Duration>,
+    /// Queue an unchanged snapshot after this long anyway, e.g. 6h [default: 6h].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    heartbeat: Option<Duration>,
+    /// Kill dsregcmd / wevtutil after this long, e.g. 30s [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    status_timeout: Option<Duration>,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    settings::parse_duration(s).map_err(|e| e.to_string())
+}
+
+impl ServiceArgs {
+    fn into_request(self) -> Request {
+        Request {
+            config: self.config,
+            collector: self.collector,
+            status_file: self.status_file,
+            events_file: self.events_file,
+            machine_id: self.machine_id,
+            hostname: self.hostname,
+            spool_dir: self.spool_dir,
+            insecure: self.insecure,
+            user_context: self.user_context,
+            interval: self.interval,
+            heartbeat: self.heartbeat,
+            status_timeout: self.status_timeout,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -107,7 +202,13 @@ impl InputArgs {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<String> {
+/// What `run` produced: text for standard output, or an exit code already decided.
+enum Outcome {
+    Print(String),
+    Exit(ExitCode),
+}
+
+fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let out = match cli.command {
         Command::Parse(args) => {
             let format = match args.format {
@@ -117,14 +218,112 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             cli::parse_command(&args.input.into_input(), format)?
         }
         Command::Diagnose(args) => cli::diagnose_command(&args.into_input())?,
+        Command::Send(_) | Command::Run(_) => return Ok(Outcome::Exit(service(cli.command))),
     };
-    Ok(out)
+    Ok(Outcome::Print(out))
+}
+
+/// `send` and `run`: async, with their own exit codes.
+fn service(command: Command) -> ExitCode {
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dsreg-agent: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let fail = |e: ServiceError| {
+        eprintln!("dsreg-agent: {e}");
+        ExitCode::from(e.exit_code())
+    };
+    match command {
+        Command::Send(args) => {
+            let resolved = match args.into_request().resolve(&env) {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            match runtime.block_on(service::send(&resolved)) {
+                Ok(SendOutcome::Delivered {
+                    accepted,
+                    duplicates,
+                    rejected,
+                }) => {
+                    println!(
+                        "delivered to {}: {accepted} accepted, {duplicates} already stored, {rejected} rejected",
+                        resolved.delivery.collector
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(SendOutcome::Queued {
+                    depth,
+                    spool_dir,
+                    reason,
+                }) => {
+                    eprintln!(
+                        "dsreg-agent: queued: {depth} report(s) wait in {}; they will be delivered by the next send or run ({reason})",
+                        spool_dir.display()
+                    );
+                    ExitCode::from(3)
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Run(args) => {
+            init_tracing();
+            let resolved = match args.into_request().resolve(&env) {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            match runtime.block_on(service::run(&resolved, shutdown_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Command::Parse(_) | Command::Diagnose(_) => ExitCode::from(1),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DSREG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Completes on Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn main() -> ExitCode {
     let parsed = Cli::parse();
     match run(parsed) {
-        Ok(out) => {
+        Ok(Outcome::Exit(code)) => code,
+        Ok(Outcome::Print(out)) => {
             let mut stdout = std::io::stdout().lock();
             match stdout
                 .write_all(out.as_bytes())

@@ -1,0 +1,292 @@
+//! `send` and `run`: settings resolved into a source, a spool and a delivery target.
+//!
+//! `send` is one collection and delivery (scheduled tasks, the per-user logon task, tests and
+//! newcomers feeding a collector). Its report is spooled before delivery, so a collector that
+//! cannot be reached leaves it queued (exit code 3) for the next `send` or `run`, which
+//! deliver the spool first, oldest first, each report once.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dsreg_proto::ExecutionContext;
+use time::OffsetDateTime;
+
+use crate::deliver::{DeliveryConfig, DeliveryError};
+use crate::identity;
+use crate::runner::{
+    self, CommandSource, CycleConfig, CycleError, FileSource, RunConfig, SourceError,
+};
+use crate::settings::{self, FileSettings, SettingsError};
+use crate::spool::{Spool, SpoolConfig, SpoolError};
+
+/// What `send` and `run` were asked to do (flags, already merged over the settings file by
+/// [`Request::resolve`]).
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Settings file, if any.
+    pub config: Option<PathBuf>,
+    /// Collector URL.
+    pub collector: Option<String>,
+    /// `dsregcmd /status` capture to read instead of running dsregcmd.
+    pub status_file: Option<PathBuf>,
+    /// Event export to read instead of running wevtutil.
+    pub events_file: Option<PathBuf>,
+    /// Override of the machine id.
+    pub machine_id: Option<String>,
+    /// Override of the host name.
+    pub hostname: Option<String>,
+    /// Spool directory.
+    pub spool_dir: Option<PathBuf>,
+    /// Allow plain HTTP to a non-loopback collector.
+    pub insecure: bool,
+    /// Collect in the signed-in user's context (PRT / WAM state).
+    pub user_context: bool,
+    /// `run`: time between collections.
+    pub interval: Option<Duration>,
+    /// `run`: heartbeat period.
+    pub heartbeat: Option<Duration>,
+    /// Timeout of dsregcmd / wevtutil.
+    pub status_timeout: Option<Duration>,
+}
+
+/// Why `send` or `run` could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Settings are wrong.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// No way to collect on this platform.
+    #[error(
+        "no --status-file given, and `dsregcmd` exists only on Windows: pass the capture with --status-file FILE"
+    )]
+    NoSource,
+    /// The machine id is unknown.
+    #[error("cannot determine this machine's id: pass --machine-id ID")]
+    NoMachineId,
+    /// Collection failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The spool failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The collector URL is unusable.
+    #[error(transparent)]
+    Url(DeliveryError),
+}
+
+impl ServiceError {
+    /// The exit code: 2 for bad input or settings, 1 for local faults.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServiceError::Spool(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+impl From<CycleError> for ServiceError {
+    fn from(e: CycleError) -> Self {
+        match e {
+            CycleError::Source(s) => ServiceError::Source(s),
+            CycleError::Spool(s) => ServiceError::Spool(s),
+        }
+    }
+}
+
+/// Everything resolved: ready to run.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Delivery target.
+    pub delivery: DeliveryConfig,
+    /// Spool location and bounds.
+    pub spool: SpoolConfig,
+    /// Loop settings (the cycle part is used by `send` too).
+    pub run: RunConfig,
+    /// Where to read from.
+    pub status_file: Option<PathBuf>,
+    /// Events to read.
+    pub events_file: Option<PathBuf>,
+    /// Timeout of dsregcmd / wevtutil.
+    pub status_timeout: Duration,
+}
+
+impl Request {
+    /// Merges flags over the settings file over the defaults; `env` is the environment.
+    pub fn resolve(&self, env: &HashMap<String, String>) -> Result<Resolved, ServiceError> {
+        let file = match &self.config {
+            Some(p) => settings::load_file(p)?,
+            None => FileSettings::default(),
+        };
+        if file.token_file.is_some() || file.ca_file.is_some() {
+            tracing::warn!("token_file / ca_file are not supported by this build and are ignored");
+        }
+        let collector = self
+            .collector
+            .clone()
+            .or(file.collector)
+            .unwrap_or_else(|| "http://127.0.0.1:50051".to_string());
+        let mut delivery = DeliveryConfig::new(collector);
+        delivery.insecure = self.insecure || file.insecure.unwrap_or(false);
+        crate::deliver::endpoint(&delivery).map_err(ServiceError::Url)?;
+
+        let dir = self
+            .spool_dir
+            .clone()
+            .or(file.spool_dir)
+            .unwrap_or_else(|| settings::default_spool_dir(env, self.user_context));
+        let mut spool = SpoolConfig::new(dir);
+        if let Some(n) = file.spool_max_reports {
+            spool.max_reports = n;
+        }
+        if let Some(n) = file.spool_max_bytes {
+            spool.max_bytes = n;
+        }
+
+        let mut id = identity::detect(&identity::System);
+        if let Some(m) = &self.machine_id {
+            id.machine_id = m.clone();
+        }
+        if let Some(h) = &self.hostname {
+            id.hostname = h.clone();
+        }
+        if id.machine_id.trim().is_empty() {
+            return Err(ServiceError::NoMachineId);
+        }
+        let interval = self
+            .interval
+            .or(file.interval_minutes.map(|m| Duration::from_secs(m * 60)))
+            .unwrap_or(Duration::from_secs(3600));
+        let heartbeat = self
+            .heartbeat
+            .or(file.heartbeat_hours.map(|h| Duration::from_secs(h * 3600)))
+            .unwrap_or(Duration::from_secs(6 * 3600));
+        let status_timeout = self
+            .status_timeout
+            .or(file.status_timeout_seconds.map(Duration::from_secs))
+            .unwrap_or(Duration::from_secs(30));
+        Ok(Resolved {
+            delivery,
+            spool,
+            run: RunConfig {
+                cycle: CycleConfig {
+                    identity: id,
+                    context: if self.user_context {
+                        ExecutionContext::User
+                    } else {
+                        ExecutionContext::System
+                    },
+                    heartbeat,
+                    always_queue: false,
+                },
+                interval,
+                jitter: 0.1,
+                retry_base: Duration::from_secs(30),
+                retry_cap: interval.max(Duration::from_secs(30)),
+            },
+            status_file: self.status_file.clone(),
+            events_file: self.events_file.clone(),
+            status_timeout,
+        })
+    }
+}
+
+/// The result of one `send`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Everything spooled was delivered.
+    Delivered {
+        /// Stored now.
+        accepted: usize,
+        /// Already stored before.
+        duplicates: usize,
+        /// Refused for good (set aside in the spool's `rejected/`).
+        rejected: usize,
+    },
+    /// The report is safe in the spool; the collector did not take it (yet).
+    Queued {
+        /// Reports waiting.
+        depth: usize,
+        /// Where.
+        spool_dir: PathBuf,
+        /// Why delivery failed.
+        reason: String,
+    },
+}
+
+/// One collection and delivery.
+pub async fn send(r: &Resolved) -> Result<SendOutcome, ServiceError> {
+    let mut spool = Spool::open(r.spool.clone())?;
+    let mut cycle = r.run.cycle.clone();
+    cycle.always_queue = true;
+    let now = OffsetDateTime::now_utc();
+    let outcome = match &r.status_file {
+        Some(f) => {
+            let mut src = FileSource {
+                status_file: f.clone(),
+                events_file: r.events_file.clone(),
+            };
+            runner::cycle(&mut src, &mut spool, &r.spool.dir, &cycle, &r.delivery, now).await?
+        }
+        None if cfg!(windows) => {
+            let mut src = CommandSource::windows(r.status_timeout);
+            runner::cycle(&mut src, &mut spool, &r.spool.dir, &cycle, &r.delivery, now).await?
+        }
+        None => return Err(ServiceError::NoSource),
+    };
+    Ok(match outcome.delivery {
+        Ok(d) => SendOutcome::Delivered {
+            accepted: d.accepted,
+            duplicates: d.duplicates,
+            rejected: d.rejected,
+        },
+        Err(e) => SendOutcome::Queued {
+            depth: outcome.spool_depth,
+            spool_dir: r.spool.dir.clone(),
+            reason: e.to_string(),
+        },
+    })
+}
+
+/// The service loop until `shutdown`.
+pub async fn run(r: &Resolved, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
+    let mut spool = Spool::open(r.spool.clone())?;
+    tracing::info!(
+        collector = %r.delivery.collector,
+        spool = %r.spool.dir.display(),
+        spooled = spool.len(),
+        interval = ?r.run.interval,
+        "dsreg-agent running"
+    );
+    match &r.status_file {
+        Some(f) => {
+            let mut src = FileSource {
+                status_file: f.clone(),
+                events_file: r.events_file.clone(),
+            };
+            runner::run(
+                &mut src,
+                &mut spool,
+                &r.spool.dir,
+                &r.run,
+                &r.delivery,
+                shutdown,
+            )
+            .await;
+        }
+        None if cfg!(windows) => {
+            let mut src = CommandSource::windows(r.status_timeout);
+            runner::run(
+                &mut src,
+                &mut spool,
+                &r.spool.dir,
+                &r.run,
+                &r.delivery,
+                shutdown,
+            )
+            .await;
+        }
+        None => return Err(ServiceError::NoSource),
+    }
+    Ok(())
+}
