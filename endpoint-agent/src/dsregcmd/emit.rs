@@ -40,9 +40,17 @@ pub(crate) struct Emit<'s, 'a> {
     pub key: &'a str,
     pub value: &'a str,
     pub line: u32,
+    /// Set when the key is not one the section knows (the line went to `extra`).
+    pub unknown_key: bool,
 }
 
 impl Emit<'_, '_> {
+    /// Keeps a line whose key is not known here in `extra`.
+    pub(crate) fn unknown(&mut self) {
+        self.unknown_key = true;
+        self.extra();
+    }
+
     pub(crate) fn extra(&mut self) {
         self.sink.extra(self.section, self.key, self.value);
     }

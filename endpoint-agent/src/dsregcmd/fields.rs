@@ -110,7 +110,7 @@ pub(crate) fn apply(
     e: &mut Emit<'_, '_>,
 ) {
     match section {
-        Section::Unknown => return e.extra(),
+        Section::Unknown => return e.unknown(),
         Section::WorkAccount(i) => return work_account(snap, i, norm, e),
         Section::IeProxySystem => {
             return proxy(
@@ -169,7 +169,7 @@ pub(crate) fn apply(
                 .get_or_insert_default()
                 .access_type,
         ),
-        _ => e.extra(),
+        _ => e.unknown(),
     }
 }
 
@@ -408,13 +408,13 @@ fn proxy(p: &mut ProxyConfig, norm: &[u8], e: &mut Emit<'_, '_>) {
         b"auto detect pac status" => e.text(&mut p.auto_detect_pac_status),
         b"executing account name" => e.text(&mut p.executing_account_name),
         b"access type" => e.text(&mut p.access_type),
-        _ => e.extra(),
+        _ => e.unknown(),
     }
 }
 
 fn work_account(snap: &mut Snapshot, i: usize, norm: &[u8], e: &mut Emit<'_, '_>) {
     let Some(w) = snap.work_accounts.get_mut(i) else {
-        return e.extra();
+        return e.unknown();
     };
     type Text = fn(&mut WorkAccount) -> &mut Option<String>;
     let text: Text = match norm {
@@ -429,7 +429,7 @@ fn work_account(snap: &mut Snapshot, i: usize, norm: &[u8], e: &mut Emit<'_, '_>
         b"devicecertificatevalidity" => return e.validity(&mut w.device_certificate_validity),
         b"tpmprotected" => return e.yes_no(&mut w.tpm_protected),
         b"ngcset" => return e.yes_no(&mut w.ngc_set),
-        _ => return e.extra(),
+        _ => return e.unknown(),
     };
     e.text(text(w));
 }

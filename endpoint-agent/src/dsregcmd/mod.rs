@@ -22,7 +22,11 @@
 //! * **Non-answers.** A typed field that printed something else stays unset and the line goes
 //!   to `extra`; a warning is added only when the value looks malformed, not for legitimate
 //!   `UNKNOWN`, `ERROR…`, `NONE`, `NOT SET`, `Managed by MDM`.
-//! * **Wrapped values.** See [`is_continuation`].
+//! * **Wrapped values.** See `is_continuation` (below): a join adds a warning naming the key.
+//! * **Keyless lines** that are not joined go to `extra` (key `""`): with a warning inside a
+//!   section, without one outside any section (shell prompt, PowerShell banner).
+//! * **Cut input.** A missing final newline, or an `Idp` that is not a domain name
+//!   (`Idp : logi`), adds a warning that the capture looks cut.
 //! * **Repeats.** A key whose field is already set keeps the first value; the repeat goes to
 //!   `extra` with a warning. Keys repeated across sections are told apart by section.
 //! * **Routing.** See `fields`: by key name outside the closed sections (Work Account, proxy).
@@ -216,18 +220,16 @@ impl<'a> Parser<'a> {
         };
         let mut buf = [0u8; 64];
         let norm = normalize_key(p.key, &mut buf);
-        let before = self.sink.extra.len();
         let mut e = Emit {
             sink: &mut self.sink,
             section: self.title,
             key: p.key,
             value: &p.value,
             line: p.line,
+            unknown_key: false,
         };
         fields::apply(&mut self.snap, &mut self.blocks, self.section, norm, &mut e);
-        if self.sink.extra.len() == before {
-            self.recognised = true;
-        }
+        self.recognised |= !e.unknown_key;
     }
 }
 
@@ -295,6 +297,7 @@ fn is_continuation(value: &str, next: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dsreg_proto::TestStatus;
 
     #[test]
     fn continuation_rule() {
@@ -304,6 +307,111 @@ mod tests {
         assert!(!is_continuation(kerb, "x"));
         assert!(!is_continuation("YES", "something else"));
         assert!(!is_continuation(pac, "x"));
+    }
+
+    fn lines(text: &str) -> Snapshot {
+        parse(text.as_bytes())
+    }
+
+    #[test]
+    fn repeats_unknown_sections_and_work_accounts() {
+        let s = lines(
+            "| Device State |\n AzureAdJoined : YES\n AzureAdJoined : NO\n\
+             | Work Account 2 |\n NgcSet : YES\n KeyProvider : Soft\n DeviceId : x\n\
+             | Mystery Box |\n NgcSet : NO\n",
+        );
+        assert_eq!(s.device_state.unwrap().azure_ad_joined, Some(true));
+        let wa = &s.work_accounts[0];
+        assert_eq!((wa.index, wa.ngc_set), (2, Some(true)));
+        assert_eq!(wa.key_provider.as_deref(), Some("Soft"));
+        // Work Account is closed: DeviceId there is not the device's.
+        assert!(s.device_details.is_none());
+        assert!(s.user_state.is_none());
+        let extra: Vec<_> = s
+            .extra
+            .iter()
+            .map(|x| (&*x.section, &*x.key, &*x.value))
+            .collect();
+        assert_eq!(
+            extra,
+            [
+                ("Device State", "AzureAdJoined", "NO"),
+                ("Work Account 2", "DeviceId", "x"),
+                ("Mystery Box", "NgcSet", "NO"),
+            ]
+        );
+        assert_eq!(s.warnings.len(), 2);
+        assert!(
+            s.warnings[0]
+                .message
+                .contains("repeated key 'AzureAdJoined'")
+        );
+        assert!(
+            s.warnings[1]
+                .message
+                .contains("unknown section 'Mystery Box'")
+        );
+    }
+
+    #[test]
+    fn error_and_non_answer_values() {
+        let s = lines(
+            "WamDefaultSet : ERROR (0xd0020017)\nNgcPreReq : ERROR 0xd0020017\n\
+             IsDeviceJoined : UNKNOWN\nPolicyEnabled : MAYBE\nNgcSet : **YES**\n",
+        );
+        let u = s.user_state.unwrap();
+        assert_eq!(
+            (u.wam_default_set, u.wam_default_set_error),
+            (None, Some(0xd002_0017))
+        );
+        assert_eq!(u.ngc_set, Some(true));
+        let n = s.ngc_prerequisite_check.unwrap();
+        assert_eq!(n.ngc_pre_req_error, Some(0xd002_0017));
+        assert_eq!((n.is_device_joined, n.policy_enabled), (None, None));
+        assert_eq!(s.extra.len(), 2);
+        // UNKNOWN is legitimate, MAYBE is not.
+        assert_eq!(s.warnings.len(), 1);
+        assert!(s.warnings[0].message.contains("MAYBE"));
+
+        let s = lines("WamDefaultSet : ERROR\nNgcPreReq : ERROR\n");
+        assert_eq!(s.user_state.unwrap().wam_default_set_error, None);
+        assert_eq!(s.ngc_prerequisite_check.unwrap().ngc_pre_req_error, None);
+        assert_eq!((s.extra.len(), s.warnings.len()), (2, 0));
+    }
+
+    #[test]
+    fn refresh_block_and_bad_test_codes() {
+        let s = lines(
+            "| SSO State |\nEnterprisePrt : YES\nRefreshPrtDiagnostics : PRESENT\n\
+             Attempt Status : 0xc000006d\n| Diagnostic Data |\n\
+             DRS Discovery Test : FAIL [ 0x801c0021 / 0xnothex ]\n",
+        );
+        let sso = s.sso_state.unwrap();
+        assert!(sso.acquire_prt_diagnostics.is_none());
+        let r = sso.refresh_prt_diagnostics.unwrap();
+        assert_eq!(
+            (r.prt.as_str(), r.attempt_status),
+            ("enterprise", Some(0xc000_006d))
+        );
+        let t = s.diagnostics.unwrap().tests.unwrap().drs_discovery.unwrap();
+        assert_eq!(
+            (t.result, t.code, t.sub_code),
+            (TestStatus::Fail as i32, None, None)
+        );
+        assert_eq!(s.warnings.len(), 1);
+    }
+
+    #[test]
+    fn nothing_recognised_is_reported() {
+        let s = lines("hello\nworld\n");
+        assert_eq!(s.extra.len(), 2);
+        assert_eq!(s.warnings.len(), 1);
+        let s = lines("AzureAdJoined : YES");
+        assert_eq!(
+            s.warnings.len(),
+            1,
+            "no final newline: the last line may be cut"
+        );
     }
 
     #[test]
