@@ -85,8 +85,9 @@ pub struct Args {
     /// History rows kept per device [default: 50]. Env: DSREG_HISTORY_PER_DEVICE.
     #[arg(long, value_name = "N")]
     pub history_per_device: Option<String>,
-    /// A device not heard from for this long is stale, e.g. 26h, 90m, 2d [default: 26h: a daily
-    /// collection plus slack for sleep and reboots]. Env: DSREG_STALE_AFTER.
+    /// A device not heard from for this long is stale, e.g. 26h, 90m, 2d [default: 26h: a laptop
+    /// that sleeps overnight misses two 6-h heartbeats every night; 26h = one day plus slack
+    /// for reboots and spool retries]. Env: DSREG_STALE_AFTER.
     #[arg(long, value_name = "DURATION")]
     pub stale_after: Option<String>,
     /// Most reports in one batch [default: 1000]. Env: DSREG_MAX_BATCH.

@@ -40,8 +40,12 @@ impl Ingest {
     /// Validates, stores and acknowledges one batch (the transport-independent core).
     pub async fn ingest(&self, batch: ReportBatch) -> Result<ReportAck, Error> {
         let started = Instant::now();
-        validate::batch(&batch, self.max_batch).map_err(|e| Error::InvalidArgument(e.0))?;
         let n = batch.reports.len();
+        if let Err(e) = validate::batch(&batch, self.max_batch) {
+            // A refused batch stores nothing; its reports count as rejected.
+            self.metrics.reports(0, 0, n as u64);
+            return Err(Error::InvalidArgument(e.0));
+        }
         if n == 0 {
             return Ok(ReportAck::default());
         }

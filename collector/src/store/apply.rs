@@ -13,14 +13,10 @@
 //!    replaced, keeping `first_seen`, and `failing_since` while the failure stays the same.
 //! 4. History: a row on every transition (join type or failure changed) and a sample at most
 //!    every [`SAMPLE_EVERY_MS`] otherwise; trimmed to `history_per_device` rows.
-//! 5. Events by (machine_id, record_id); failed registration attempts by (machine_id, attempt
-//!    minute, code), from the Previous Registration block and from events 304/305/307. Times
-//!    are cut to the minute so that the 304 logged twice per attempt, and the same attempt
-//!    seen in both sources, count once.
+//! 5. Events and failed registration attempts: see [`super::attempts`].
 
 use dsreg_proto::catalog;
-use dsreg_proto::classify::{self, ServerError};
-use dsreg_proto::v1::{EventRecord, Report, ReportResult, ReportStatus, Snapshot};
+use dsreg_proto::v1::{Report, ReportResult, ReportStatus, Snapshot};
 use dsreg_proto::{ExecutionContext, JoinType, Phase, TestStatus, diagnosis};
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -264,7 +260,7 @@ pub fn report(
             last_seen: now,
         })
     };
-    let new_attempts = attempts(conn, r, &snapshot, now)?;
+    let new_attempts = super::attempts::record(conn, r, &snapshot, now)?;
     Ok(Applied {
         result: result(r, ReportStatus::Accepted, String::new()),
         fleet,
@@ -395,134 +391,6 @@ fn history(
         params![r.machine_id, i64::from(keep)],
     )?;
     Ok(())
-}
-
-/// Cuts an RFC 3339 time to the minute (`2025-03-09T11:00Z`); other text is kept as is.
-fn attempt_minute(t: &str) -> String {
-    use time::format_description::well_known::Rfc3339;
-    match time::OffsetDateTime::parse(t.trim(), &Rfc3339) {
-        Ok(dt) => {
-            let dt = dt.to_offset(time::UtcOffset::UTC);
-            format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}Z",
-                dt.year(),
-                u8::from(dt.month()),
-                dt.day(),
-                dt.hour(),
-                dt.minute()
-            )
-        }
-        Err(_) => t.trim().to_string(),
-    }
-}
-
-fn classify_attempt(code: u32, phase: Option<&str>, server: &ServerError<'_>) -> FailureFacts {
-    let d = catalog::describe(code);
-    let cause = classify::refine(Some(code), server).unwrap_or(d.cause);
-    FailureFacts {
-        phase: phase
-            .and_then(Phase::from_label)
-            .unwrap_or(d.phase)
-            .label()
-            .to_string(),
-        cause: cause.id.to_string(),
-        code: Some(code),
-        symbol: d.symbol.unwrap_or_default().to_string(),
-    }
-}
-
-fn attempts(
-    conn: &Connection,
-    r: &Report,
-    snapshot: &Snapshot,
-    now: i64,
-) -> rusqlite::Result<Vec<FailureFacts>> {
-    let mut found: Vec<(String, FailureFacts, String)> = Vec::new();
-    if let Some(p) = snapshot
-        .diagnostics
-        .as_ref()
-        .and_then(|d| d.previous_registration.as_ref())
-        && let (Some(t), Some(code)) = (&p.time, p.client_error_code)
-        && code != 0
-    {
-        let server = ServerError {
-            error_code: p.server_error_code.as_deref(),
-            sub_code: p.server_error_sub_code.as_deref(),
-            message: p.server_message.as_deref(),
-            operation: p.server_operation.as_deref(),
-        };
-        let f = classify_attempt(code, p.error_phase.as_deref(), &server);
-        found.push((attempt_minute(t), f, "previous_registration".into()));
-    }
-    for e in &r.events {
-        if store_event(conn, r, e, now)?
-            && matches!(e.event_id, 304 | 305 | 307)
-            && let Some(code) = e.exit_code.filter(|c| *c != 0)
-        {
-            let sr = e.server_response.as_ref();
-            let server = ServerError {
-                error_code: sr.and_then(|s| s.error_type.as_deref()),
-                sub_code: sr.and_then(|s| s.sub_error_code.as_deref()),
-                message: sr
-                    .and_then(|s| s.message.as_deref())
-                    .or(e.server_error.as_deref()),
-                operation: None,
-            };
-            let phase = e.error_phase.as_deref().or(match e.event_id {
-                305 => Some("auth"),
-                307 => Some("discover"),
-                _ => None,
-            });
-            let time = e
-                .time
-                .as_deref()
-                .map_or_else(|| format!("record:{}", e.record_id), attempt_minute);
-            found.push((
-                time,
-                classify_attempt(code, phase, &server),
-                format!("event:{}", e.event_id),
-            ));
-        }
-    }
-    let mut new = Vec::new();
-    for (time, f, source) in found {
-        let inserted = conn.execute(
-            "INSERT OR IGNORE INTO attempts (machine_id, attempt_time, code, phase, cause, symbol,
-                source, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                r.machine_id,
-                time,
-                f.code.map(i64::from),
-                f.phase,
-                f.cause,
-                f.symbol,
-                source,
-                now
-            ],
-        )?;
-        if inserted == 1 {
-            new.push(f);
-        }
-    }
-    Ok(new)
-}
-
-/// Stores an event record once; true when it was new.
-fn store_event(conn: &Connection, r: &Report, e: &EventRecord, now: i64) -> rusqlite::Result<bool> {
-    let n = conn.execute(
-        "INSERT OR IGNORE INTO events (machine_id, record_id, event_id, time, exit_code,
-            received_at, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            r.machine_id,
-            e.record_id as i64,
-            e.event_id,
-            e.time,
-            e.exit_code.map(i64::from),
-            now,
-            e.encode_to_vec()
-        ],
-    )?;
-    Ok(n == 1)
 }
 
 /// Retention: deletes rows received before `cutoff_ms`; returns how many.

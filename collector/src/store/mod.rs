@@ -5,7 +5,8 @@
 //!   channel of (batch, reply). A full channel is answered at once with [`StoreError::Full`]
 //!   (backpressure to the client, never unbounded memory). Replies are sent only after COMMIT.
 //! - [`apply`]: what one report does inside the writer's transaction (idempotency, device
-//!   state, history, attempts, events).
+//!   state, history).
+//! - [`attempts`]: event records and failed registration attempts, each stored once.
 //! - [`read`]: queries for the API, run with `spawn_blocking` on a small pool of read-only
 //!   connections.
 //!
@@ -14,6 +15,7 @@
 //! promises "committed to disk"; group commit pays the fsync once per group, not per report.
 
 pub mod apply;
+pub mod attempts;
 pub mod read;
 pub mod schema;
 pub mod writer;

@@ -359,3 +359,42 @@ async fn history_is_bounded_and_retention_prunes() {
     assert_eq!((reports, devices), (0, 1), "retention keeps current state");
     store.close().await;
 }
+
+#[tokio::test]
+async fn an_older_report_does_not_overwrite_newer_state_and_failing_since_sticks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir.path().join("o.db"), Duration::from_secs(3600));
+    // variant 1: not joined, previous registration failed → failing in the shared diagnosis.
+    store.submit(vec![report(1, 5, 1, 1_000)]).await.unwrap();
+    let row = |store: Store| async move {
+        store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT last_report_id, failing_since, last_seen FROM devices",
+                    [],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, Option<i64>>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
+                    },
+                )?)
+            })
+            .await
+            .unwrap()
+    };
+    let (id1, since1, _) = row(store.clone()).await;
+    assert_eq!(id1, uuid(1));
+    assert!(since1.is_some(), "fixture report should be failing");
+    // The same failure again, later: failing_since stays.
+    store.submit(vec![report(2, 5, 1, 2_000)]).await.unwrap();
+    let (id2, since2, seen2) = row(store.clone()).await;
+    assert_eq!((id2.as_str(), since2), (uuid(2).as_str(), since1));
+    // An older capture (spool replay): current state stays, last_seen may only grow.
+    store.submit(vec![report(3, 5, 0, 500)]).await.unwrap();
+    let (id3, since3, seen3) = row(store.clone()).await;
+    assert_eq!((id3.as_str(), since3), (uuid(2).as_str(), since1));
+    assert!(seen3 >= seen2);
+    store.close().await;
+}

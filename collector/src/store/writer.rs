@@ -153,7 +153,16 @@ impl Writer {
                 let sp = tx.savepoint()?;
                 let mut out = Vec::with_capacity(reports.len());
                 for r in &reports {
-                    out.push(apply::report(&sp, r, received_at, history)?);
+                    let _span =
+                        tracing::debug_span!("report", machine_id = %r.machine_id).entered();
+                    let applied = apply::report(&sp, r, received_at, history)?;
+                    tracing::debug!(
+                        report_id = %r.report_id,
+                        status = ?applied.result.status(),
+                        transition = applied.fleet.as_ref().is_some_and(|f| f.facts.is_some()),
+                        "report applied"
+                    );
+                    out.push(applied);
                 }
                 sp.commit()?;
                 Ok(out)
