@@ -259,6 +259,37 @@ fn dashboard_api_links(base: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The `label_values(metric, label)` queries of the dashboards' query variables.
+fn variable_queries() -> Vec<(String, String, String)> {
+    let dir = repo_root().join("dashboards/grafana");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let d: Json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for v in d["templating"]["list"].as_array().unwrap() {
+            if v["type"] != "query" {
+                continue;
+            }
+            let q = v["definition"].as_str().unwrap();
+            let args = q
+                .strip_prefix("label_values(")
+                .and_then(|r| r.strip_suffix(')'))
+                .unwrap_or_else(|| panic!("unexpected variable query {q}"));
+            let (metric, label) = args.split_once(',').expect("label_values(metric, label)");
+            out.push((
+                path.file_name().unwrap().to_string_lossy().to_string(),
+                metric.trim().to_string(),
+                label.trim().to_string(),
+            ));
+        }
+    }
+    assert!(!out.is_empty());
+    out
+}
+
 #[test]
 fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule_and_panel() {
     let dir = tempfile::tempdir().unwrap();
@@ -358,6 +389,15 @@ fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule_and_panel() {
     for (file, title, expr) in &queries {
         let v = prom.query(expr).unwrap();
         assert_eq!(v["status"], "success", "{file} / {title}: {v}\n{expr}");
+    }
+
+    // The template variables' `label_values(metric, label)` find their values.
+    for (file, metric, label) in variable_queries() {
+        let found = prom.result(&format!("count by ({label}) ({metric})"));
+        assert!(
+            found.iter().any(|s| s["metric"][&label].is_string()),
+            "{file}: variable label_values({metric}, {label}) finds nothing"
+        );
     }
 
     // Key panels have data: devices by join type, failing by phase (with the join failure).
