@@ -90,7 +90,10 @@ struct Parser<'a> {
 impl<'a> Parser<'a> {
     fn run(&mut self, text: &'a str) {
         let mut lines = Lines::new(text);
-        let mut in_trace = text.contains(lines::END_STATUS);
+        // A `/debug` trace only when the marker stands on its own line (a second, cheap pass
+        // that runs only when the marker text occurs at all).
+        let mut in_trace = text.contains(lines::END_STATUS)
+            && Lines::new(text).any(|l| l.trim() == lines::END_STATUS);
         let mut trace_lines = 0usize;
         let mut n = 0u32;
         for raw in lines.by_ref() {
@@ -412,6 +415,13 @@ mod tests {
             1,
             "no final newline: the last line may be cut"
         );
+    }
+
+    #[test]
+    fn end_status_inside_a_value_is_not_a_trace() {
+        let s = lines("KeySignTest : DSREGCMD_END_STATUS seen\nAzureAdJoined : YES\n");
+        assert_eq!(s.device_state.unwrap().azure_ad_joined, Some(true));
+        assert!(s.warnings.is_empty());
     }
 
     #[test]
