@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -212,10 +213,16 @@ fn decode_cursor(c: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// Axum's own rejections (bad percent-encoding, invalid UTF-8) become our JSON 400.
+fn rejected(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::InvalidArgument(format!("invalid {what}: {e}"))
+}
+
 async fn devices(
     State(s): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<axum::Json<Value>, Error> {
+    let Query(q) = q.map_err(|e| rejected("query string", e))?;
     let filter = parse_filter(&q)?;
     let cutoff = s.stale_cutoff();
     let (list, next) = s
@@ -249,8 +256,9 @@ fn cause_doc(cause: &str) -> (Value, Value) {
 
 async fn device(
     State(s): State<AppState>,
-    Path(key): Path<String>,
+    key: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<Value>, Error> {
+    let Path(key) = key.map_err(|e| rejected("device key", e))?;
     let id = resolve(&s, key).await?;
     let cutoff = s.stale_cutoff();
     let id2 = id.clone();
@@ -292,8 +300,9 @@ async fn device(
 
 async fn device_history(
     State(s): State<AppState>,
-    Path(key): Path<String>,
+    key: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<Value>, Error> {
+    let Path(key) = key.map_err(|e| rejected("device key", e))?;
     let id = resolve(&s, key).await?;
     let id2 = id.clone();
     let rows = s

@@ -115,6 +115,12 @@ async fn bad_parameters_are_400_naming_the_parameter_and_value() {
     let (status, body, _) = get(&app, "/api/v1/devices/NOPE").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["error"].as_str().unwrap().contains("NOPE"));
+    let (status, body, text) = get(&app, "/api/v1/devices/%FF%FE").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(body["error"].is_string(), "{text}");
+    // Invalid UTF-8 in a query value is decoded lossily: no match, not an error.
+    let (status, _, text) = get(&app, "/api/v1/devices?hostname=%FF").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
     let (status, _, _) = get(&app, "/api/v2/whatever").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     store.close().await;
