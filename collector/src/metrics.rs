@@ -22,7 +22,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 /// A series: family name and label pairs.
 type Series = (&'static str, Vec<(&'static str, String)>);
 
-use crate::fleet::{FailureFacts, Fleet, FleetCounts, cause_label};
+use dsreg_proto::JoinType;
+
+use crate::fleet::{FailureFacts, Fleet, FleetCounts, TESTS, cause_label};
 
 const META: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, None);
 
@@ -207,8 +209,15 @@ impl Metrics {
     /// Sets the gauges from `counts` (zeroing vanished label sets) and renders the text format.
     pub fn render(&self, counts: &FleetCounts) -> String {
         let mut now: Vec<(Series, f64)> = Vec::new();
-        for (j, n) in &counts.devices {
-            now.push((("dsreg_devices", vec![("join_type", j.clone())]), *n as f64));
+        // Closed label sets are always exported (0 when empty), so dashboards and alerts see
+        // every join type and test from the first scrape instead of "no data".
+        let join_types = JoinType::ALL
+            .iter()
+            .map(|j| j.label().to_string())
+            .chain(["unknown".to_string()]);
+        for j in join_types {
+            let n = counts.devices.get(&j).copied().unwrap_or(0);
+            now.push((("dsreg_devices", vec![("join_type", j)]), n as f64));
         }
         for (k, n) in &counts.failing {
             let labels = vec![
@@ -219,12 +228,13 @@ impl Metrics {
             ];
             now.push((("dsreg_devices_failing", labels), *n as f64));
         }
-        for (t, n) in &counts.diagnostic_tests_failing {
+        for t in TESTS {
+            let n = counts.diagnostic_tests_failing.get(t).copied().unwrap_or(0);
             let series = (
                 "dsreg_devices_diagnostic_test_failing",
-                vec![("test", t.clone())],
+                vec![("test", t.to_string())],
             );
-            now.push((series, *n as f64));
+            now.push((series, n as f64));
         }
         for (j, n) in &counts.without_prt {
             let series = ("dsreg_devices_without_prt", vec![("join_type", j.clone())]);

@@ -320,6 +320,11 @@ async fn fleet_aggregates_match_a_full_sql_recount() {
     let expected = recount(&conn, cutoff);
     assert_eq!(live, expected);
     assert!(live.total >= 20 && live.stale > 0, "{live:?}");
+    // The random reports exercise every aggregate, not just device counts.
+    assert!(live.devices.len() >= 2, "{live:?}");
+    assert!(!live.failing.is_empty(), "{live:?}");
+    assert!(!live.diagnostic_tests_failing.is_empty(), "{live:?}");
+    assert!(!live.without_prt.is_empty(), "{live:?}");
     store.close().await;
 
     // Rebuilt from SQLite at start: the same numbers.
