@@ -1,20 +1,21 @@
 //! The gRPC ingest service: `dsreg.v1.Telemetry/Report`.
 //!
-//! validate (whole batch, see [`crate::validate`]) → queue to the writer (full queue →
-//! UNAVAILABLE with `retry-after-ms`) → wait for COMMIT → ack. The ack is never sent before
+//! validate (see [`crate::validate`]: a batch over the limit → INVALID_ARGUMENT, a bad report →
+//! REJECTED in place) → queue the valid reports to the writer (full queue → UNAVAILABLE with
+//! `retry-after-ms`) → wait for COMMIT → ack, one result per report in batch order. The ack is never sent before
 //! the writer's transaction committed, so an acknowledged report survives `kill -9`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use dsreg_proto::v1::telemetry_server::Telemetry;
-use dsreg_proto::v1::{ReportAck, ReportBatch, ReportStatus};
+use dsreg_proto::v1::{ReportAck, ReportBatch, ReportResult, ReportStatus};
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{BatchOutcome, Store};
 use crate::validate;
 
 /// The Telemetry service implementation.
@@ -41,17 +42,45 @@ impl Ingest {
     pub async fn ingest(&self, batch: ReportBatch) -> Result<ReportAck, Error> {
         let started = Instant::now();
         let n = batch.reports.len();
-        if let Err(e) = validate::batch(&batch, self.max_batch) {
-            // A refused batch stores nothing; its reports count as rejected.
-            self.metrics.reports(0, 0, n as u64);
-            return Err(Error::InvalidArgument(e.0));
+        let verdicts = match validate::batch(&batch, self.max_batch) {
+            Ok(v) => v,
+            Err(e) => {
+                // A refused batch stores nothing; its reports count as rejected.
+                self.metrics.reports(0, 0, n as u64);
+                return Err(Error::InvalidArgument(e.0));
+            }
+        };
+        // Invalid reports are answered REJECTED in place; the valid ones go to the store.
+        let mut slots: Vec<Option<ReportResult>> = Vec::with_capacity(n);
+        let mut valid = Vec::with_capacity(n);
+        for (r, verdict) in batch.reports.into_iter().zip(verdicts) {
+            match verdict {
+                Ok(()) => {
+                    slots.push(None);
+                    valid.push(r);
+                }
+                Err(e) => {
+                    tracing::debug!(machine_id = %r.machine_id, error = %e, "report rejected");
+                    slots.push(Some(ReportResult {
+                        report_id: r.report_id,
+                        status: ReportStatus::Rejected as i32,
+                        message: e.0,
+                    }));
+                }
+            }
         }
-        if n == 0 {
-            return Ok(ReportAck::default());
-        }
-        let outcome = self.store.submit(batch.reports).await?;
+        let outcome = if valid.is_empty() {
+            BatchOutcome::default()
+        } else {
+            self.store.submit(valid).await?
+        };
+        let mut stored = outcome.results.into_iter();
+        let results: Vec<ReportResult> = slots
+            .into_iter()
+            .filter_map(|slot| slot.or_else(|| stored.next()))
+            .collect();
         let (mut accepted, mut duplicate, mut rejected) = (0, 0, 0);
-        for r in &outcome.results {
+        for r in &results {
             match ReportStatus::try_from(r.status) {
                 Ok(ReportStatus::Accepted) => accepted += 1,
                 Ok(ReportStatus::Duplicate) => duplicate += 1,
@@ -69,9 +98,7 @@ impl Ingest {
             rejected,
             "batch committed"
         );
-        Ok(ReportAck {
-            results: outcome.results,
-        })
+        Ok(ReportAck { results })
     }
 }
 

@@ -1,12 +1,15 @@
 //! Validation of an incoming `ReportBatch`, before anything touches the store.
 //!
-//! Policy (documented in the README): anything a correct agent never sends — a missing or
-//! malformed field, a string over its length cap, too many items, a batch over `max_batch` —
-//! fails the WHOLE batch with INVALID_ARGUMENT naming the first bad field
-//! (`reports[3].machine_id: required`). Nothing of such a batch is stored, so the agent can
-//! split it and retry the good part. Per-report `REJECTED` is reserved for conflicts only the
-//! store can see (a `report_id` replayed with different content). The decoded message size is
-//! capped earlier by tonic (`max_decoding_message_size` → RESOURCE_EXHAUSTED).
+//! Policy (documented in the README):
+//! - Batch/envelope problems (more than `max_batch` reports) fail the WHOLE call with
+//!   INVALID_ARGUMENT naming the limit; nothing is stored.
+//! - A report with a bad field (missing `machine_id`, `report_id` not a UUID, a string over
+//!   its length cap, too many `extra`/`warnings`/`events`) is answered `REJECTED` in the ack
+//!   with a message naming the field (`reports[3].machine_id: required`); the other reports of
+//!   the batch are stored. Retrying a rejected report cannot help, and the agent sets it aside
+//!   (its spool's `rejected/`) instead of letting one bad report block everything behind it.
+//! - The decoded message size is capped earlier by tonic (`max_decoding_message_size`,
+//!   answered RESOURCE_EXHAUSTED).
 
 use dsreg_proto::v1::{EventRecord, Report, ReportBatch, Snapshot};
 
@@ -34,8 +37,11 @@ fn err(field: impl std::fmt::Display, what: impl std::fmt::Display) -> Validatio
     ValidationError(format!("{field}: {what}"))
 }
 
-/// Checks a batch against the limits; `max_batch` is the configured batch cap.
-pub fn batch(b: &ReportBatch, max_batch: usize) -> Result<(), ValidationError> {
+/// Checks a batch: `Err` for a batch-level problem, else one verdict per report, in order.
+pub fn batch(
+    b: &ReportBatch,
+    max_batch: usize,
+) -> Result<Vec<Result<(), ValidationError>>, ValidationError> {
     if b.reports.len() > max_batch {
         return Err(err(
             "reports",
@@ -45,10 +51,11 @@ pub fn batch(b: &ReportBatch, max_batch: usize) -> Result<(), ValidationError> {
             ),
         ));
     }
-    for (i, r) in b.reports.iter().enumerate() {
-        report(r, &format!("reports[{i}]"))?;
-    }
-    Ok(())
+    Ok(b.reports
+        .iter()
+        .enumerate()
+        .map(|(i, r)| report(r, &format!("reports[{i}]")))
+        .collect())
 }
 
 fn required_id(value: &str, field: String) -> Result<(), ValidationError> {
@@ -164,21 +171,31 @@ mod tests {
         let mut b = ReportBatch {
             reports: (0..5).map(good).collect(),
         };
-        assert_eq!(batch(&b, 10), Ok(()));
+        let first_error = |b: &ReportBatch| {
+            batch(b, 10)
+                .unwrap()
+                .into_iter()
+                .find_map(|r| r.err())
+                .map(|e| e.0)
+        };
+        assert_eq!(first_error(&b), None);
         b.reports[3].machine_id.clear();
+        assert_eq!(first_error(&b).unwrap(), "reports[3].machine_id: required");
+        let verdicts = batch(&b, 10).unwrap();
         assert_eq!(
-            batch(&b, 10).unwrap_err().0,
-            "reports[3].machine_id: required"
+            verdicts.iter().filter(|v| v.is_ok()).count(),
+            4,
+            "others pass"
         );
         b.reports[3].machine_id = "x".repeat(300);
         assert_eq!(
-            batch(&b, 10).unwrap_err().0,
+            first_error(&b).unwrap(),
             "reports[3].machine_id: 300 bytes exceed the limit of 256"
         );
         b.reports[3] = good(3);
         b.reports[1].report_id = "not-a-uuid".into();
         assert_eq!(
-            batch(&b, 10).unwrap_err().0,
+            first_error(&b).unwrap(),
             "reports[1].report_id: \"not-a-uuid\" is not a UUID"
         );
     }

@@ -6,7 +6,6 @@ use std::time::Duration;
 use dsreg_e2e::collector::CollectorProcess;
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
 use dsreg_proto::v1::{ExtraField, Report, ReportBatch, ReportStatus, Snapshot};
-use serde_json::Value;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -90,17 +89,22 @@ fn fixtures_are_stored_grouped_and_drilled_into() {
         let ack = client.report(batch).await.unwrap().into_inner();
         assert_eq!(statuses(&ack), vec![ReportStatus::Duplicate; n]);
 
-        // Envelope problems fail the whole batch, naming the field or the limit.
+        // A bad report is REJECTED in place, naming the field; the others are stored.
         let mut bad = report(900, Snapshot::default());
         bad.machine_id.clear();
-        let err = client
+        let ack = client
             .report(ReportBatch {
                 reports: vec![report(901, Snapshot::default()), bad],
             })
             .await
-            .unwrap_err();
-        assert_eq!(err.code(), tonic::Code::InvalidArgument);
-        assert_eq!(err.message(), "reports[1].machine_id: required");
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            statuses(&ack),
+            [ReportStatus::Accepted, ReportStatus::Rejected]
+        );
+        assert_eq!(ack.results[1].message, "reports[1].machine_id: required");
+        // A batch over the limit fails as a whole, naming the limit.
         let err = client
             .report(ReportBatch {
                 reports: (0..51)
@@ -140,10 +144,12 @@ fn fixtures_are_stored_grouped_and_drilled_into() {
     });
 
     // Every device, by machine id and by hostname (case-insensitive).
-    let (status, list) = c.get_json("/api/v1/devices?limit=1000").unwrap();
+    let (status, list) = c
+        .get_json("/api/v1/devices?hostname=FIX-&limit=1000")
+        .unwrap();
     assert_eq!(status, 200, "{list}");
     let devices = list["devices"].as_array().unwrap();
-    assert_eq!(devices.len(), n, "{list}");
+    assert_eq!(devices.len(), n + 1, "fixtures plus report 901: {list}");
     let (status, one) = c.get_json("/api/v1/devices/fix-002").unwrap();
     assert_eq!(status, 200, "{one}");
     assert_eq!(one["machine_id"], "e2e-machine-002");
@@ -199,7 +205,15 @@ fn fixtures_are_stored_grouped_and_drilled_into() {
     let (status, text) = dsreg_e2e::prom::http_get(&c.url("/metrics")).unwrap();
     assert_eq!(status, 200);
     assert!(
-        text.contains(&format!("dsreg_reports_total{{result=\"accepted\"}} {n}")),
+        text.contains(&format!(
+            "dsreg_reports_total{{result=\"accepted\"}} {}",
+            n + 1
+        )),
+        "{text}"
+    );
+    // 1 rejected report + a refused batch of 51.
+    assert!(
+        text.contains("dsreg_reports_total{result=\"rejected\"} 52"),
         "{text}"
     );
     assert!(
@@ -224,5 +238,4 @@ fn fixtures_are_stored_grouped_and_drilled_into() {
     let status = c.terminate(Duration::from_secs(20)).unwrap();
     assert!(status.success(), "exit {status}:\n{}", c.log());
     assert!(c.log().contains("wal checkpointed"), "{}", c.log());
-    let _: Value = Value::Null;
 }
