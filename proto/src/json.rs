@@ -70,13 +70,21 @@ macro_rules! enum_adapter {
     };
 }
 
-enum_adapter!(join_type, crate::JoinType, "`JoinType` ↔ `hybrid_joined`, …");
+enum_adapter!(
+    join_type,
+    crate::JoinType,
+    "`JoinType` ↔ `hybrid_joined`, …"
+);
 enum_adapter!(phase, crate::Phase, "`Phase` ↔ `pre-check`, …");
-enum_adapter!(test_status, crate::TestStatus, "`TestStatus` ↔ `PASS` / `FAIL` / `SKIPPED`.");
+enum_adapter!(
+    test_status,
+    crate::TestStatus,
+    "`TestStatus` ↔ `PASS` / `FAIL` / `SKIPPED`."
+);
 
 #[cfg(test)]
 mod tests {
-    use crate::v1::{Diagnostics, DiagnosticTests, Snapshot, TestResult};
+    use crate::v1::{DiagnosticTests, Diagnostics, Snapshot, TestResult};
     use crate::{JoinType, TestStatus};
 
     #[test]
@@ -104,7 +112,10 @@ mod tests {
         assert_eq!(t["code"], "0x801c0021");
         assert_eq!(t["sub_code"], "0x80072ee2");
         assert_eq!(v["diagnostics"]["fallback_to_sync_join"], true);
-        assert!(v.get("device_state").is_none(), "absent section must not appear: {v}");
+        assert!(
+            v.get("device_state").is_none(),
+            "absent section must not appear: {v}"
+        );
         assert!(v.get("extra").is_none());
         assert!(v.get("failure").is_none());
         assert!(v["diagnostics"].get("user_context").is_none());
