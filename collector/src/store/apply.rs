@@ -16,7 +16,7 @@
 //! 5. Events and failed registration attempts: see [`super::attempts`].
 
 use dsreg_proto::catalog;
-use dsreg_proto::v1::{Report, ReportResult, ReportStatus, Snapshot};
+use dsreg_proto::v1::{Failure, Report, ReportResult, ReportStatus, Snapshot};
 use dsreg_proto::{ExecutionContext, JoinType, Phase, TestStatus, diagnosis};
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -95,6 +95,26 @@ fn ts_ms(t: &prost_types::Timestamp) -> i64 {
         .saturating_add(i64::from(t.nanos / 1_000_000))
 }
 
+/// The stored labels of a derived failure: the device gauges and the attempt counter both use
+/// this, so one attempt carries the same phase/cause/code/symbol in both.
+pub fn failure_facts(f: &Failure) -> FailureFacts {
+    let d = f.code.map(catalog::describe);
+    let phase = Phase::try_from(f.phase).unwrap_or_default();
+    FailureFacts {
+        phase: match phase.label() {
+            "" => d.map_or("unknown", |d| d.phase.label()).to_string(),
+            l => l.to_string(),
+        },
+        cause: if f.cause.is_empty() {
+            d.map_or("unknown_other", |d| d.cause.id).to_string()
+        } else {
+            f.cause.clone()
+        },
+        code: f.code,
+        symbol: d.and_then(|d| d.symbol).unwrap_or_default().to_string(),
+    }
+}
+
 /// The device facts of a (re-diagnosed) snapshot.
 pub fn facts(snapshot: &Snapshot, context: ExecutionContext) -> DeviceFacts {
     let join = JoinType::try_from(snapshot.join_type).unwrap_or_default();
@@ -102,23 +122,7 @@ pub fn facts(snapshot: &Snapshot, context: ExecutionContext) -> DeviceFacts {
         "" => "unknown".to_string(),
         l => l.to_string(),
     };
-    let failure = snapshot.failure.as_ref().map(|f| {
-        let d = f.code.map(catalog::describe);
-        let phase = Phase::try_from(f.phase).unwrap_or_default();
-        FailureFacts {
-            phase: match phase.label() {
-                "" => d.map_or("unknown", |d| d.phase.label()).to_string(),
-                l => l.to_string(),
-            },
-            cause: if f.cause.is_empty() {
-                d.map_or("unknown_other", |d| d.cause.id).to_string()
-            } else {
-                f.cause.clone()
-            },
-            code: f.code,
-            symbol: d.and_then(|d| d.symbol).unwrap_or_default().to_string(),
-        }
-    });
+    let failure = snapshot.failure.as_ref().map(failure_facts);
     let mut failing_tests = 0u8;
     if let Some(t) = snapshot.diagnostics.as_ref().and_then(|d| d.tests.as_ref()) {
         let all = [

@@ -7,16 +7,21 @@
 //! seen in both sources, count once (an attempt straddling a minute boundary between the two
 //! sources may count twice; attempts are at least minutes apart). Only attempts inserted now
 //! are returned: they feed `dsreg_registration_failures_total`, which therefore counts unique
-//! attempts however many reports repeat them. Phase and cause come from the collector's own
-//! catalog, refined by what the server said (`classify::refine`).
+//! attempts however many reports repeat them. Labels come from the same diagnosis rule that
+//! derives the device's failure (`diagnosis::failure` on the Previous Registration block alone,
+//! or on that one event alone), so `dsreg_registration_failures_total` and
+//! `dsreg_devices_failing` name an attempt alike; the catalog plus `classify::refine` is only
+//! the fallback when that rule says nothing.
 
-use dsreg_proto::Phase;
 use dsreg_proto::catalog;
 use dsreg_proto::classify::{self, ServerError};
+use dsreg_proto::v1::DeviceState;
 use dsreg_proto::v1::{EventRecord, Report, Snapshot};
+use dsreg_proto::{ExecutionContext, Phase, diagnosis};
 use prost::Message;
 use rusqlite::{Connection, params};
 
+use super::apply::failure_facts;
 use crate::fleet::FailureFacts;
 
 /// Cuts an RFC 3339 time to the minute (`2025-03-09T11:00Z`); other text is kept as is.
@@ -73,9 +78,30 @@ pub(crate) fn record(
             message: p.server_message.as_deref(),
             operation: p.server_operation.as_deref(),
         };
-        let f = classify_attempt(code, p.error_phase.as_deref(), &server);
+        // The same rule that derives the device's failure, so the counter and the gauges agree.
+        let alone = Snapshot {
+            device_state: Some(DeviceState {
+                azure_ad_joined: Some(false),
+                ..Default::default()
+            }),
+            diagnostics: snapshot.diagnostics.clone(),
+            ..Default::default()
+        };
+        let f = diagnosis::failure(&alone, &[], ExecutionContext::System)
+            .filter(|f| f.source == "previous_registration" && f.code == Some(code))
+            .map_or_else(
+                || classify_attempt(code, p.error_phase.as_deref(), &server),
+                |f| failure_facts(&f),
+            );
         found.push((attempt_minute(t), f, "previous_registration".into()));
     }
+    let not_joined = Snapshot {
+        device_state: Some(DeviceState {
+            azure_ad_joined: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
     for e in &r.events {
         if store_event(conn, r, e, now)?
             && matches!(e.event_id, 304 | 305 | 307)
@@ -99,11 +125,18 @@ pub(crate) fn record(
                 .time
                 .as_deref()
                 .map_or_else(|| format!("record:{}", e.record_id), attempt_minute);
-            found.push((
-                time,
-                classify_attempt(code, phase, &server),
-                format!("event:{}", e.event_id),
-            ));
+            // The diagnosis of this one event (as the device would get it from it alone).
+            let f = diagnosis::failure(
+                &not_joined,
+                std::slice::from_ref(e),
+                ExecutionContext::System,
+            )
+            .filter(|f| f.code == Some(code))
+            .map_or_else(
+                || classify_attempt(code, phase, &server),
+                |f| failure_facts(&f),
+            );
+            found.push((time, f, format!("event:{}", e.event_id)));
         }
     }
     let mut new = Vec::new();
@@ -150,7 +183,51 @@ fn store_event(conn: &Connection, r: &Report, e: &EventRecord, now: i64) -> rusq
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dsreg_proto::v1::{Diagnostics, PreviousRegistration};
+    use dsreg_proto::TestStatus;
+    use dsreg_proto::v1::{DiagnosticTests, Diagnostics, PreviousRegistration, TestResult};
+
+    #[test]
+    fn an_attempt_counts_under_the_labels_of_the_device_failure() {
+        // The domain-joined fixture: read failure 0x801c001d in discover, and the AD
+        // Configuration Test says there is no SCP at all (0x80070002).
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn).unwrap();
+        let mut snapshot = Snapshot {
+            device_state: Some(DeviceState {
+                azure_ad_joined: Some(false),
+                domain_joined: Some(true),
+                ..Default::default()
+            }),
+            diagnostics: Some(Diagnostics {
+                tests: Some(DiagnosticTests {
+                    ad_configuration: Some(TestResult {
+                        result: TestStatus::Fail as i32,
+                        code: Some(0x8007_0002),
+                        sub_code: None,
+                    }),
+                    ..Default::default()
+                }),
+                previous_registration: Some(PreviousRegistration {
+                    time: Some("2022-11-07T15:50:24Z".into()),
+                    client_error_code: Some(0x801c_001d),
+                    error_phase: Some("discover".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        diagnosis::apply(&mut snapshot, &[], ExecutionContext::System);
+        let device = crate::store::apply::facts(&snapshot, ExecutionContext::System);
+        let r = Report {
+            machine_id: "m".into(),
+            ..Default::default()
+        };
+        let attempts = record(&conn, &r, &snapshot, 0).unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(Some(&attempts[0]), device.failure.as_ref());
+        assert_eq!(attempts[0].cause, "scp_not_configured");
+    }
 
     #[test]
     fn an_attempt_counts_once_across_sources_and_repeats() {
