@@ -164,13 +164,21 @@ const CASES: &[Expect] = &[
             "prt_diagnostics",
         ),
     },
-    // /debug trace: only the short status after DSREGCMD_END_STATUS is parsed
-    // (AzureAdJoined NO, EnterpriseJoined NO); the trace itself lands in `extra`, so the
-    // diagnosis has no failure to read (see the report: a trace-level rule would be new).
+    // /debug trace: the short status after DSREGCMD_END_STATUS says AzureAdJoined NO and
+    // EnterpriseJoined NO; the trace shows the federated join failing (0xcaa9002c), "Try
+    // synchronized join", then `Join error code: DirectoryError`, `Join message: The device
+    // object by the given id (Device ID) is not found.` and `DsrDeviceAutoJoin failed
+    // 0x801c03f2.` — the sync join result, i.e. the device is not synced yet.
     Expect {
         file: "debug-trace-federated-auth-fail-sync-join-0x801c03f2.txt",
         join_type: JoinType::NotJoined,
-        failure: None,
+        failure: want(
+            Phase::Join,
+            Some(0x801c03f2),
+            None,
+            "device_not_synced",
+            "debug_trace",
+        ),
     },
     // Three Diagnostic Data lines (DisplayNameUpdated : Managed by MDM …).
     Expect {

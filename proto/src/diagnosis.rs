@@ -4,7 +4,8 @@
 //! failure is the first match of four rule groups, in this order:
 //!
 //! 1. the Previous Registration block, only while the device is not Entra joined (once joined,
-//!    the old failure is history);
+//!    the old failure is history); 1b. likewise, the join result a `dsregcmd /debug` trace
+//!    recorded (it has no Previous Registration block);
 //! 2. failing pre-join diagnostic tests, in chain order (AD connectivity → AD configuration →
 //!    DRS discovery → DRS connectivity → Kerberos ticket → token acquisition);
 //! 3. event-log failure records (201/204/220/304/305/307/333/334), the newest one, only while
@@ -12,7 +13,7 @@
 //! 4. post-join problems on a joined device: DeviceAuthStatus FAILED, AadRecoveryEnabled YES,
 //!    KeySignTest failed, a PRT diagnostics block, no PRT.
 //!
-//! Rules 1–2 live here; rule 3 in `event_log`, rule 4 in `post_join`.
+//! Rules 1–2 live here; 1b in `debug_trace`, rule 3 in `event_log`, rule 4 in `post_join`.
 //!
 //! Invariants: every `cause` is an id of the catalog's closed cause set (bounded metric labels);
 //! `evidence` lines are reconstructed as `Key : value` so a technician can find them in the
@@ -23,6 +24,7 @@ use crate::classify::{self, ServerError};
 use crate::v1::{DiagnosticTests, PreviousRegistration, TestResult};
 use crate::{EventRecord, ExecutionContext, Failure, JoinType, Phase, Snapshot, TestStatus, hex};
 
+mod debug_trace;
 mod event_log;
 mod post_join;
 #[cfg(test)]
@@ -101,6 +103,9 @@ pub fn failure(
         .and_then(|d| d.previous_registration.as_ref());
 
     if !joined && let Some(f) = previous.and_then(|p| from_previous_registration(p, tests)) {
+        return Some(f);
+    }
+    if !joined && let Some(f) = debug_trace::from_debug_trace(&snapshot.extra) {
         return Some(f);
     }
     if let Some(f) = tests.and_then(from_tests) {
