@@ -4,6 +4,8 @@
 //! not copied from the program's output. Context is `Unspecified` (a technician's run) unless
 //! the row says otherwise.
 
+mod common;
+
 use dsreg_proto::{ExecutionContext, JoinType, Phase, diagnosis};
 
 /// What a fixture's diagnosis must be; `failure: None` means healthy.
@@ -195,20 +197,12 @@ const CASES: &[Expect] = &[
 ];
 
 fn read(file: &str) -> Vec<u8> {
-    let path = format!("{}/testdata/dsregcmd/{file}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    common::dsregcmd(file)
 }
 
 #[test]
 fn every_fixture_has_a_case() {
-    let dir = format!("{}/testdata/dsregcmd", env!("CARGO_MANIFEST_DIR"));
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .expect("fixture dir")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".txt"))
-        .collect();
-    files.sort();
+    let files = common::dsregcmd_names();
     let mut covered: Vec<String> = CASES.iter().map(|c| c.file.to_owned()).collect();
     covered.sort();
     assert_eq!(files, covered);

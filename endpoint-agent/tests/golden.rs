@@ -2,13 +2,14 @@
 //! shows (values read off the capture, not pasted from the parser's output), including the
 //! fields that must stay absent and where `extra` and warnings matter.
 
+mod common;
+
 use dsreg_agent::dsregcmd::parse;
 use dsreg_proto::TestStatus;
 use dsreg_proto::v1::{Snapshot, TestResult};
 
 fn load(name: &str) -> Vec<u8> {
-    let path = format!("{}/testdata/dsregcmd/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    common::dsregcmd(name)
 }
 
 fn snap(name: &str) -> Snapshot {
@@ -731,25 +732,6 @@ mod variants {
     use dsreg_agent::dsregcmd::decode::encode_cp850;
     use dsreg_agent::dsregcmd::{Encoding, decode};
 
-    const FIXTURES: [&str; 16] = [
-        "debug-trace-federated-auth-fail-sync-join-0x801c03f2.txt",
-        "doc-2019-diagnostic-data-drs-discovery-fail.txt",
-        "doc-diagnostic-data-discover-fail-0x801c0021-0x801c000c.txt",
-        "doc-legacy-layout-hybrid-joined-pre-1803.txt",
-        "doc-sso-state-prt-diagnostics-0xc000006d-aadsts50126.txt",
-        "domain-joined-discover-0x801c001d-elevated-ws2022.txt",
-        "entra-joined-healthy-prt-cloud-tgt.txt",
-        "entra-joined-local-user-no-prt-partial.txt",
-        "entra-joined-vm-virtual-desktop-not-set-redacted-partial.txt",
-        "hybrid-joined-tpm-truncated.txt",
-        "hybrid-joined-whfb-cert-trust-fragments.txt",
-        "hybrid-kerberos-test-fail-fallback-sync-device-renew-reformatted.txt",
-        "hybrid-mdm-managed-display-name-reformatted.txt",
-        "hybrid-prt-fail-0xc00000d0-aadsts90002-reformatted.txt",
-        "sso-state-enterprise-prt-diagnostics-msis9682-partial.txt",
-        "user-state-ngc-set-nondestructive-reset-partial.txt",
-    ];
-
     fn text(name: &str) -> String {
         String::from_utf8(load(name)).unwrap()
     }
@@ -771,20 +753,9 @@ mod variants {
     }
 
     #[test]
-    fn all_fixtures_are_listed() {
-        let dir = format!("{}/testdata/dsregcmd", env!("CARGO_MANIFEST_DIR"));
-        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.ends_with(".txt"))
-            .collect();
-        on_disk.sort();
-        assert_eq!(on_disk, FIXTURES);
-    }
-
-    #[test]
     fn line_endings_boms_utf16_and_indentation_do_not_matter() {
-        for name in FIXTURES {
+        for name in common::dsregcmd_names() {
+            let name = name.as_str();
             let t = text(name);
             let base = parse(t.as_bytes());
             let variants: Vec<(&str, Vec<u8>)> = vec![

@@ -3,32 +3,14 @@
 //! never panic, and what comes out keeps its invariants. Case counts stay modest so the
 //! suite is quick on a 2-core machine.
 
+mod common;
+
 use dsreg_agent::dsregcmd::parse;
 use proptest::prelude::*;
 
-const FIXTURES: [&str; 16] = [
-    "debug-trace-federated-auth-fail-sync-join-0x801c03f2.txt",
-    "doc-2019-diagnostic-data-drs-discovery-fail.txt",
-    "doc-diagnostic-data-discover-fail-0x801c0021-0x801c000c.txt",
-    "doc-legacy-layout-hybrid-joined-pre-1803.txt",
-    "doc-sso-state-prt-diagnostics-0xc000006d-aadsts50126.txt",
-    "domain-joined-discover-0x801c001d-elevated-ws2022.txt",
-    "entra-joined-healthy-prt-cloud-tgt.txt",
-    "entra-joined-local-user-no-prt-partial.txt",
-    "entra-joined-vm-virtual-desktop-not-set-redacted-partial.txt",
-    "hybrid-joined-tpm-truncated.txt",
-    "hybrid-joined-whfb-cert-trust-fragments.txt",
-    "hybrid-kerberos-test-fail-fallback-sync-device-renew-reformatted.txt",
-    "hybrid-mdm-managed-display-name-reformatted.txt",
-    "hybrid-prt-fail-0xc00000d0-aadsts90002-reformatted.txt",
-    "sso-state-enterprise-prt-diagnostics-msis9682-partial.txt",
-    "user-state-ngc-set-nondestructive-reset-partial.txt",
-];
-
 fn fixture(i: usize) -> Vec<u8> {
-    let name = FIXTURES[i % FIXTURES.len()];
-    let path = format!("{}/testdata/dsregcmd/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(path).unwrap()
+    let names = common::dsregcmd_names();
+    common::dsregcmd(&names[i % names.len()])
 }
 
 /// Parses and checks the invariants that hold for any input.
