@@ -92,8 +92,21 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 fn bad(param: &str, value: &str, why: &str) -> Error {
+    let value = shown(value);
     Error::InvalidArgument(format!("invalid {param} {value:?}: {why}"))
 }
+
+/// A client's value as echoed in an error: at most [`ECHO_MAX`] bytes, so a 100 kB key does
+/// not come back as a 100 kB message (or log line).
+fn shown(value: &str) -> String {
+    match value.char_indices().nth(ECHO_MAX) {
+        Some((cut, _)) => format!("{}…", &value[..cut]),
+        None => value.to_string(),
+    }
+}
+
+/// Characters of a client value echoed in an error message.
+const ECHO_MAX: usize = 128;
 
 const LIST_PARAMS: &[&str] = &[
     "join_type",
@@ -242,7 +255,8 @@ async fn resolve(s: &AppState, key: String) -> Result<String, Error> {
         .await?
         .ok_or_else(|| {
             Error::NotFound(format!(
-                "no device with machine id, hostname or entra device id {key:?}"
+                "no device with machine id, hostname or entra device id {:?}",
+                shown(&key)
             ))
         })
 }

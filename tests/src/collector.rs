@@ -129,6 +129,11 @@ impl CollectorProcess {
         read(&self.log)
     }
 
+    /// The process id while it runs (for `/proc/<pid>/status` samples).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(KillOnDrop::id)
+    }
+
     /// SIGKILL (`kill -9`), and reap.
     pub fn kill9(&mut self) {
         drop(self.child.take());

@@ -10,3 +10,6 @@ pub mod collector;
 
 /// The Prometheus tier: promtool, a real Prometheus, the collector process (see module docs).
 pub mod prom;
+
+/// Hostile-input, fault and soak helpers (raw HTTP, metric parsing, /proc samples).
+pub mod abuse;
