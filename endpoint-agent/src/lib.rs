@@ -9,4 +9,5 @@ pub mod report;
 pub mod runner;
 pub mod service;
 pub mod settings;
+pub mod simulate;
 pub mod spool;

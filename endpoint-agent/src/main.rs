@@ -75,6 +75,18 @@ enum Command {
     /// (tests, demos) it re-reads --status-file and --events-file each cycle.
     #[command(after_help = SEND_EXIT_CODES)]
     Run(ServiceArgs),
+    /// Drive a real collector with a synthetic fleet built from the fixture corpus.
+    ///
+    /// Devices have stable identities (machine id from --seed and index, PC-000421, an AD
+    /// domain) and a realistic mix of healthy hybrid joined, pre-join failures (no SCP, proxy,
+    /// ADAL timeout, DSREG_E_DIRECTORY_FAILURE, TPM), PRT problems and stale devices. Scenarios:
+    /// steady, sync-lag (a device_not_synced burst that heals), tenant-not-found (a burst that
+    /// does not), outage (silence, then every device reconnects at once). Prints progress on
+    /// stderr and a summary (acknowledged, duplicates, rejected, rate, p50/p99 per call).
+    #[command(
+        after_help = "Exit codes:\n  0  done\n  2  bad flags\n  3  the collector could not be reached"
+    )]
+    Simulate(dsreg_agent::simulate::SimulateArgs),
 }
 
 /// Exit codes of `send` and `run`.
@@ -219,6 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Diagnose(args) => cli::diagnose_command(&args.into_input())?,
         Command::Send(_) | Command::Run(_) => return Ok(Outcome::Exit(service(cli.command))),
+        Command::Simulate(args) => return Ok(Outcome::Exit(dsreg_agent::simulate::main(args))),
     };
     Ok(Outcome::Print(out))
 }
@@ -283,7 +296,7 @@ fn service(command: Command) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::Parse(_) | Command::Diagnose(_) => ExitCode::from(1),
+        Command::Parse(_) | Command::Diagnose(_) | Command::Simulate(_) => ExitCode::from(1),
     }
 }
 
