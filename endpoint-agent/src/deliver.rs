@@ -7,21 +7,27 @@
 //! collector queue — leaves the spool untouched for the next attempt.
 //!
 //! Plain HTTP is allowed only to a loopback collector unless the caller says `insecure`.
+//! `https://` uses the TLS files of [`CredentialFiles`]; the bearer token goes on every call.
+//! A certificate the agent does not trust and a token the collector refuses get their own
+//! errors ([`DeliveryError::Untrusted`], [`DeliveryError::TokenRefused`]) naming the flag to fix.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
 use dsreg_proto::{ReportBatch, ReportStatus};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
+use crate::credentials::{Client, CredentialError, CredentialFiles};
 use crate::spool::{Spool, SpoolError};
 
 /// How to reach the collector.
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
-    /// Collector URL, `http://host:port` (or `https://` once TLS is configured).
+    /// Collector URL, `http://host:port` or `https://host:port`.
     pub collector: String,
+    /// CA, client certificate and token files.
+    pub credentials: CredentialFiles,
     /// Allow plain HTTP to a non-loopback collector.
     pub insecure: bool,
     /// Connection timeout.
@@ -37,6 +43,7 @@ impl DeliveryConfig {
     pub fn new(collector: impl Into<String>) -> Self {
         DeliveryConfig {
             collector: collector.into(),
+            credentials: CredentialFiles::default(),
             insecure: false,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
@@ -76,6 +83,30 @@ pub enum DeliveryError {
         /// The status message.
         message: String,
     },
+    /// The collector's TLS certificate failed verification.
+    #[error(
+        "the collector {url}'s TLS certificate is not trusted ({reason}); pass the CA \
+         certificate that signed it with --ca-file FILE (settings key ca_file)"
+    )]
+    Untrusted {
+        /// The collector URL.
+        url: String,
+        /// What the TLS library said.
+        reason: String,
+    },
+    /// The collector refused the bearer token (or its absence).
+    #[error("collector {url} refused the agent token ({code:?}): {hint}")]
+    TokenRefused {
+        /// The collector URL.
+        url: String,
+        /// UNAUTHENTICATED or PERMISSION_DENIED.
+        code: tonic::Code,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// The local TLS or token files are unusable.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
     /// The spool failed.
     #[error(transparent)]
     Spool(#[from] SpoolError),
@@ -115,30 +146,60 @@ pub fn endpoint(cfg: &DeliveryConfig) -> Result<Endpoint, DeliveryError> {
                 ));
             }
         }
-        Some("https") => {
-            return Err(bad(
-                "https is not supported by this build yet; use http on loopback or --insecure",
-            ));
-        }
+        Some("https") => {}
         _ => return Err(bad("the scheme must be http:// or https://")),
     }
-    Ok(Endpoint::from_shared(cfg.collector.clone())
+    let endpoint = Endpoint::from_shared(cfg.collector.clone())
         .map_err(|e| bad(&e.to_string()))?
         .connect_timeout(cfg.connect_timeout)
-        .timeout(cfg.request_timeout))
+        .timeout(cfg.request_timeout);
+    if uri.scheme_str() != Some("https") {
+        if let Some(flag) = cfg.credentials.first_tls_flag() {
+            return Err(CredentialError::TlsWithoutHttps { flag }.into());
+        }
+        return Ok(endpoint);
+    }
+    endpoint
+        .tls_config(cfg.credentials.client_tls()?)
+        .map_err(|e| {
+            CredentialError::Tls {
+                files: cfg.credentials.describe_tls(),
+                reason: error_chain(&e),
+            }
+            .into()
+        })
 }
 
-/// Connects to the collector.
-pub async fn connect(cfg: &DeliveryConfig) -> Result<TelemetryClient<Channel>, DeliveryError> {
-    let channel = endpoint(cfg)?
-        .connect()
-        .await
-        .map_err(|e| DeliveryError::Unreachable {
-            url: cfg.collector.clone(),
-            reason: error_chain(&e),
-            retry_after: None,
-        })?;
-    Ok(TelemetryClient::new(channel))
+/// Connects to the collector; the client sends the token of `--token-file` (read now) on
+/// every call.
+pub async fn connect(cfg: &DeliveryConfig) -> Result<Client, DeliveryError> {
+    let authorize = cfg.credentials.authorize()?;
+    let channel = endpoint(cfg)?.connect().await.map_err(|e| {
+        let reason = error_chain(&e);
+        if reason.contains("invalid peer certificate") {
+            DeliveryError::Untrusted {
+                url: cfg.collector.clone(),
+                reason,
+            }
+        } else {
+            DeliveryError::Unreachable {
+                url: cfg.collector.clone(),
+                reason,
+                retry_after: None,
+            }
+        }
+    })?;
+    Ok(TelemetryClient::with_interceptor(channel, authorize))
+}
+
+/// The hint of a [`DeliveryError::TokenRefused`].
+fn token_hint(sent: bool) -> &'static str {
+    if sent {
+        "the token in the file named by --token-file (settings key token_file) is not a \
+         current agent token for this collector; ask for the fleet's agent token"
+    } else {
+        "the collector requires an agent token: pass --token-file FILE (settings key token_file)"
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -169,7 +230,7 @@ pub fn retry_hint(status: &tonic::Status) -> Option<Duration> {
 /// Sends every spooled report, oldest first, in batches; stops at the first transport error.
 pub async fn drain(
     spool: &mut Spool,
-    client: &mut TelemetryClient<Channel>,
+    client: &mut Client,
     cfg: &DeliveryConfig,
     now_unix: impl Fn() -> i64,
 ) -> Result<DeliveryOutcome, DeliveryError> {
@@ -193,6 +254,13 @@ pub async fn drain(
                         reason: status.message().to_string(),
                         retry_after: retry_hint(&status),
                     },
+                    code @ (tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => {
+                        DeliveryError::TokenRefused {
+                            url: cfg.collector.clone(),
+                            code,
+                            hint: token_hint(cfg.credentials.token_file.is_some()),
+                        }
+                    }
                     code => DeliveryError::Refused {
                         url: cfg.collector.clone(),
                         code,
@@ -270,6 +338,36 @@ mod tests {
         assert!(endpoint(&cfg).is_ok());
         let err = endpoint(&DeliveryConfig::new("ftp://x")).unwrap_err();
         assert!(err.to_string().contains("scheme"), "{err}");
+    }
+
+    #[test]
+    fn https_reads_the_tls_files_and_tls_files_need_https() {
+        assert!(endpoint(&DeliveryConfig::new("https://collector.example:50051")).is_ok());
+        let mut cfg = DeliveryConfig::new("https://10.0.0.5:50051");
+        cfg.credentials.ca_file = Some("/nonexistent/ca.pem".into());
+        let err = endpoint(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("--ca-file") && err.contains("/nonexistent/ca.pem"),
+            "{err}"
+        );
+        cfg.collector = "http://127.0.0.1:50051".into();
+        let err = endpoint(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("--ca-file") && err.contains("https://"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refused_token_messages_name_the_flag() {
+        for sent in [true, false] {
+            let e = DeliveryError::TokenRefused {
+                url: "https://c:1".into(),
+                code: tonic::Code::Unauthenticated,
+                hint: token_hint(sent),
+            };
+            assert!(e.to_string().contains("--token-file"), "{e}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `dsreg-agent` library: turns `dsregcmd /status` output and registration events into a
 //! typed [`dsreg_proto::Snapshot`], classifies the failure, and reports it.
 pub mod cli;
+pub mod credentials;
 pub mod deliver;
 pub mod dsregcmd;
 pub mod events;

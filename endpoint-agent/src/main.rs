@@ -98,7 +98,8 @@ Exit codes:
   3  the report is queued in the spool: the collector could not be reached or refused it
 
 Settings file (--config, TOML): collector, spool_dir, interval_minutes, heartbeat_hours,
-status_timeout_seconds, insecure, spool_max_reports, spool_max_bytes. Flags win over it.";
+status_timeout_seconds, insecure, spool_max_reports, spool_max_bytes, token_file, ca_file,
+client_cert, client_key. Flags win over it.";
 
 #[derive(Debug, Args)]
 struct ServiceArgs {
@@ -127,6 +128,19 @@ struct ServiceArgs {
     /// Allow plain http:// to a collector that is not on loopback (lab use only).
     #[arg(long)]
     insecure: bool,
+    /// File holding the agent token (sent as `authorization: Bearer`; never logged).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// PEM CA certificate(s) that signed an https:// collector's certificate
+    /// [default: the platform's trust store].
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// PEM client certificate for a collector that requires mTLS (with --client-key).
+    #[arg(long, value_name = "FILE")]
+    client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, value_name = "FILE")]
+    client_key: Option<PathBuf>,
     /// Collect in the signed-in user's context (adds PRT / WAM state; the logon task uses it).
     #[arg(long)]
     user_context: bool,
@@ -160,6 +174,10 @@ impl ServiceArgs {
             interval: self.interval,
             heartbeat: self.heartbeat,
             status_timeout: self.status_timeout,
+            token_file: self.token_file,
+            ca_file: self.ca_file,
+            client_cert: self.client_cert,
+            client_key: self.client_key,
         }
     }
 }

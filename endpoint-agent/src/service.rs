@@ -12,6 +12,7 @@ use std::time::Duration;
 use dsreg_proto::ExecutionContext;
 use time::OffsetDateTime;
 
+use crate::credentials::CredentialFiles;
 use crate::deliver::{DeliveryConfig, DeliveryError};
 use crate::identity;
 use crate::runner::{
@@ -48,6 +49,14 @@ pub struct Request {
     pub heartbeat: Option<Duration>,
     /// Timeout of dsregcmd / wevtutil.
     pub status_timeout: Option<Duration>,
+    /// Bearer token file.
+    pub token_file: Option<PathBuf>,
+    /// CA file for an `https://` collector.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (mTLS).
+    pub client_cert: Option<PathBuf>,
+    /// Client key (mTLS).
+    pub client_key: Option<PathBuf>,
 }
 
 /// Why `send` or `run` could not do its job.
@@ -118,9 +127,6 @@ impl Request {
             Some(p) => settings::load_file(p)?,
             None => FileSettings::default(),
         };
-        if file.token_file.is_some() || file.ca_file.is_some() {
-            tracing::warn!("token_file / ca_file are not supported by this build and are ignored");
-        }
         let collector = self
             .collector
             .clone()
@@ -128,7 +134,18 @@ impl Request {
             .unwrap_or_else(|| "http://127.0.0.1:50051".to_string());
         let mut delivery = DeliveryConfig::new(collector);
         delivery.insecure = self.insecure || file.insecure.unwrap_or(false);
+        delivery.credentials = CredentialFiles {
+            ca_file: self.ca_file.clone().or(file.ca_file),
+            client_cert: self.client_cert.clone().or(file.client_cert),
+            client_key: self.client_key.clone().or(file.client_key),
+            token_file: self.token_file.clone().or(file.token_file),
+        };
         crate::deliver::endpoint(&delivery).map_err(ServiceError::Url)?;
+        // Fail now (exit 2) on an unreadable token file rather than queue every report.
+        delivery
+            .credentials
+            .authorize()
+            .map_err(|e| ServiceError::Url(e.into()))?;
 
         let dir = self
             .spool_dir

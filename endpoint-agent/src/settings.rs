@@ -8,6 +8,10 @@
 //! | `heartbeat_hours` | `--heartbeat DURATION` | 6 h |
 //! | `status_timeout_seconds` | `--status-timeout DURATION` | 30 s |
 //! | `insecure` | `--insecure` | false |
+//! | `token_file` | `--token-file FILE` | none: no token sent |
+//! | `ca_file` | `--ca-file FILE` | none: the platform's trust store |
+//! | `client_cert` | `--client-cert FILE` | none: no client certificate (mTLS off) |
+//! | `client_key` | `--client-key FILE` | none |
 //! | `spool_max_reports` | — | 1000 |
 //! | `spool_max_bytes` | — | 16 MiB |
 //!
@@ -39,10 +43,14 @@ pub struct FileSettings {
     pub spool_max_reports: Option<usize>,
     /// Spool bound: bytes.
     pub spool_max_bytes: Option<u64>,
-    /// Bearer token file (accepted for forward compatibility; not sent by this build).
+    /// File holding the agent's bearer token, sent on every call.
     pub token_file: Option<PathBuf>,
-    /// CA bundle for TLS (accepted for forward compatibility; not used by this build).
+    /// PEM CA certificate(s) trusted for an `https://` collector.
     pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mTLS.
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
 }
 
 /// Why settings could not be loaded.
