@@ -15,6 +15,11 @@
 //!   device moves at most once per silence and moves back when it reports, so the cost is
 //!   amortised O(log n) per report, and reading the count is O(1) plus the sweep.
 //!   (A backwards wall-clock step leaves devices stale until they report again.)
+//! - Agent health: devices per agent version (the first [`MAX_AGENT_VERSIONS`] distinct
+//!   versions keep their label, sticky like codes; later ones fold into `other`), devices whose
+//!   agent dropped spooled reports, and devices not delivered for [`NOT_DELIVERED_AFTER`] — a
+//!   second ordered set like the stale one, with a fixed one-day window on the last report
+//!   received (a report arriving IS a delivery; the agent's own `last_delivery` is older).
 //! - [`Fleet::counts`] copies only the aggregate maps: its cost depends on the number of label
 //!   sets, never on the number of devices.
 
@@ -37,6 +42,12 @@ pub const TESTS: [&str; 6] = [
 /// Distinct unknown (non-catalog) codes that keep their own `code` label.
 pub const MAX_UNKNOWN_CODES: usize = 32;
 
+/// Distinct agent versions that keep their own `version` label; later ones fold into `other`.
+pub const MAX_AGENT_VERSIONS: usize = 16;
+
+/// A device whose last delivery is older than this counts in `not_delivered_1d`.
+pub const NOT_DELIVERED_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// The label for anything outside a closed set.
 pub const OTHER: &str = "other";
 
@@ -51,6 +62,10 @@ pub struct DeviceFacts {
     pub failing_tests: u8,
     /// A joined device that reported no Entra PRT.
     pub without_prt: bool,
+    /// The agent version of the part the device view takes agent health from.
+    pub agent_version: String,
+    /// That agent reported reports dropped by its spool overflow policy.
+    pub spool_overflowing: bool,
 }
 
 /// A failure as stored: raw code, labels not yet folded.
@@ -95,6 +110,12 @@ pub struct FleetCounts {
     pub stale: u64,
     /// All devices.
     pub total: u64,
+    /// Devices by agent version (`other` beyond [`MAX_AGENT_VERSIONS`] distinct versions).
+    pub agent_versions: BTreeMap<String, u64>,
+    /// Devices whose agent reported `spool_dropped > 0`.
+    pub spool_overflowing: u64,
+    /// Devices with no delivery (no report received) for [`NOT_DELIVERED_AFTER`].
+    pub not_delivered_1d: u64,
 }
 
 fn failing_as_list<S: serde::Serializer>(
@@ -116,6 +137,8 @@ struct Contribution {
     failure: Option<FailureKey>,
     failing_tests: u8,
     without_prt: bool,
+    agent_version: String,
+    spool_overflowing: bool,
 }
 
 #[derive(Debug, Default)]
@@ -128,6 +151,12 @@ struct Inner {
     unknown_codes: HashSet<u32>,
     fresh: BTreeSet<(i64, String)>,
     stale: HashSet<String>,
+    agent_versions: HashMap<String, u64>,
+    known_versions: HashSet<String>,
+    spool_overflowing: u64,
+    /// Like `fresh`/`stale`, with the fixed [`NOT_DELIVERED_AFTER`] window.
+    delivering: BTreeSet<(i64, String)>,
+    not_delivered: HashSet<String>,
 }
 
 /// The in-memory aggregates (shared behind a mutex; every operation is short).
@@ -174,8 +203,21 @@ impl Inner {
         OTHER.to_string()
     }
 
+    fn version_label(&mut self, version: &str) -> String {
+        if self.known_versions.contains(version) {
+            return version.to_string();
+        }
+        if self.known_versions.len() < MAX_AGENT_VERSIONS {
+            self.known_versions.insert(version.to_string());
+            return version.to_string();
+        }
+        OTHER.to_string()
+    }
+
     fn add(&mut self, c: &Contribution) {
         inc(&mut self.by_join_type, c.join_type.clone());
+        inc(&mut self.agent_versions, c.agent_version.clone());
+        self.spool_overflowing += u64::from(c.spool_overflowing);
         if let Some(f) = &c.failure {
             inc(&mut self.failing, f.clone());
         }
@@ -191,6 +233,10 @@ impl Inner {
 
     fn sub(&mut self, c: &Contribution) {
         dec(&mut self.by_join_type, &c.join_type);
+        dec(&mut self.agent_versions, &c.agent_version);
+        self.spool_overflowing = self
+            .spool_overflowing
+            .saturating_sub(u64::from(c.spool_overflowing));
         if let Some(f) = &c.failure {
             dec(&mut self.failing, f);
         }
@@ -235,6 +281,8 @@ impl Fleet {
             }),
             failing_tests: f.failing_tests,
             without_prt: f.without_prt,
+            agent_version: inner.version_label(&f.agent_version),
+            spool_overflowing: f.spool_overflowing,
         });
         let previous = inner.devices.remove(machine_id);
         let (contribution, old_seen) = match (previous, new) {
@@ -257,6 +305,12 @@ impl Fleet {
             inner.fresh.remove(&(s, machine_id.to_string()));
         }
         inner.fresh.insert((last_seen, machine_id.to_string()));
+        if let Some(s) = old_seen
+            && !inner.not_delivered.remove(machine_id)
+        {
+            inner.delivering.remove(&(s, machine_id.to_string()));
+        }
+        inner.delivering.insert((last_seen, machine_id.to_string()));
         inner
             .devices
             .insert(machine_id.to_string(), (contribution, last_seen));
@@ -279,6 +333,15 @@ impl Fleet {
                 g.stale.insert(id);
             }
         }
+        let day = now_ms.saturating_sub(NOT_DELIVERED_AFTER.as_millis() as i64);
+        while let Some((seen, _)) = g.delivering.first() {
+            if *seen >= day {
+                break;
+            }
+            if let Some((_, id)) = g.delivering.pop_first() {
+                g.not_delivered.insert(id);
+            }
+        }
         FleetCounts {
             devices: g
                 .by_join_type
@@ -295,6 +358,13 @@ impl Fleet {
             without_prt: g.without_prt.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             stale: g.stale.len() as u64,
             total: g.devices.len() as u64,
+            agent_versions: g
+                .agent_versions
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            spool_overflowing: g.spool_overflowing,
+            not_delivered_1d: g.not_delivered.len() as u64,
         }
     }
 }
@@ -314,6 +384,7 @@ mod tests {
             }),
             failing_tests: 0b100,
             without_prt: false,
+            ..Default::default()
         }
     }
 

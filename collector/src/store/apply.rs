@@ -8,19 +8,24 @@
 //! 2. Diagnosis is RE-DERIVED with the collector's own catalog (`diagnosis::apply`): the agent's
 //!    labels are never trusted, which keeps label sets closed and applies catalog fixes
 //!    fleet-wide.
-//! 3. Current state: a report collected before the stored snapshot (a spool replaying old
-//!    reports after a newer one) only refreshes `last_seen`; otherwise the device row is
-//!    replaced, keeping `first_seen`, and `failing_since` while the failure stays the same.
+//! 3. Current state: each report updates the part of its execution context (`device_parts`:
+//!    `device` for SYSTEM/unspecified, `user` for the logon task), and the device row holds
+//!    the MERGE of both parts (`super::merge`), re-diagnosed, with the agent health of the
+//!    device part (else the user part). A report collected before the stored snapshot of its
+//!    own part (a spool replaying old reports after a newer one) only refreshes `last_seen`;
+//!    otherwise the device row is replaced, keeping `first_seen`, and `failing_since` while the
+//!    failure stays the same.
 //! 4. History: a row on every transition (join type or failure changed) and a sample at most
 //!    every [`SAMPLE_EVERY_MS`] otherwise; trimmed to `history_per_device` rows.
 //! 5. Events and failed registration attempts: see [`super::attempts`].
 
 use dsreg_proto::catalog;
 use dsreg_proto::v1::{Failure, Report, ReportResult, ReportStatus, Snapshot};
-use dsreg_proto::{ExecutionContext, JoinType, Phase, TestStatus, diagnosis};
+use dsreg_proto::{ExecutionContext, JoinType, Phase, TestStatus};
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::merge::{self, AgentRow, Part};
 use crate::fleet::{DeviceFacts, FailureFacts};
 
 /// A periodic history sample is written at most this often when nothing changes.
@@ -151,6 +156,7 @@ pub fn facts(snapshot: &Snapshot, context: ExecutionContext) -> DeviceFacts {
         failure,
         failing_tests,
         without_prt,
+        ..Default::default()
     }
 }
 
@@ -204,29 +210,49 @@ pub fn report(
     )?;
 
     let context = ExecutionContext::try_from(r.execution_context).unwrap_or_default();
-    let mut snapshot = r.snapshot.clone().unwrap_or_default();
-    diagnosis::apply(&mut snapshot, &r.events, context);
-    let new = facts(&snapshot, context);
+    let part = Part::of(context);
     let collected = r.collected_at.as_ref().map(ts_ms);
+    let own = r.snapshot.clone().unwrap_or_default();
 
-    let old: Option<(DeviceFacts, Option<i64>, Option<i64>)> = conn
+    // A report older than the stored part of its own context (a spool replay) changes nothing
+    // but `last_seen`; the other part does not matter for that.
+    let stored: Option<Option<i64>> = conn
+        .query_row(
+            "SELECT collected_at FROM device_parts WHERE machine_id = ?1 AND part = ?2",
+            params![r.machine_id, part.label()],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let newer = match (stored, collected) {
+        (Some(Some(prev)), Some(c)) => c >= prev,
+        _ => true,
+    };
+    let old: Option<(DeviceFacts, Option<i64>)> = conn
         .query_row(
             &format!(
-                "SELECT {}, failing_since, collected_at FROM devices WHERE machine_id = ?1",
+                "SELECT {}, failing_since FROM devices WHERE machine_id = ?1",
                 super::FACT_COLUMNS
             ),
             [&r.machine_id],
-            |row| Ok((super::facts_from_row(row, 0)?, row.get(7)?, row.get(8)?)),
+            |row| Ok((super::facts_from_row(row, 0)?, row.get(9)?)),
         )
         .optional()?;
-    let newer = match (&old, collected) {
-        (Some((_, _, Some(prev))), Some(c)) => c >= *prev,
-        _ => true,
-    };
+    let mut snapshot = Snapshot::default();
+    let mut new = DeviceFacts::default();
+    let mut agent = AgentRow::default();
+    if newer {
+        upsert_part(conn, r, part, context, collected, &own, now)?;
+        let view = merge::view(&merge::parts(conn, &r.machine_id)?);
+        new = facts(&view.snapshot, view.context);
+        new.agent_version = view.agent.version.clone();
+        new.spool_overflowing = view.agent.spool_dropped > 0;
+        snapshot = view.snapshot;
+        agent = view.agent;
+    }
     let fleet = if newer {
         let failing_since = match (&old, &new.failure) {
             (_, None) => None,
-            (Some((o, since, _)), Some(_)) if same_failure(&o.failure, &new.failure) => {
+            (Some((o, since)), Some(_)) if same_failure(&o.failure, &new.failure) => {
                 since.or(Some(now))
             }
             _ => Some(now),
@@ -241,11 +267,22 @@ pub fn report(
             failing_since,
             now,
         )?;
+        conn.execute(
+            "UPDATE devices SET agent_version = ?2, agent_spool_depth = ?3,
+                agent_spool_dropped = ?4, agent_last_delivery = ?5, agent_parse_warnings = ?6
+             WHERE machine_id = ?1",
+            params![
+                r.machine_id,
+                agent.version,
+                agent.spool_depth,
+                agent.spool_dropped,
+                agent.last_delivery,
+                agent.parse_warnings
+            ],
+        )?;
         let transition = match &old {
             None => true,
-            Some((o, _, _)) => {
-                o.join_type != new.join_type || !same_failure(&o.failure, &new.failure)
-            }
+            Some((o, _)) => o.join_type != new.join_type || !same_failure(&o.failure, &new.failure),
         };
         history(conn, r, &new, transition, now, history_per_device)?;
         Some(FleetUpdate {
@@ -264,12 +301,54 @@ pub fn report(
             last_seen: now,
         })
     };
-    let new_attempts = super::attempts::record(conn, r, &snapshot, now)?;
+    let new_attempts = super::attempts::record(conn, r, &own, now)?;
     Ok(Applied {
         result: result(r, ReportStatus::Accepted, String::new()),
         fleet,
         new_attempts,
     })
+}
+
+/// Stores the report's snapshot, events and agent health as the latest of its part.
+fn upsert_part(
+    conn: &Connection,
+    r: &Report,
+    part: Part,
+    context: ExecutionContext,
+    collected: Option<i64>,
+    own: &Snapshot,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let events = (!r.events.is_empty()).then(|| {
+        Report {
+            events: r.events.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    });
+    let health = r.agent.unwrap_or_default();
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO device_parts (machine_id, part, context, report_id, collected_at,
+            received_at, snapshot, events, agent_version, spool_depth, spool_dropped,
+            last_delivery, parse_warnings)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        r.machine_id,
+        part.label(),
+        context as i32,
+        r.report_id,
+        collected,
+        now,
+        own.encode_to_vec(),
+        events,
+        r.agent_version,
+        i64::from(health.spool_depth),
+        i64::try_from(health.spool_dropped).unwrap_or(i64::MAX),
+        health.last_delivery.as_ref().map(ts_ms),
+        i64::from(health.parse_warnings),
+    ])?;
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -6,6 +6,7 @@
 //!   (backpressure to the client, never unbounded memory). Replies are sent only after COMMIT.
 //! - [`apply`]: what one report does inside the writer's transaction (idempotency, device
 //!   state, history).
+//! - [`merge`]: one device view from the latest SYSTEM part and the latest USER part.
 //! - [`attempts`]: event records and failed registration attempts, each stored once.
 //! - [`read`]: queries for the API, run with `spawn_blocking` on a small pool of read-only
 //!   connections.
@@ -16,6 +17,7 @@
 
 pub mod apply;
 pub mod attempts;
+pub mod merge;
 pub mod read;
 pub mod schema;
 pub mod writer;
@@ -115,7 +117,42 @@ fn open_write(path: &Path) -> Result<Connection, StoreError> {
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     schema::migrate(&mut conn)?;
+    // Take the write lock once now: a database another process holds locked fails the start
+    // (after the busy timeout) instead of failing every later commit.
+    conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+        .map_err(|e| StoreError::Commit(format!("cannot take the write lock: {e}")))?;
+    if let Some(pages) = test_max_page_count() {
+        let n: i64 = conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+            r.get(0)
+        })?;
+        tracing::warn!(
+            max_page_count = n,
+            "TEST ONLY: database size capped (DSREG_TEST_MAX_PAGE_COUNT)"
+        );
+    }
     Ok(conn)
+}
+
+/// TEST ONLY, undocumented on purpose: `DSREG_TEST_MAX_PAGE_COUNT=N` caps the database at N
+/// pages so the e2e tests can provoke SQLITE_FULL ("disk full") without root. Not a setting.
+fn test_max_page_count() -> Option<u32> {
+    std::env::var("DSREG_TEST_MAX_PAGE_COUNT")
+        .ok()?
+        .parse()
+        .ok()
+}
+
+impl StoreError {
+    /// SQLITE_FULL: the disk (or the page cap) is full; nothing of the batch was stored.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            StoreError::Commit(m) => m.contains("database or disk is full"),
+            _ => false,
+        }
+    }
 }
 
 impl Store {
@@ -267,6 +304,8 @@ pub(crate) fn facts_from_row(
     let symbol: Option<String> = row.get(first + 4)?;
     let failing_tests: i64 = row.get(first + 5)?;
     let without_prt: bool = row.get(first + 6)?;
+    let agent_version: String = row.get(first + 7)?;
+    let spool_overflowing: bool = row.get(first + 8)?;
     Ok(DeviceFacts {
         join_type,
         failure: cause.map(|cause| FailureFacts {
@@ -277,11 +316,13 @@ pub(crate) fn facts_from_row(
         }),
         failing_tests: u8::try_from(failing_tests).unwrap_or(0),
         without_prt,
+        agent_version,
+        spool_overflowing,
     })
 }
 
 /// The column list [`facts_from_row`] reads, in order.
-pub(crate) const FACT_COLUMNS: &str = "join_type, failure_phase, failure_cause, failure_code, failure_symbol, failing_tests, without_prt";
+pub(crate) const FACT_COLUMNS: &str = "join_type, failure_phase, failure_cause, failure_code, failure_symbol, failing_tests, without_prt, agent_version, agent_spool_dropped > 0";
 
 #[cfg(test)]
 mod tests;

@@ -89,6 +89,37 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX events_received ON events(received_at);
     "#,
+    // 2: the latest snapshot per execution-context part (`device` = SYSTEM or unspecified,
+    // `user`), merged into `devices.snapshot` (see `store::merge`); agent health per part and,
+    // on `devices`, of the part the device view takes it from. Existing rows become the part
+    // of their stored context.
+    r#"
+    CREATE TABLE device_parts (
+        machine_id           TEXT NOT NULL,
+        part                 TEXT NOT NULL,
+        context              INTEGER NOT NULL,
+        report_id            TEXT NOT NULL,
+        collected_at         INTEGER,
+        received_at          INTEGER NOT NULL,
+        snapshot             BLOB NOT NULL,
+        events               BLOB,
+        agent_version        TEXT NOT NULL DEFAULT '',
+        spool_depth          INTEGER NOT NULL DEFAULT 0,
+        spool_dropped        INTEGER NOT NULL DEFAULT 0,
+        last_delivery        INTEGER,
+        parse_warnings       INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (machine_id, part)
+    ) WITHOUT ROWID;
+    INSERT INTO device_parts (machine_id, part, context, report_id, collected_at, received_at,
+        snapshot, agent_version)
+    SELECT machine_id, CASE execution_context WHEN 'user' THEN 'user' ELSE 'device' END,
+        CASE execution_context WHEN 'user' THEN 2 WHEN 'system' THEN 1 ELSE 0 END,
+        last_report_id, collected_at, last_seen, snapshot, agent_version FROM devices;
+    ALTER TABLE devices ADD COLUMN agent_spool_depth INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE devices ADD COLUMN agent_spool_dropped INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE devices ADD COLUMN agent_last_delivery INTEGER;
+    ALTER TABLE devices ADD COLUMN agent_parse_warnings INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Applies the missing migration steps; returns the resulting schema version.
@@ -126,11 +157,11 @@ mod tests {
         let tables: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN \
-                 ('devices','reports','history','attempts','events')",
+                 ('devices','reports','history','attempts','events','device_parts')",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 5);
+        assert_eq!(tables, 6);
     }
 }

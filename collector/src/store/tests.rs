@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dsreg_proto::v1::{
-    DeviceState, DiagnosticTests, Diagnostics, PreviousRegistration, Report, ReportStatus,
-    SsoState, TestResult,
+    AgentHealth, DeviceState, DiagnosticTests, Diagnostics, PreviousRegistration, Report,
+    ReportStatus, SsoState, TestResult,
 };
 use dsreg_proto::{ExecutionContext, Snapshot, TestStatus};
 use rusqlite::Connection;
@@ -103,7 +103,18 @@ fn report(n: u64, device: u64, variant: u64, collected_s: i64) -> Report {
             seconds: collected_s,
             nanos: 0,
         }),
-        execution_context: ExecutionContext::User as i32,
+        // Mostly the user's context; every 7th variant a SYSTEM report (the other part).
+        execution_context: if variant % 7 == 6 {
+            ExecutionContext::System
+        } else {
+            ExecutionContext::User
+        } as i32,
+        agent_version: format!("1.{}.0", variant % 3),
+        agent: Some(AgentHealth {
+            spool_depth: (variant % 5) as u32,
+            spool_dropped: u64::from(variant % 4 == 3),
+            ..Default::default()
+        }),
         snapshot: Some(snap),
         ..Default::default()
     }
@@ -272,7 +283,39 @@ fn recount(conn: &Connection, stale_cutoff: i64) -> FleetCounts {
     c.total = conn
         .query_row("SELECT COUNT(*) FROM devices", [], |r| r.get::<_, i64>(0))
         .unwrap() as u64;
+    let mut q = conn
+        .prepare("SELECT agent_version, COUNT(*) FROM devices GROUP BY agent_version")
+        .unwrap();
+    for row in q
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, (r.get::<_, i64>(1)? as u64)))
+        })
+        .unwrap()
+    {
+        let (v, n) = row.unwrap();
+        c.agent_versions.insert(v, n);
+    }
+    c.spool_overflowing = conn
+        .query_row(
+            "SELECT COUNT(*) FROM devices WHERE agent_spool_dropped > 0",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as u64;
+    c.not_delivered_1d = conn
+        .query_row(
+            "SELECT COUNT(*) FROM devices WHERE last_seen < ?1",
+            [stale_cutoff + stale_cutoff_to_day()],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as u64;
     c
+}
+
+/// `recount` takes the stale cut-off; the one-day cut-off is `now - 1 d`, i.e. the stale
+/// cut-off moved by (stale window − 1 d). The tests use a one-hour stale window.
+fn stale_cutoff_to_day() -> i64 {
+    3_600_000 - crate::fleet::NOT_DELIVERED_AFTER.as_millis() as i64
 }
 
 #[tokio::test]
@@ -325,6 +368,14 @@ async fn fleet_aggregates_match_a_full_sql_recount() {
     assert!(!live.failing.is_empty(), "{live:?}");
     assert!(!live.diagnostic_tests_failing.is_empty(), "{live:?}");
     assert!(!live.without_prt.is_empty(), "{live:?}");
+    assert!(live.agent_versions.len() >= 2, "{live:?}");
+    assert!(live.spool_overflowing > 0, "{live:?}");
+    // A day later every device is undelivered, by the same sweep.
+    let later = now + crate::fleet::NOT_DELIVERED_AFTER.as_millis() as i64;
+    assert_eq!(
+        fleet.counts(later).not_delivered_1d,
+        recount(&conn, later - stale.as_millis() as i64).not_delivered_1d
+    );
     store.close().await;
 
     // Rebuilt from SQLite at start: the same numbers.
@@ -401,5 +452,74 @@ async fn an_older_report_does_not_overwrite_newer_state_and_failing_since_sticks
     let (id3, since3, seen3) = row(store.clone()).await;
     assert_eq!((id3.as_str(), since3), (uuid(2).as_str(), since1));
     assert!(seen3 >= seen2);
+    store.close().await;
+}
+
+fn prt_report(n: u64, context: ExecutionContext, prt: bool, collected_s: i64) -> Report {
+    Report {
+        report_id: uuid(1000 + n),
+        machine_id: "merge-1".into(),
+        hostname: "MERGE-1".into(),
+        collected_at: Some(prost_types::Timestamp {
+            seconds: collected_s,
+            nanos: 0,
+        }),
+        execution_context: context as i32,
+        snapshot: Some(Snapshot {
+            device_state: Some(DeviceState {
+                azure_ad_joined: Some(true),
+                domain_joined: Some(true),
+                ..Default::default()
+            }),
+            sso_state: Some(SsoState {
+                azure_ad_prt: Some(prt),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn system_and_user_parts_merge_and_only_the_user_part_says_no_prt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, fleet) = open(&dir.path().join("m.db"), Duration::from_secs(3600));
+    let without_prt = |f: &Fleet| f.counts(now_ms()).without_prt.values().sum::<u64>();
+    // SYSTEM always prints AzureAdPrt NO: not a device without a PRT.
+    store
+        .submit(vec![prt_report(1, ExecutionContext::System, false, 10)])
+        .await
+        .unwrap();
+    assert_eq!(without_prt(&fleet), 0);
+    // The user's context says NO: counted.
+    store
+        .submit(vec![prt_report(2, ExecutionContext::User, false, 11)])
+        .await
+        .unwrap();
+    assert_eq!(without_prt(&fleet), 1);
+    // A newer SYSTEM report replaces only the device part: the user part still says NO.
+    store
+        .submit(vec![prt_report(3, ExecutionContext::System, false, 12)])
+        .await
+        .unwrap();
+    assert_eq!(without_prt(&fleet), 1);
+    let parts = store
+        .read(|c| Ok(merge::parts(c, "merge-1")?))
+        .await
+        .unwrap();
+    let view = merge::view(&parts);
+    assert_eq!(view.provenance["device_state"], "device");
+    assert_eq!(view.provenance["sso_state"], "user");
+    assert_eq!(
+        (parts[0].report_id.as_str(), parts[1].report_id.as_str()),
+        (uuid(1003).as_str(), uuid(1002).as_str())
+    );
+    // The user gets a PRT: recovered.
+    store
+        .submit(vec![prt_report(4, ExecutionContext::User, true, 13)])
+        .await
+        .unwrap();
+    assert_eq!(without_prt(&fleet), 0);
     store.close().await;
 }

@@ -1,0 +1,305 @@
+//! One device view from two execution contexts (DESIGN §8: "say which context each field came
+//! from").
+//!
+//! The SYSTEM service sees the device: Device State, Device Details, Tenant Details, the
+//! diagnostics (join tests, Previous Registration), proxy settings and the event log. The
+//! per-user logon task (`send --user-context`) sees the user: User State, SSO State (the PRT),
+//! work accounts and the Ngc prerequisite check. The store keeps the latest snapshot of each
+//! part per device (`device_parts`) and serves their merge: every section comes from the part
+//! that is authoritative for it, and falls back to the other part when that one lacks it.
+//! A report without a context (`EXECUTION_CONTEXT_UNSPECIFIED`, older agents) is the device
+//! part. Join type and failure are then re-derived on the merged snapshot.
+
+use std::collections::BTreeMap;
+
+use dsreg_proto::{EventRecord, ExecutionContext, Report, Snapshot, diagnosis};
+use prost::Message;
+use rusqlite::Connection;
+
+/// Which stored part a report updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {
+    /// SYSTEM (or unspecified) context: device-level sections and events.
+    Device,
+    /// The signed-in user's context: user-level sections.
+    User,
+}
+
+impl Part {
+    /// The part a report of `context` updates.
+    pub fn of(context: ExecutionContext) -> Part {
+        match context {
+            ExecutionContext::User => Part::User,
+            _ => Part::Device,
+        }
+    }
+
+    /// The `device_parts.part` value and the API key.
+    pub fn label(self) -> &'static str {
+        match self {
+            Part::Device => "device",
+            Part::User => "user",
+        }
+    }
+}
+
+/// Where each section of a merged snapshot came from: section name → part label.
+pub type Provenance = BTreeMap<&'static str, &'static str>;
+
+/// Merges the latest device part and the latest user part (either may be missing).
+/// Returns the merged snapshot (join type and failure NOT yet derived) and its provenance.
+pub fn merge(device: Option<&Snapshot>, user: Option<&Snapshot>) -> (Snapshot, Provenance) {
+    let mut out = Snapshot::default();
+    let mut prov = Provenance::new();
+    // Picks a section from the preferred part, else from the other one.
+    macro_rules! take {
+        ($field:ident, $preferred:expr, $present:expr) => {{
+            let (first, second, labels) = match $preferred {
+                Part::Device => (device, user, ("device", "user")),
+                Part::User => (user, device, ("user", "device")),
+            };
+            let present = $present;
+            if let Some(s) = first.filter(|s| present(s)) {
+                out.$field = s.$field.clone();
+                prov.insert(stringify!($field), labels.0);
+            } else if let Some(s) = second.filter(|s| present(s)) {
+                out.$field = s.$field.clone();
+                prov.insert(stringify!($field), labels.1);
+            }
+        }};
+    }
+    take!(device_state, Part::Device, |s: &Snapshot| s
+        .device_state
+        .is_some());
+    take!(device_details, Part::Device, |s: &Snapshot| s
+        .device_details
+        .is_some());
+    take!(tenant_details, Part::Device, |s: &Snapshot| s
+        .tenant_details
+        .is_some());
+    take!(diagnostics, Part::Device, |s: &Snapshot| s
+        .diagnostics
+        .is_some());
+    take!(
+        ie_proxy_config_for_system_account,
+        Part::Device,
+        |s: &Snapshot| s.ie_proxy_config_for_system_account.is_some()
+    );
+    take!(url_specific_proxy_config, Part::Device, |s: &Snapshot| s
+        .url_specific_proxy_config
+        .is_some());
+    take!(
+        win_http_default_proxy_config,
+        Part::Device,
+        |s: &Snapshot| s.win_http_default_proxy_config.is_some()
+    );
+    take!(user_state, Part::User, |s: &Snapshot| s
+        .user_state
+        .is_some());
+    take!(sso_state, Part::User, |s: &Snapshot| s.sso_state.is_some());
+    take!(work_accounts, Part::User, |s: &Snapshot| !s
+        .work_accounts
+        .is_empty());
+    take!(ngc_prerequisite_check, Part::User, |s: &Snapshot| s
+        .ngc_prerequisite_check
+        .is_some());
+    take!(
+        ie_proxy_config_for_current_user,
+        Part::User,
+        |s: &Snapshot| s.ie_proxy_config_for_current_user.is_some()
+    );
+    // Unmapped lines and parse warnings of both parts, device part first: nothing is dropped.
+    for s in [device, user].into_iter().flatten() {
+        out.extra.extend(s.extra.iter().cloned());
+        out.warnings.extend(s.warnings.iter().cloned());
+    }
+    (out, prov)
+}
+
+/// The context the merged snapshot's PRT state was collected in (what "no PRT" may be judged
+/// by): the user part's when SSO State came from it, else the device part's.
+pub fn sso_context(
+    prov: &Provenance,
+    device: Option<ExecutionContext>,
+    user: Option<ExecutionContext>,
+) -> ExecutionContext {
+    match prov.get("sso_state") {
+        Some(&"user") => user.unwrap_or(ExecutionContext::User),
+        _ => device.unwrap_or(ExecutionContext::Unspecified),
+    }
+}
+
+/// One stored part of a device (`device_parts` row).
+#[derive(Debug, Clone)]
+pub struct PartRow {
+    /// Which part.
+    pub part: Part,
+    /// The report's own execution context.
+    pub context: ExecutionContext,
+    /// The report that last updated it.
+    pub report_id: String,
+    /// When the agent collected it (unix ms).
+    pub collected_at: Option<i64>,
+    /// When the collector received it (unix ms).
+    pub received_at: i64,
+    /// Its snapshot as sent.
+    pub snapshot: Snapshot,
+    /// Its event records.
+    pub events: Vec<EventRecord>,
+    /// Agent health of that report.
+    pub agent: AgentRow,
+}
+
+/// Agent health as stored (from a report's `AgentHealth` and `agent_version`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentRow {
+    /// dsreg-agent version.
+    pub version: String,
+    /// Reports waiting in its spool.
+    pub spool_depth: i64,
+    /// Reports its spool dropped since install.
+    pub spool_dropped: i64,
+    /// Its last acknowledged delivery (unix ms).
+    pub last_delivery: Option<i64>,
+    /// Parse warnings of its snapshot.
+    pub parse_warnings: i64,
+}
+
+fn corrupt(i: usize, e: prost::DecodeError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, Box::new(e))
+}
+
+/// The stored parts of a device, device part first.
+pub fn parts(conn: &Connection, machine_id: &str) -> rusqlite::Result<Vec<PartRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT part, context, report_id, collected_at, received_at, snapshot, events,
+            agent_version, spool_depth, spool_dropped, last_delivery, parse_warnings
+         FROM device_parts WHERE machine_id = ?1 ORDER BY part",
+    )?;
+    let rows = stmt.query_map([machine_id], |row| {
+        let snapshot: Vec<u8> = row.get(5)?;
+        let events: Option<Vec<u8>> = row.get(6)?;
+        let part: String = row.get(0)?;
+        Ok(PartRow {
+            part: if part == "user" {
+                Part::User
+            } else {
+                Part::Device
+            },
+            context: ExecutionContext::try_from(row.get::<_, i32>(1)?).unwrap_or_default(),
+            report_id: row.get(2)?,
+            collected_at: row.get(3)?,
+            received_at: row.get(4)?,
+            snapshot: Snapshot::decode(snapshot.as_slice()).map_err(|e| corrupt(5, e))?,
+            events: match events {
+                Some(b) => {
+                    Report::decode(b.as_slice())
+                        .map_err(|e| corrupt(6, e))?
+                        .events
+                }
+                None => Vec::new(),
+            },
+            agent: AgentRow {
+                version: row.get(7)?,
+                spool_depth: row.get(8)?,
+                spool_dropped: row.get(9)?,
+                last_delivery: row.get(10)?,
+                parse_warnings: row.get(11)?,
+            },
+        })
+    })?;
+    rows.collect()
+}
+
+/// The device view of stored parts: merged snapshot with join type and failure derived, its
+/// provenance, the context its PRT state is judged in, and the agent health it shows (the
+/// device part's agent — the service — else the user part's).
+#[derive(Debug, Clone)]
+pub struct View {
+    /// The merged, re-diagnosed snapshot.
+    pub snapshot: Snapshot,
+    /// Section → part.
+    pub provenance: Provenance,
+    /// The context "no PRT" is judged in.
+    pub context: ExecutionContext,
+    /// The agent health shown for the device.
+    pub agent: AgentRow,
+}
+
+/// Builds the [`View`] of `parts` (as returned by [`parts`]).
+pub fn view(parts: &[PartRow]) -> View {
+    let device = parts.iter().find(|p| p.part == Part::Device);
+    let user = parts.iter().find(|p| p.part == Part::User);
+    let (mut snapshot, provenance) = merge(device.map(|p| &p.snapshot), user.map(|p| &p.snapshot));
+    let context = sso_context(
+        &provenance,
+        device.map(|p| p.context),
+        user.map(|p| p.context),
+    );
+    // Events are read by the SYSTEM service; a user part's events only when there is no
+    // device part.
+    let events = device.or(user).map_or(&[][..], |p| p.events.as_slice());
+    diagnosis::apply(&mut snapshot, events, context);
+    View {
+        snapshot,
+        provenance,
+        context,
+        agent: device.or(user).map(|p| p.agent.clone()).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dsreg_proto::v1::{DeviceState, SsoState, UserState};
+
+    #[test]
+    fn sections_come_from_their_part_and_fall_back() {
+        let system = Snapshot {
+            device_state: Some(DeviceState {
+                azure_ad_joined: Some(true),
+                domain_joined: Some(true),
+                ..Default::default()
+            }),
+            sso_state: Some(SsoState {
+                azure_ad_prt: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let user = Snapshot {
+            device_state: Some(DeviceState::default()),
+            sso_state: Some(SsoState {
+                azure_ad_prt: Some(true),
+                ..Default::default()
+            }),
+            user_state: Some(UserState::default()),
+            ..Default::default()
+        };
+        let (m, p) = merge(Some(&system), Some(&user));
+        assert_eq!(m.device_state, system.device_state);
+        assert_eq!(m.sso_state, user.sso_state);
+        assert_eq!(p["device_state"], "device");
+        assert_eq!(p["sso_state"], "user");
+        assert_eq!(p["user_state"], "user");
+        assert_eq!(
+            sso_context(
+                &p,
+                Some(ExecutionContext::System),
+                Some(ExecutionContext::User)
+            ),
+            ExecutionContext::User
+        );
+        // Only a SYSTEM part: everything from it, PRT judged as SYSTEM (not a failure).
+        let (m, p) = merge(Some(&system), None);
+        assert_eq!(m.sso_state, system.sso_state);
+        assert_eq!(p["sso_state"], "device");
+        assert_eq!(
+            sso_context(&p, Some(ExecutionContext::System), None),
+            ExecutionContext::System
+        );
+        // Only a USER part: its device state is the fallback.
+        let (_, p) = merge(None, Some(&user));
+        assert_eq!(p["device_state"], "user");
+    }
+}
