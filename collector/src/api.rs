@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::error::Error;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
+use crate::store::merge;
 use crate::store::read::{self, DeviceFilter, FailureView};
 use crate::store::{Store, now_ms};
 
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{key}", get(device))
         .route("/api/v1/devices/{key}/history", get(device_history))
         .route("/api/v1/failures", get(failures))
+        .route("/api/v1/agents", get(agents))
         .route("/api/v1/catalog", get(catalog_doc))
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
         .with_state(state)
@@ -309,7 +311,91 @@ async fn device(
         serde_json::to_value(&d.snapshot).map_err(|e| Error::Internal(e.to_string()))?;
     doc["events"] = serde_json::to_value(&d.events).map_err(|e| Error::Internal(e.to_string()))?;
     doc["transitions"] = json!(d.history);
+    let id3 = id.clone();
+    let parts = s.store.read(move |c| Ok(merge::parts(c, &id3)?)).await?;
+    let view = merge::view(&parts);
+    let mut sources = serde_json::Map::new();
+    for p in &parts {
+        let context = match p.context.label() {
+            "" => "unspecified",
+            l => l,
+        };
+        sources.insert(
+            p.part.label().to_string(),
+            json!({
+                "context": context,
+                "collected_at": p.collected_at.map(read::rfc3339),
+                "received_at": read::rfc3339(p.received_at),
+                "report_id": p.report_id,
+            }),
+        );
+    }
+    doc["sources"] = Value::Object(sources);
+    doc["provenance"] = json!(view.provenance);
+    let a = &view.agent;
+    doc["agent"] = json!({
+        "from": parts.iter().map(|p| p.part.label()).next(),
+        "version": a.version,
+        "spool_depth": a.spool_depth,
+        "spool_dropped": a.spool_dropped,
+        "last_delivery": a.last_delivery.map(read::rfc3339),
+        "parse_warnings": a.parse_warnings,
+    });
     Ok(axum::Json(doc))
+}
+
+/// Devices listed per agent-health problem in `/api/v1/agents`.
+const AGENT_SAMPLES: usize = 20;
+
+/// `/api/v1/agents`: fleet agent health. Counts come from the in-memory aggregates (versions
+/// beyond the cap fold into `other`, as in the metrics); the device lists are samples.
+async fn agents(State(s): State<AppState>) -> Result<axum::Json<Value>, Error> {
+    let now = now_ms();
+    let counts = s.fleet.counts(now);
+    let day = now.saturating_sub(crate::fleet::NOT_DELIVERED_AFTER.as_millis() as i64);
+    let (dropped, undelivered) = s
+        .store
+        .read(move |c| {
+            let sample = |sql: &str, arg: i64| -> Result<Vec<Value>, crate::store::StoreError> {
+                let mut q = c.prepare(sql)?;
+                let rows = q.query_map([arg, AGENT_SAMPLES as i64], |r| {
+                    Ok(json!({
+                        "machine_id": r.get::<_, String>(0)?,
+                        "hostname": r.get::<_, String>(1)?,
+                        "agent_version": r.get::<_, String>(2)?,
+                        "spool_dropped": r.get::<_, i64>(3)?,
+                        "spool_depth": r.get::<_, i64>(4)?,
+                        "last_delivery": r.get::<_, Option<i64>>(5)?.map(read::rfc3339),
+                        "last_seen": read::rfc3339(r.get(6)?),
+                    }))
+                })?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            };
+            let cols = "machine_id, hostname, agent_version, agent_spool_dropped, \
+                agent_spool_depth, agent_last_delivery, last_seen FROM devices";
+            Ok((
+                sample(
+                    &format!("SELECT {cols} WHERE agent_spool_dropped > ?1 ORDER BY agent_spool_dropped DESC LIMIT ?2"),
+                    0,
+                )?,
+                sample(
+                    &format!("SELECT {cols} WHERE last_seen < ?1 ORDER BY last_seen LIMIT ?2"),
+                    day,
+                )?,
+            ))
+        })
+        .await?;
+    let versions: Vec<Value> = counts
+        .agent_versions
+        .iter()
+        .map(|(v, n)| json!({"version": v, "devices": n}))
+        .collect();
+    Ok(axum::Json(json!({
+        "devices": counts.total,
+        "versions": versions,
+        "spool_overflowing": {"devices": counts.spool_overflowing, "sample": dropped},
+        "not_delivered_1d": {"devices": counts.not_delivered_1d, "sample": undelivered},
+    })))
 }
 
 async fn device_history(

@@ -427,6 +427,28 @@ mod tests {
     }
 
     #[test]
+    fn agent_versions_fold_and_undelivered_sweeps_after_a_day() {
+        let f = Fleet::new(Duration::from_secs(3600));
+        for i in 0..(MAX_AGENT_VERSIONS + 3) {
+            let facts = DeviceFacts {
+                agent_version: format!("0.{i}.0"),
+                spool_overflowing: i == 0,
+                ..Default::default()
+            };
+            f.set(&format!("d{i}"), Some(&facts), 0);
+        }
+        let c = f.counts(0);
+        assert_eq!(c.agent_versions.len(), MAX_AGENT_VERSIONS + 1);
+        assert_eq!(c.agent_versions[OTHER], 3);
+        assert_eq!(c.spool_overflowing, 1);
+        assert_eq!(c.not_delivered_1d, 0);
+        let day = NOT_DELIVERED_AFTER.as_millis() as i64;
+        assert_eq!(f.counts(day + 1).not_delivered_1d, c.total);
+        f.set("d0", None, day + 1);
+        assert_eq!(f.counts(day + 1).not_delivered_1d, c.total - 1);
+    }
+
+    #[test]
     fn unknown_codes_fold_beyond_the_cap() {
         let f = Fleet::new(Duration::from_secs(10));
         for i in 0..(MAX_UNKNOWN_CODES as u32 + 5) {

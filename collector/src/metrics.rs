@@ -9,6 +9,8 @@
 //!   and is now absent is set to 0, so a recovered failure does not linger at its old value.
 //!   The label sets come from closed sets, so the remembered set is bounded.
 //! - Rendering walks only the aggregate maps: its cost does not grow with the device count.
+//! - Agent health gauges (`dsreg_agents_not_delivered_1d`, `dsreg_agents_spool_overflowing`,
+//!   `dsreg_agent_versions{version}`) come from the same aggregates; versions are capped.
 //! - Counters: `dsreg_reports_total{result}` per report acknowledged,
 //!   `dsreg_registration_failures_total` per NEW unique failed attempt only.
 
@@ -110,6 +112,24 @@ impl Metrics {
             'g',
             None,
             "Devices not heard from within the stale window.",
+        );
+        d(
+            "dsreg_agents_not_delivered_1d",
+            'g',
+            None,
+            "Devices whose agent has delivered no report for a day.",
+        );
+        d(
+            "dsreg_agents_spool_overflowing",
+            'g',
+            None,
+            "Devices whose agent reported reports dropped by its spool overflow policy.",
+        );
+        d(
+            "dsreg_agent_versions",
+            'g',
+            None,
+            "Devices by agent version (versions beyond a cap fold into \"other\").",
         );
         d(
             "dsreg_reports_total",
@@ -241,6 +261,18 @@ impl Metrics {
             now.push((series, *n as f64));
         }
         now.push((("dsreg_devices_stale", Vec::new()), counts.stale as f64));
+        now.push((
+            ("dsreg_agents_not_delivered_1d", Vec::new()),
+            counts.not_delivered_1d as f64,
+        ));
+        now.push((
+            ("dsreg_agents_spool_overflowing", Vec::new()),
+            counts.spool_overflowing as f64,
+        ));
+        for (v, n) in &counts.agent_versions {
+            let series = ("dsreg_agent_versions", vec![("version", v.clone())]);
+            now.push((series, *n as f64));
+        }
         let mut exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
         let mut current = HashSet::with_capacity(now.len());
         for ((name, labels), v) in now {
@@ -312,6 +344,14 @@ mod tests {
         assert!(
             text.contains("cause=\"other\""),
             "unknown cause folds: {text}"
+        );
+        assert!(text.contains("dsreg_agents_spool_overflowing 0"), "{text}");
+        assert!(text.contains("dsreg_agents_not_delivered_1d 0"), "{text}");
+        c.agent_versions.insert("1.2.3".into(), 3);
+        let text = m.render(&c);
+        assert!(
+            text.contains("dsreg_agent_versions{version=\"1.2.3\"} 3"),
+            "{text}"
         );
         c.failing.clear();
         let text = m.render(&c);
