@@ -46,7 +46,7 @@ fn facts(i: usize) -> DeviceFacts {
     DeviceFacts {
         join_type: join,
         failing_tests: (i % 64) as u8 & 0b0011_1111,
-        without_prt: i % 13 == 0,
+        without_prt: i.is_multiple_of(13),
         failure,
         ..Default::default()
     }
