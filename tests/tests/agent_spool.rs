@@ -353,3 +353,47 @@ fn overflow_keeps_the_first_failure_and_the_latest() {
         serde_json::from_slice(&fs::read(spool.join("state.json")).unwrap()).unwrap();
     assert_eq!(state["dropped"], 2, "{state}");
 }
+
+#[test]
+fn system_and_user_context_reports_make_one_device_view() {
+    let bin = agent_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let c = CollectorProcess::start(&dir.path().join("dsreg.db"), dir.path(), &[]).unwrap();
+    let status = fixture(HEALTHY);
+    let o = send(&bin, &c.grpc_url(), &status, &dir.path().join("sys"), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = send(
+        &bin,
+        &c.grpc_url(),
+        &status,
+        &dir.path().join("user"),
+        &["--user-context"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (code, d) = c.get_json("/api/v1/devices/spool-e2e-0001").unwrap();
+    assert_eq!(code, 200, "{d}");
+    assert_eq!(d["sources"]["device"]["context"], "system", "{d}");
+    assert_eq!(d["sources"]["user"]["context"], "user", "{d}");
+    assert_ne!(
+        d["sources"]["device"]["report_id"], d["sources"]["user"]["report_id"],
+        "{d}"
+    );
+    assert_eq!(d["provenance"]["device_state"], "device", "{d}");
+    assert_eq!(d["provenance"]["sso_state"], "user", "{d}");
+    assert_eq!(d["agent"]["from"], "device", "{d}");
+    assert_eq!(d["agent"]["spool_dropped"], 0, "{d}");
+    let (code, a) = c.get_json("/api/v1/agents").unwrap();
+    assert_eq!(code, 200, "{a}");
+    assert_eq!(a["devices"], 1, "{a}");
+    assert_eq!(a["versions"][0]["devices"], 1, "{a}");
+    assert_eq!(a["spool_overflowing"]["devices"], 0, "{a}");
+    let (_, metrics) = http_get(&c.url("/metrics")).unwrap();
+    assert!(
+        metrics.contains("dsreg_agents_spool_overflowing 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dsreg_agent_versions{version="),
+        "{metrics}"
+    );
+}
