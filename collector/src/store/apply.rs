@@ -177,11 +177,8 @@ pub fn report(
 ) -> rusqlite::Result<Applied> {
     let hash = content_hash(r) as i64;
     let stored: Option<i64> = conn
-        .query_row(
-            "SELECT content_hash FROM reports WHERE report_id = ?1",
-            [&r.report_id],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT content_hash FROM reports WHERE report_id = ?1")?
+        .query_row([&r.report_id], |row| row.get(0))
         .optional()?;
     match stored {
         Some(h) if h == hash => {
@@ -204,9 +201,7 @@ pub fn report(
         }
         None => {}
     }
-    conn.execute(
-        "INSERT INTO reports (report_id, machine_id, content_hash, received_at) VALUES (?1, ?2, ?3, ?4)",
-        params![r.report_id, r.machine_id, hash, now],
+    conn.prepare_cached("INSERT INTO reports (report_id, machine_id, content_hash, received_at) VALUES (?1, ?2, ?3, ?4)")?.execute(params![r.report_id, r.machine_id, hash, now],
     )?;
 
     let context = ExecutionContext::try_from(r.execution_context).unwrap_or_default();
@@ -217,26 +212,40 @@ pub fn report(
     // A report older than the stored part of its own context (a spool replay) changes nothing
     // but `last_seen`; the other part does not matter for that.
     let stored: Option<Option<i64>> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT collected_at FROM device_parts WHERE machine_id = ?1 AND part = ?2",
-            params![r.machine_id, part.label()],
-            |row| row.get(0),
-        )
+        )?
+        .query_row(params![r.machine_id, part.label()], |row| row.get(0))
         .optional()?;
     let newer = match (stored, collected) {
         (Some(Some(prev)), Some(c)) => c >= prev,
         _ => true,
     };
     let old: Option<(DeviceFacts, Option<i64>)> = conn
-        .query_row(
-            &format!(
-                "SELECT {}, failing_since FROM devices WHERE machine_id = ?1",
-                super::FACT_COLUMNS
-            ),
-            [&r.machine_id],
-            |row| Ok((super::facts_from_row(row, 0)?, row.get(9)?)),
-        )
+        .prepare_cached(&format!(
+            "SELECT {}, failing_since FROM devices WHERE machine_id = ?1",
+            super::FACT_COLUMNS
+        ))?
+        .query_row([&r.machine_id], |row| {
+            Ok((super::facts_from_row(row, 0)?, row.get(9)?))
+        })
         .optional()?;
+    // An unchanged heartbeat refreshes times and ids only (see `super::heartbeat`).
+    if newer
+        && let Some((o, _)) = &old
+        && super::heartbeat::narrow(conn, r, part, context, collected, &own, now)?
+    {
+        history(conn, r, o, false, now, history_per_device)?;
+        return Ok(Applied {
+            result: result(r, ReportStatus::Accepted, String::new()),
+            fleet: Some(FleetUpdate {
+                machine_id: r.machine_id.clone(),
+                facts: None,
+                last_seen: now,
+            }),
+            new_attempts: super::attempts::record(conn, r, &own, now)?,
+        });
+    }
     let mut snapshot = Snapshot::default();
     let mut new = DeviceFacts::default();
     let mut agent = AgentRow::default();
@@ -267,19 +276,19 @@ pub fn report(
             failing_since,
             now,
         )?;
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE devices SET agent_version = ?2, agent_spool_depth = ?3,
                 agent_spool_dropped = ?4, agent_last_delivery = ?5, agent_parse_warnings = ?6
              WHERE machine_id = ?1",
-            params![
-                r.machine_id,
-                agent.version,
-                agent.spool_depth,
-                agent.spool_dropped,
-                agent.last_delivery,
-                agent.parse_warnings
-            ],
-        )?;
+        )?
+        .execute(params![
+            r.machine_id,
+            agent.version,
+            agent.spool_depth,
+            agent.spool_dropped,
+            agent.last_delivery,
+            agent.parse_warnings
+        ])?;
         let transition = match &old {
             None => true,
             Some((o, _)) => o.join_type != new.join_type || !same_failure(&o.failure, &new.failure),
@@ -291,10 +300,10 @@ pub fn report(
             last_seen: now,
         })
     } else {
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE devices SET last_seen = MAX(last_seen, ?2) WHERE machine_id = ?1",
-            params![r.machine_id, now],
-        )?;
+        )?
+        .execute(params![r.machine_id, now])?;
         Some(FleetUpdate {
             machine_id: r.machine_id.clone(),
             facts: None,
@@ -387,8 +396,7 @@ fn upsert_device(
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty());
     let fail = f.failure.as_ref();
-    conn.execute(
-        "INSERT INTO devices (machine_id, hostname, ad_domain, entra_device_id, join_type,
+    conn.prepare_cached("INSERT INTO devices (machine_id, hostname, ad_domain, entra_device_id, join_type,
             failure_phase, failure_cause, failure_code, failure_symbol, failing_since,
             failing_tests, without_prt, first_seen, last_seen, collected_at, last_report_id,
             agent_version, os_build, execution_context, snapshot)
@@ -402,8 +410,7 @@ fn upsert_device(
             without_prt = excluded.without_prt, last_seen = MAX(last_seen, excluded.last_seen),
             collected_at = excluded.collected_at, last_report_id = excluded.last_report_id,
             agent_version = excluded.agent_version, os_build = excluded.os_build,
-            execution_context = excluded.execution_context, snapshot = excluded.snapshot",
-        params![
+            execution_context = excluded.execution_context, snapshot = excluded.snapshot")?.execute(params![
             r.machine_id,
             hostname,
             ad_domain,
@@ -440,11 +447,8 @@ fn history(
         "transition"
     } else {
         let last: Option<i64> = conn
-            .query_row(
-                "SELECT MAX(at) FROM history WHERE machine_id = ?1",
-                [&r.machine_id],
-                |row| row.get(0),
-            )
+            .prepare_cached("SELECT MAX(at) FROM history WHERE machine_id = ?1")?
+            .query_row([&r.machine_id], |row| row.get(0))
             .optional()?
             .flatten();
         if last.is_some_and(|at| now - at < SAMPLE_EVERY_MS) {
@@ -453,10 +457,8 @@ fn history(
         "sample"
     };
     let fail = f.failure.as_ref();
-    conn.execute(
-        "INSERT INTO history (machine_id, at, kind, report_id, join_type, failure_phase,
-            failure_cause, failure_code, failure_symbol) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
+    conn.prepare_cached("INSERT INTO history (machine_id, at, kind, report_id, join_type, failure_phase,
+            failure_cause, failure_code, failure_symbol) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?.execute(params![
             r.machine_id,
             now,
             kind,
@@ -468,11 +470,11 @@ fn history(
             fail.map(|x| &x.symbol),
         ],
     )?;
-    conn.execute(
+    conn.prepare_cached(
         "DELETE FROM history WHERE machine_id = ?1 AND id <= (
             SELECT id FROM history WHERE machine_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-        params![r.machine_id, i64::from(keep)],
-    )?;
+    )?
+    .execute(params![r.machine_id, i64::from(keep)])?;
     Ok(())
 }
 

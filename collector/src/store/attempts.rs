@@ -141,10 +141,8 @@ pub(crate) fn record(
     }
     let mut new = Vec::new();
     for (time, f, source) in found {
-        let inserted = conn.execute(
-            "INSERT OR IGNORE INTO attempts (machine_id, attempt_time, code, phase, cause, symbol,
-                source, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
+        let inserted = conn.prepare_cached("INSERT OR IGNORE INTO attempts (machine_id, attempt_time, code, phase, cause, symbol,
+                source, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![
                 r.machine_id,
                 time,
                 f.code.map(i64::from),
@@ -164,10 +162,12 @@ pub(crate) fn record(
 
 /// Stores an event record once; true when it was new.
 fn store_event(conn: &Connection, r: &Report, e: &EventRecord, now: i64) -> rusqlite::Result<bool> {
-    let n = conn.execute(
-        "INSERT OR IGNORE INTO events (machine_id, record_id, event_id, time, exit_code,
+    let n = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (machine_id, record_id, event_id, time, exit_code,
             received_at, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
+        )?
+        .execute(params![
             r.machine_id,
             e.record_id as i64,
             e.event_id,
@@ -175,8 +175,7 @@ fn store_event(conn: &Connection, r: &Report, e: &EventRecord, now: i64) -> rusq
             e.exit_code.map(i64::from),
             now,
             e.encode_to_vec()
-        ],
-    )?;
+        ])?;
     Ok(n == 1)
 }
 

@@ -17,6 +17,7 @@
 
 pub mod apply;
 pub mod attempts;
+mod heartbeat;
 pub mod merge;
 pub mod read;
 pub mod schema;
@@ -60,13 +61,18 @@ pub enum StoreError {
 /// Tuning of the store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Writer channel capacity, in batches.
+    /// Writer queue capacity, in full-size batches: at most `queue_depth` ×
+    /// [`QUEUE_SLOT_REPORTS`] reports wait, in up to `queue_depth` × [`writer::GROUP_MAX_BATCHES`]
+    /// batches (so many one-report calls can queue where one full batch would).
     pub queue_depth: usize,
     /// History rows kept per device.
     pub history_per_device: u32,
     /// Read-only connections kept open.
     pub readers: usize,
 }
+
+/// Reports one `queue_depth` slot holds (the default `max_batch`).
+pub const QUEUE_SLOT_REPORTS: usize = 1000;
 
 /// What the writer returns for a committed batch.
 #[derive(Debug, Default)]
@@ -81,6 +87,8 @@ pub(crate) enum Msg {
     Batch {
         reports: Vec<Report>,
         reply: oneshot::Sender<Result<BatchOutcome, StoreError>>,
+        /// The batch's share of the queue budget, released once it is answered.
+        permit: tokio::sync::OwnedSemaphorePermit,
     },
     Prune {
         cutoff_ms: i64,
@@ -95,6 +103,7 @@ pub(crate) enum Msg {
 #[derive(Clone)]
 pub struct Store {
     tx: mpsc::Sender<Msg>,
+    budget: Arc<tokio::sync::Semaphore>,
     readers: Arc<Readers>,
     alive: Arc<AtomicBool>,
     commits: Arc<AtomicU64>,
@@ -116,6 +125,9 @@ fn open_write(path: &Path) -> Result<Connection, StoreError> {
         tracing::warn!(mode, "sqlite refused WAL mode");
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // 32 MiB of page cache (default 2 MiB): keeps the B-tree interiors of a million-device
+    // database in memory, so a report's lookups read leaf pages only.
+    conn.pragma_update(None, "cache_size", -32_768)?;
     schema::migrate(&mut conn)?;
     // Take the write lock once now: a database another process holds locked fails the start
     // (after the busy timeout) instead of failing every later commit.
@@ -167,7 +179,10 @@ impl Store {
         let conn = open_write(path)?;
         let devices = read::rebuild_fleet(&conn, &fleet)?;
         tracing::info!(db = %path.display(), devices, "store open, fleet aggregates rebuilt");
-        let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+        let (tx, rx) = mpsc::channel(opts.queue_depth.max(1) * writer::GROUP_MAX_BATCHES);
+        let budget = Arc::new(tokio::sync::Semaphore::new(
+            opts.queue_depth.max(1) * QUEUE_SLOT_REPORTS,
+        ));
         let alive = Arc::new(AtomicBool::new(true));
         let commits = Arc::new(AtomicU64::new(0));
         let w = writer::Writer::new(
@@ -184,6 +199,7 @@ impl Store {
             .map_err(|e| StoreError::Join(e.to_string()))?;
         Ok(Store {
             tx,
+            budget,
             readers: Arc::new(Readers {
                 path: path.to_path_buf(),
                 pool: Mutex::new(Vec::new()),
@@ -214,13 +230,29 @@ impl Store {
         reports: Vec<Report>,
     ) -> Result<oneshot::Receiver<Result<BatchOutcome, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
+        // A batch larger than the whole budget waits for an empty queue rather than never.
+        let want = reports.len().clamp(1, self.budget_total());
+        let permit = self
+            .budget
+            .clone()
+            .try_acquire_many_owned(u32::try_from(want).unwrap_or(u32::MAX))
+            .map_err(|_| StoreError::Full)?;
         self.tx
-            .try_send(Msg::Batch { reports, reply })
+            .try_send(Msg::Batch {
+                reports,
+                reply,
+                permit,
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => StoreError::Full,
                 mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
             })?;
         Ok(rx)
+    }
+
+    fn budget_total(&self) -> usize {
+        // The channel's capacity is `queue_depth` × GROUP_MAX_BATCHES.
+        self.tx.max_capacity() / writer::GROUP_MAX_BATCHES * QUEUE_SLOT_REPORTS
     }
 
     /// Group commits done so far (observability and tests).

@@ -7,10 +7,19 @@
 //! returned: an ack therefore always describes durable data, and the in-memory aggregates never
 //! run ahead of the disk. On `Close` (or when every sender is gone) the writer finishes the
 //! group it holds, checkpoints the WAL (TRUNCATE) and exits.
+//!
+//! Checkpoints run off the commit path: a [`Checkpointer`] thread with its own connection runs
+//! `wal_checkpoint(PASSIVE)` every [`CHECKPOINT_EVERY`] (copying committed WAL frames into the
+//! database file and syncing it), while the writer keeps appending. SQLite's own
+//! auto-checkpoint would do that copy and the database fsync inside the COMMIT of whichever
+//! group crosses the threshold, on the writer thread, stalling every caller waiting for an ack.
+//! The writer's auto-checkpoint stays on at [`WAL_SAFETY_PAGES`] as a backstop in case the
+//! background thread cannot keep up. Durability is unchanged: a COMMIT is acked only after the
+//! WAL is synced (`synchronous=FULL`); checkpointing only moves already-durable pages.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -20,10 +29,68 @@ use super::{BatchOutcome, Msg, StoreError, now_ms};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 
-/// Most batches committed in one transaction.
-pub const GROUP_MAX_BATCHES: usize = 64;
+/// Most batches committed in one transaction (many one-report calls share one commit).
+pub const GROUP_MAX_BATCHES: usize = 1024;
 /// Most reports committed in one transaction (a group stops growing past this).
 pub const GROUP_MAX_REPORTS: usize = 20_000;
+/// How often the background checkpointer copies the WAL into the database.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// WAL size (pages) at which the writer checkpoints itself (backstop; normally not reached).
+pub const WAL_SAFETY_PAGES: i64 = 32_768;
+
+/// Runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection until the writer stops.
+struct Checkpointer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Starts the thread; `None` (the writer then checkpoints itself) when the database has no
+    /// file path or the connection cannot be opened.
+    fn start(conn: &Connection) -> Option<Checkpointer> {
+        let path = conn.path().filter(|p| !p.is_empty())?.to_string();
+        let own = Connection::open(&path)
+            .and_then(|c| {
+                c.busy_timeout(Duration::from_millis(100))?;
+                c.pragma_update(None, "synchronous", "FULL")?;
+                Ok(c)
+            })
+            .map_err(|e| tracing::warn!(error = %e, "no background checkpointer"))
+            .ok()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("dsreg-sqlite-checkpoint".into())
+            .spawn(move || {
+                while !flag.load(Ordering::SeqCst) {
+                    std::thread::park_timeout(CHECKPOINT_EVERY);
+                    if flag.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Err(e) = own.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::debug!(error = %e, "background checkpoint");
+                    }
+                }
+            })
+            .map_err(|e| tracing::warn!(error = %e, "no background checkpointer"))
+            .ok()?;
+        Some(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
 
 /// Writer state, moved into its thread.
 pub struct Writer {
@@ -74,19 +141,35 @@ impl Writer {
     /// Runs until `Close` or until every sender is dropped.
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let _guard = AliveGuard(self.alive.clone());
+        // apply/attempts/heartbeat prepare about 20 distinct statements; keep them all.
+        self.conn.set_prepared_statement_cache_capacity(64);
+        let checkpointer = Checkpointer::start(&self.conn);
+        if checkpointer.is_some()
+            && let Err(e) = self
+                .conn
+                .pragma_update(None, "wal_autocheckpoint", WAL_SAFETY_PAGES)
+        {
+            tracing::warn!(error = %e, "cannot raise wal_autocheckpoint");
+        }
         let mut closing: Option<oneshot::Sender<()>> = None;
         while closing.is_none() {
             let Some(first) = rx.blocking_recv() else {
                 break;
             };
             let mut group = Vec::new();
+            let mut permits = Vec::new();
             let mut reports = 0;
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Batch { reports: r, reply } => {
+                    Msg::Batch {
+                        reports: r,
+                        reply,
+                        permit,
+                    } => {
                         reports += r.len();
                         group.push((r, reply));
+                        permits.push(permit);
                     }
                     Msg::Prune { cutoff_ms, reply } => {
                         let _ = reply.send(apply::prune(&self.conn, cutoff_ms).map_err(Into::into));
@@ -103,16 +186,18 @@ impl Writer {
             if !group.is_empty() {
                 self.commit_group(group);
             }
+            drop(permits);
         }
         if closing.is_some() {
             // Everything queued before Close was sent by drained requests; answer stragglers.
             rx.close();
             while let Ok(msg) = rx.try_recv() {
-                if let Msg::Batch { reports, reply } = msg {
+                if let Msg::Batch { reports, reply, .. } = msg {
                     self.commit_group(vec![(reports, reply)]);
                 }
             }
         }
+        drop(checkpointer);
         match self
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
