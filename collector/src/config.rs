@@ -2,9 +2,11 @@
 //!
 //! Every setting is documented once, on [`Args`] (which is what `--help` prints) and in the
 //! README table. [`Config::load`] takes the environment as a map, so tests never mutate the
-//! process environment. Invariants of a loaded [`Config`]: every limit is non-zero, and a
-//! non-loopback listen address is only accepted with `insecure` (TLS and tokens are not
-//! implemented yet, so exposing the collector is an explicit, loud decision).
+//! process environment. Invariants of a loaded [`Config`]: every limit is non-zero;
+//! `tls_cert` and `tls_key` come together (and `tls_client_ca` only with them); a non-loopback
+//! gRPC address needs TLS and agent tokens, a non-loopback HTTP address needs TLS and reader
+//! tokens — or `insecure`, which makes exposing an unprotected listener an explicit, loud
+//! decision (see [`Config::exposure_gaps`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,17 +45,23 @@ pub enum ConfigError {
         /// Why it is wrong.
         reason: String,
     },
-    /// A non-loopback address without `--insecure`.
+    /// A non-loopback address without its protections and without `--insecure`.
     #[error(
-        "refusing to listen on non-loopback address {addr} ({setting}): TLS and tokens are not \
-         configured; pass --insecure (DSREG_INSECURE=true) to expose the collector anyway"
+        "refusing to listen on non-loopback address {addr} ({setting}): {missing} not \
+         configured; configure them, or pass --insecure (DSREG_INSECURE=true) to expose the \
+         collector anyway"
     )]
     NotLoopback {
         /// Which listener.
         setting: &'static str,
         /// The address.
         addr: SocketAddr,
+        /// What is missing, e.g. `--tls-cert/--tls-key and --agent-token-file`.
+        missing: String,
     },
+    /// Settings that only make sense together.
+    #[error("{0}")]
+    Incomplete(String),
 }
 
 /// Command-line flags. Every flag is optional so that file and environment values show
@@ -100,9 +108,35 @@ pub struct Args {
     /// Env: DSREG_QUEUE_DEPTH.
     #[arg(long, value_name = "N")]
     pub queue_depth: Option<String>,
-    /// Allow non-loopback listen addresses without TLS/tokens (logs a WARN). Env: DSREG_INSECURE.
+    /// Allow non-loopback listen addresses without TLS/tokens (logs a WARN). Without it a
+    /// non-loopback gRPC address needs --tls-cert/--tls-key and --agent-token-file, and a
+    /// non-loopback HTTP address needs --tls-cert/--tls-key and --reader-token-file.
+    /// Env: DSREG_INSECURE.
     #[arg(long)]
     pub insecure: bool,
+    /// PEM certificate chain: TLS on both listeners (with --tls-key); plaintext is then
+    /// refused. Env: DSREG_TLS_CERT.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert. Env: DSREG_TLS_KEY.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): gRPC clients must present a certificate signed by one (mTLS).
+    /// Needs --tls-cert. Env: DSREG_TLS_CLIENT_CA.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Agent tokens, one per line (`#` comments): required on Telemetry/Report as
+    /// `authorization: Bearer <token>`. Re-read on SIGHUP. Env: DSREG_AGENT_TOKEN_FILE.
+    #[arg(long, value_name = "FILE")]
+    pub agent_token_file: Option<PathBuf>,
+    /// Reader tokens, one per line: required on /api/v1/* as `Authorization: Bearer <token>`.
+    /// Re-read on SIGHUP. Env: DSREG_READER_TOKEN_FILE.
+    #[arg(long, value_name = "FILE")]
+    pub reader_token_file: Option<PathBuf>,
+    /// Metrics tokens, one per line: when set, /metrics needs one (Prometheus
+    /// `authorization.credentials_file`). Re-read on SIGHUP. Env: DSREG_METRICS_TOKEN_FILE.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
     /// Write `grpc=ADDR http=ADDR` here once both listeners are bound. Env: DSREG_READY_FILE.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
@@ -123,6 +157,12 @@ struct FileConfig {
     queue_depth: Option<u64>,
     insecure: Option<bool>,
     ready_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    agent_token_file: Option<PathBuf>,
+    reader_token_file: Option<PathBuf>,
+    metrics_token_file: Option<PathBuf>,
 }
 
 /// The effective configuration.
@@ -150,6 +190,18 @@ pub struct Config {
     pub insecure: bool,
     /// Where to write the bound addresses.
     pub ready_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// CA for client certificates on gRPC (mTLS).
+    pub tls_client_ca: Option<PathBuf>,
+    /// Agent token file.
+    pub agent_token_file: Option<PathBuf>,
+    /// Reader token file.
+    pub reader_token_file: Option<PathBuf>,
+    /// Metrics token file.
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -166,6 +218,12 @@ impl Default for Config {
             queue_depth: 16,
             insecure: false,
             ready_file: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            agent_token_file: None,
+            reader_token_file: None,
+            metrics_token_file: None,
         }
     }
 }
@@ -189,6 +247,22 @@ const KEYS: &[&str] = &[
     "queue_depth",
     "insecure",
     "ready_file",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "agent_token_file",
+    "reader_token_file",
+    "metrics_token_file",
+];
+
+/// The settings that name files, as pushed by each layer.
+const PATH_KEYS: &[&str] = &[
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "agent_token_file",
+    "reader_token_file",
+    "metrics_token_file",
 ];
 
 impl Config {
@@ -235,6 +309,16 @@ impl Config {
             "ready_file",
             args.ready_file.as_ref().map(|p| p.display().to_string()),
         );
+        for (key, path) in PATH_KEYS.iter().zip([
+            &args.tls_cert,
+            &args.tls_key,
+            &args.tls_client_ca,
+            &args.agent_token_file,
+            &args.reader_token_file,
+            &args.metrics_token_file,
+        ]) {
+            push(key, path.as_ref().map(|p| p.display().to_string()));
+        }
         cfg.apply(flags)?;
         cfg.check()?;
         Ok(cfg)
@@ -267,6 +351,12 @@ impl Config {
                 "queue_depth" => self.queue_depth = positive(&value).map_err(|r| bad(&r))?,
                 "insecure" => self.insecure = parse_bool(&value).map_err(|r| bad(&r))?,
                 "ready_file" => self.ready_file = Some(PathBuf::from(&value)),
+                "tls_cert" => self.tls_cert = Some(PathBuf::from(&value)),
+                "tls_key" => self.tls_key = Some(PathBuf::from(&value)),
+                "tls_client_ca" => self.tls_client_ca = Some(PathBuf::from(&value)),
+                "agent_token_file" => self.agent_token_file = Some(PathBuf::from(&value)),
+                "reader_token_file" => self.reader_token_file = Some(PathBuf::from(&value)),
+                "metrics_token_file" => self.metrics_token_file = Some(PathBuf::from(&value)),
                 _ => {}
             }
         }
@@ -274,18 +364,65 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Incomplete(
+                "--tls-cert and --tls-key (tls_cert, tls_key) go together: give both or neither"
+                    .into(),
+            ));
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err(ConfigError::Incomplete(
+                "--tls-client-ca (tls_client_ca) needs --tls-cert and --tls-key: mTLS is TLS"
+                    .into(),
+            ));
+        }
         if self.insecure {
             return Ok(());
         }
-        for (setting, addr) in [
-            ("grpc_listen", self.grpc_listen),
-            ("http_listen", self.http_listen),
+        match self.exposure_gaps().into_iter().next() {
+            Some((setting, addr, missing)) => Err(ConfigError::NotLoopback {
+                setting,
+                addr,
+                missing,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Non-loopback listeners that lack TLS or their tokens: (setting, address, what is
+    /// missing). Empty when nothing is exposed unprotected; only `insecure` lets a loaded
+    /// config have gaps (callers log them as a loud WARN).
+    pub fn exposure_gaps(&self) -> Vec<(&'static str, SocketAddr, String)> {
+        let mut gaps = Vec::new();
+        for (setting, addr, tokens, flag) in [
+            (
+                "grpc_listen",
+                self.grpc_listen,
+                &self.agent_token_file,
+                "--agent-token-file",
+            ),
+            (
+                "http_listen",
+                self.http_listen,
+                &self.reader_token_file,
+                "--reader-token-file",
+            ),
         ] {
-            if !addr.ip().is_loopback() {
-                return Err(ConfigError::NotLoopback { setting, addr });
+            if addr.ip().is_loopback() {
+                continue;
+            }
+            let mut missing = Vec::new();
+            if self.tls_cert.is_none() {
+                missing.push("--tls-cert/--tls-key");
+            }
+            if tokens.is_none() {
+                missing.push(flag);
+            }
+            if !missing.is_empty() {
+                gaps.push((setting, addr, missing.join(" and ")));
             }
         }
-        Ok(())
+        gaps
     }
 
     /// True when a listener is not on loopback (callers log a loud WARN: `insecure` was used).
@@ -334,6 +471,16 @@ fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
     push("queue_depth", f.queue_depth.map(|v| v.to_string()));
     push("insecure", f.insecure.map(|v| v.to_string()));
     push("ready_file", f.ready_file.map(|p| p.display().to_string()));
+    for (key, path) in PATH_KEYS.iter().zip([
+        f.tls_cert,
+        f.tls_key,
+        f.tls_client_ca,
+        f.agent_token_file,
+        f.reader_token_file,
+        f.metrics_token_file,
+    ]) {
+        push(key, path.map(|p| p.display().to_string()));
+    }
     Ok(Layer {
         source: "file",
         values,
@@ -478,6 +625,79 @@ mod tests {
         let e = env(&[("DSREG_INSECURE", "true")]);
         let cfg = Config::load(&args, &e).unwrap();
         assert!(cfg.insecure && cfg.exposed());
+    }
+
+    #[test]
+    fn exposure_needs_tls_and_the_listeners_tokens() {
+        let base = Args {
+            grpc_listen: Some("0.0.0.0:50051".into()),
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ..Args::default()
+        };
+        let err = Config::load(&base, &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--agent-token-file") && !err.contains("--tls-cert"),
+            "{err}"
+        );
+        let e = env(&[("DSREG_AGENT_TOKEN_FILE", "/etc/dsreg/agents")]);
+        let cfg = Config::load(&base, &e).unwrap();
+        assert!(cfg.exposed() && cfg.exposure_gaps().is_empty());
+        assert_eq!(
+            cfg.agent_token_file.as_deref(),
+            Some(Path::new("/etc/dsreg/agents"))
+        );
+        // The HTTP listener needs reader tokens, not agent tokens.
+        let args = Args {
+            http_listen: Some("[::]:9184".into()),
+            ..base.clone()
+        };
+        let err = Config::load(&args, &e).unwrap_err().to_string();
+        assert!(err.contains("--reader-token-file"), "{err}");
+        // --insecure lets it start, and the gaps stay visible for the WARN.
+        let args = Args {
+            insecure: true,
+            ..args
+        };
+        let cfg = Config::load(&args, &e).unwrap();
+        assert_eq!(cfg.exposure_gaps().len(), 1);
+    }
+
+    #[test]
+    fn tls_settings_go_together() {
+        let args = Args {
+            tls_cert: Some("c.pem".into()),
+            ..Args::default()
+        };
+        let err = Config::load(&args, &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--tls-key"), "{err}");
+        let args = Args {
+            tls_client_ca: Some("ca.pem".into()),
+            ..Args::default()
+        };
+        let err = Config::load(&args, &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--tls-client-ca"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_client_ca = \"ca.pem\"\n\
+             reader_token_file = \"r\"\nmetrics_token_file = \"m\"\n",
+        )
+        .unwrap();
+        let args = Args {
+            config: Some(file),
+            ..Args::default()
+        };
+        let cfg = Config::load(&args, &HashMap::new()).unwrap();
+        assert_eq!(cfg.tls_client_ca.as_deref(), Some(Path::new("ca.pem")));
+        assert_eq!(cfg.metrics_token_file.as_deref(), Some(Path::new("m")));
     }
 
     #[test]

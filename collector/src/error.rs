@@ -22,6 +22,9 @@ pub enum Error {
     /// Nothing matches the key.
     #[error("{0}")]
     NotFound(String),
+    /// No token, a wrong token, or a token of another role (one answer for all three).
+    #[error("{0}")]
+    Unauthenticated(String),
     /// Backpressure: the writer queue is full; retry after the hint.
     #[error("ingest queue is full, retry after {retry_after_ms} ms")]
     Overloaded {
@@ -54,6 +57,7 @@ impl Error {
         match self {
             Error::InvalidArgument(_) => tonic::Code::InvalidArgument,
             Error::NotFound(_) => tonic::Code::NotFound,
+            Error::Unauthenticated(_) => tonic::Code::Unauthenticated,
             Error::Overloaded { .. } | Error::Unavailable(_) => tonic::Code::Unavailable,
             Error::Internal(_) => tonic::Code::Internal,
         }
@@ -64,6 +68,7 @@ impl Error {
         match self {
             Error::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::Overloaded { .. } | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -95,6 +100,12 @@ impl IntoResponse for Error {
         let status = self.http_status();
         let body = axum::Json(serde_json::json!({ "error": self.to_string() }));
         let mut resp = (status, body).into_response();
+        if let Error::Unauthenticated(_) = self {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         if let Error::Overloaded { retry_after_ms } = self {
             let secs = retry_after_ms.div_ceil(1000).to_string();
             if let Ok(v) = secs.parse() {

@@ -11,10 +11,13 @@
 //! - [`api`]: `/healthz`, `/readyz`, `/metrics`, `/api/v1/...` (axum).
 //! - [`metrics`]: the Prometheus families of DESIGN §7.
 //! - [`signal`]: SIGINT/SIGTERM as a future.
+//! - [`auth`]: agent / reader / metrics bearer tokens, constant-time, reloaded on SIGHUP.
+//! - [`tls`]: TLS on both listeners (rustls, ring), mTLS on gRPC.
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so tests bind `127.0.0.1:0`.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod fleet;
@@ -22,9 +25,11 @@ pub mod ingest;
 pub mod metrics;
 pub mod signal;
 pub mod store;
+pub mod tls;
 pub mod validate;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +38,7 @@ use dsreg_proto::v1::telemetry_server::TelemetryServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::config::Config;
 use crate::fleet::Fleet;
@@ -59,6 +65,12 @@ pub enum RunError {
     /// The HTTP server failed.
     #[error("http server: {0}")]
     Http(#[from] std::io::Error),
+    /// A token file is unusable.
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    /// The TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
@@ -78,6 +90,8 @@ pub async fn run(
     http: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let auth = auth::Auth::load(&config)?;
+    let tls = tls::load(&config)?;
     let metrics = Arc::new(Metrics::new());
     let fleet = Arc::new(Fleet::new(config.stale_after));
     let opts = StoreOptions {
@@ -107,6 +121,7 @@ pub async fn run(
         config.retention_days,
         stop_rx.clone(),
     ));
+    tokio::spawn(auth.clone().reload_on_hangup(stop_rx.clone()));
 
     let ingest = Ingest::new(
         store.clone(),
@@ -116,12 +131,16 @@ pub async fn run(
     );
     let telemetry =
         TelemetryServer::new(ingest).max_decoding_message_size(config.max_message_bytes);
-    let grpc_server = tonic::transport::Server::builder()
+    let mut grpc_builder = tonic::transport::Server::builder();
+    if let Some(t) = &tls {
+        grpc_builder = grpc_builder.tls_config(t.grpc.clone())?;
+    }
+    let grpc_server = grpc_builder
         .layer(tower::util::MapResponseLayer::new(
             too_large_is_resource_exhausted,
         ))
         .add_service(health_service)
-        .add_service(telemetry)
+        .add_service(InterceptedService::new(telemetry, auth.grpc()))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), {
             let rx = stop_rx.clone();
             let health = health.clone();
@@ -138,11 +157,29 @@ pub async fn run(
         metrics,
         stale_after_ms: i64::try_from(config.stale_after.as_millis()).unwrap_or(i64::MAX),
     };
-    let http_server =
-        axum::serve(http, api::router(state)).with_graceful_shutdown(stopped(stop_rx.clone()));
-    tracing::info!("serving");
+    let app = api::router(state).layer(axum::middleware::from_fn_with_state(
+        auth.clone(),
+        auth::http_guard,
+    ));
+    let http_server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &tls {
+        Some(t) => Box::pin(
+            axum::serve(tls::TlsListener::new(http, t.http.clone())?, app)
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future(),
+        ),
+        None => Box::pin(
+            axum::serve(http, app)
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future(),
+        ),
+    };
+    tracing::info!(
+        tls = tls.is_some(),
+        mtls = tls.as_ref().is_some_and(|t| t.client_auth),
+        "serving"
+    );
 
-    let servers = async { tokio::join!(grpc_server, http_server.into_future()) };
+    let servers = async { tokio::join!(grpc_server, http_server) };
     let result = tokio::select! {
         (g, h) = servers => g.map_err(RunError::from).and(h.map_err(RunError::from)),
         _ = async { stopped(stop_rx).await; tokio::time::sleep(DRAIN_GRACE).await } => {

@@ -23,12 +23,13 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     tracing::info!(?config, "configuration");
-    if config.insecure && config.exposed() {
+    for (setting, addr, missing) in config.exposure_gaps() {
         tracing::warn!(
-            grpc = %config.grpc_listen,
-            http = %config.http_listen,
-            "INSECURE: listening beyond loopback without TLS or tokens; anyone who can reach \
-             these ports can write reports and read the fleet"
+            %setting,
+            %addr,
+            %missing,
+            "INSECURE (--insecure): listening beyond loopback without {missing}; anyone who \
+             can reach this port can write reports or read the fleet"
         );
     }
 
