@@ -405,6 +405,70 @@ pub fn jittered(interval: Duration, fraction: f64, unit: f64) -> Duration {
     interval.mul_f64(1.0 - f + 2.0 * f * unit.clamp(0.0, 1.0))
 }
 
+/// The loop's deadlines, decided without a clock so they can be tested in virtual time: `T` is
+/// `tokio::time::Instant` in [`run`] and anything ordered that adds a [`Duration`] in tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule<T> {
+    /// When the next collection is due.
+    pub next_collect: T,
+    /// When to retry a failed delivery, if one failed.
+    pub next_retry: Option<T>,
+    /// Deliveries failed in a row (the backoff exponent).
+    pub attempt: u32,
+}
+
+impl<T: Copy + Ord + std::ops::Add<Duration, Output = T>> Schedule<T> {
+    /// At start: collect now, nothing to retry.
+    pub fn start(now: T) -> Self {
+        Schedule {
+            next_collect: now,
+            next_retry: None,
+            attempt: 0,
+        }
+    }
+
+    /// When the loop must wake: the earlier of the next collection and the next retry.
+    pub fn wake(&self) -> T {
+        self.next_retry
+            .map_or(self.next_collect, |r| r.min(self.next_collect))
+    }
+
+    /// Whether a wake-up at `now` collects (else it only retries delivery). A collection
+    /// also moves the next one a jittered interval ahead (`unit` in `[0, 1)`).
+    pub fn collect_due(&mut self, now: T, cfg: &RunConfig, unit: f64) -> bool {
+        if now < self.next_collect {
+            return false;
+        }
+        self.next_collect = now + jittered(cfg.interval, cfg.jitter, unit);
+        true
+    }
+
+    /// After a delivery at `now`: success clears the retry; failure (`Err(retry hint)`)
+    /// schedules the next retry on the backoff and returns its delay.
+    pub fn delivered(
+        &mut self,
+        result: Result<(), Option<Duration>>,
+        now: T,
+        cfg: &RunConfig,
+        unit: f64,
+    ) -> Option<Duration> {
+        match result {
+            Ok(()) => {
+                self.attempt = 0;
+                self.next_retry = None;
+                None
+            }
+            Err(hint) => {
+                let delay =
+                    deliver::backoff(self.attempt, cfg.retry_base, cfg.retry_cap, hint, unit);
+                self.attempt = self.attempt.saturating_add(1);
+                self.next_retry = Some(now + delay);
+                Some(delay)
+            }
+        }
+    }
+}
+
 /// The service loop: a cycle at start, then every jittered interval; failed deliveries are
 /// retried on the backoff schedule in between. Returns when `shutdown` completes (the spool
 /// is already durable after every push, so there is nothing to flush).
@@ -417,12 +481,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let mut rng = Jitter::from_entropy();
-    let mut attempt: u32 = 0;
-    let mut next_collect = tokio::time::Instant::now();
-    let mut next_retry: Option<tokio::time::Instant> = None;
+    let mut schedule = Schedule::start(tokio::time::Instant::now());
     tokio::pin!(shutdown);
     loop {
-        let wake = next_retry.map_or(next_collect, |r| r.min(next_collect));
+        let wake = schedule.wake();
         tokio::select! {
             () = &mut shutdown => {
                 tracing::info!(spool_depth = spool.len(), "shutting down; spooled reports stay on disk");
@@ -431,8 +493,7 @@ pub async fn run(
             () = tokio::time::sleep_until(wake) => {}
         }
         let now = tokio::time::Instant::now();
-        let delivery_result = if now >= next_collect {
-            next_collect = now + jittered(cfg.interval, cfg.jitter, rng.unit());
+        let delivery_result = if schedule.collect_due(now, cfg, rng.unit()) {
             match cycle(
                 source,
                 spool,
@@ -470,8 +531,7 @@ pub async fn run(
                         "delivered"
                     );
                 }
-                attempt = 0;
-                next_retry = None;
+                schedule.delivered(Ok(()), tokio::time::Instant::now(), cfg, 0.0);
             }
             Err(e) => {
                 let hint = match &e {
@@ -479,10 +539,8 @@ pub async fn run(
                     _ => None,
                 };
                 let delay =
-                    deliver::backoff(attempt, cfg.retry_base, cfg.retry_cap, hint, rng.unit());
-                attempt = attempt.saturating_add(1);
+                    schedule.delivered(Err(hint), tokio::time::Instant::now(), cfg, rng.unit());
                 tracing::warn!(error = %e, retry_in = ?delay, spool_depth = spool.len(), "delivery failed; reports stay spooled");
-                next_retry = Some(tokio::time::Instant::now() + delay);
             }
         }
     }
@@ -491,6 +549,77 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run_config(interval_s: u64) -> RunConfig {
+        RunConfig {
+            cycle: CycleConfig {
+                identity: Identity::default(),
+                context: ExecutionContext::System,
+                heartbeat: Duration::from_secs(6 * 3600),
+                always_queue: false,
+            },
+            interval: Duration::from_secs(interval_s),
+            jitter: 0.0,
+            retry_base: Duration::from_secs(30),
+            retry_cap: Duration::from_secs(interval_s),
+        }
+    }
+
+    /// Virtual time: a wake-up is just "now = schedule.wake()"; no sleeping.
+    #[test]
+    fn failed_deliveries_retry_on_the_backoff_between_collections() {
+        let cfg = run_config(3600);
+        let secs = Duration::from_secs;
+        let t0 = Duration::ZERO;
+        let mut s = Schedule::start(t0);
+        assert_eq!(s.wake(), t0);
+        assert!(s.collect_due(t0, &cfg, 0.5));
+        assert_eq!(s.next_collect, secs(3600));
+        // Unit 1.0 = the top of the full-jitter band: 30 s, 60 s, 120 s, … up to the cap.
+        let mut now = t0;
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            let d = s.delivered(Err(None), now, &cfg, 1.0).unwrap();
+            delays.push(d.as_secs());
+            if now + d >= s.next_collect {
+                assert_eq!(s.wake(), s.next_collect, "the collection comes first");
+                break;
+            }
+            assert_eq!(s.wake(), now + d, "the retry wakes before the collection");
+            now = s.wake();
+            assert!(
+                !s.collect_due(now, &cfg, 0.5),
+                "a retry is not a collection"
+            );
+        }
+        assert_eq!(&delays[..5], &[30, 60, 120, 240, 480]);
+        assert!(delays.iter().all(|d| *d <= 3600), "{delays:?}");
+        // The collector's retry hint wins over a shorter backoff.
+        let mut h = Schedule::start(t0);
+        let d = h.delivered(Err(Some(secs(90))), t0, &cfg, 0.0).unwrap();
+        assert_eq!((d, h.next_retry), (secs(90), Some(secs(90))));
+        // Success clears the retry and the exponent; the next wake is the collection.
+        s.delivered(Ok(()), now, &cfg, 0.0);
+        assert_eq!((s.next_retry, s.attempt), (None, 0));
+        assert_eq!(s.wake(), s.next_collect);
+    }
+
+    #[test]
+    fn a_retry_never_delays_the_next_collection() {
+        let cfg = run_config(60);
+        let mut s = Schedule::start(Duration::ZERO);
+        assert!(s.collect_due(Duration::ZERO, &cfg, 0.0));
+        // A retry due after the next collection: the collection wakes first.
+        s.attempt = 10;
+        s.delivered(
+            Err(Some(Duration::from_secs(600))),
+            Duration::ZERO,
+            &cfg,
+            1.0,
+        );
+        assert_eq!(s.wake(), Duration::from_secs(60));
+        assert!(s.collect_due(s.wake(), &cfg, 0.0));
+    }
 
     #[test]
     fn jitter_stays_within_the_band() {
