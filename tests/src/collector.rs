@@ -45,6 +45,26 @@ fn parse_ready(line: &str) -> Option<(SocketAddr, SocketAddr)> {
 impl CollectorProcess {
     /// Starts the collector on `db`, writing its log and ready file into `dir`.
     pub fn start(db: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<CollectorProcess> {
+        Self::start_probed(db, dir, extra, None)
+    }
+
+    /// Like [`CollectorProcess::start`] for a collector started with `--tls-cert/--tls-key`
+    /// in `extra`: readiness is probed over https, trusting only the CA in `ca`.
+    pub fn start_tls(
+        db: &Path,
+        dir: &Path,
+        extra: &[&str],
+        ca: &Path,
+    ) -> anyhow::Result<CollectorProcess> {
+        Self::start_probed(db, dir, extra, Some(ca))
+    }
+
+    fn start_probed(
+        db: &Path,
+        dir: &Path,
+        extra: &[&str],
+        https_ca: Option<&Path>,
+    ) -> anyhow::Result<CollectorProcess> {
         let bin = collector_binary();
         let ready = dir.join("ready");
         let _ = fs::remove_file(&ready);
@@ -95,7 +115,14 @@ impl CollectorProcess {
             log,
         };
         loop {
-            if matches!(http_get(&me.url("/readyz")), Ok((200, _))) {
+            let probe = match https_ca {
+                Some(ca) => {
+                    let url = format!("https://{}/readyz", me.http);
+                    crate::tls::https_get(&url, ca, None)
+                }
+                None => http_get(&me.url("/readyz")),
+            };
+            if matches!(probe, Ok((200, _))) {
                 return Ok(me);
             }
             if Instant::now() >= deadline {
@@ -129,7 +156,8 @@ impl CollectorProcess {
         read(&self.log)
     }
 
-    /// The process id while it runs (for `/proc/<pid>/status` samples).
+    /// The process id while it runs (to send it signals such as SIGHUP, or to read
+    /// `/proc/<pid>/status`).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(KillOnDrop::id)
     }

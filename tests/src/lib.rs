@@ -13,3 +13,6 @@ pub mod prom;
 
 /// Hostile-input, fault and soak helpers (raw HTTP, metric parsing, /proc samples).
 pub mod abuse;
+
+/// Test PKI (rcgen, at test time) and an https GET trusting one CA.
+pub mod tls;
