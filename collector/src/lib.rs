@@ -11,6 +11,7 @@
 //! - [`api`]: `/healthz`, `/readyz`, `/metrics`, `/api/v1/...` (axum).
 //! - [`metrics`]: the Prometheus families of DESIGN §7.
 //! - [`signal`]: SIGINT/SIGTERM as a future.
+//! - [`drain`]: in-flight gRPC calls, so shutdown waits for calls, not idle connections.
 //! - [`auth`]: agent / reader / metrics bearer tokens, constant-time, reloaded on SIGHUP.
 //! - [`tls`]: TLS on both listeners (rustls, ring), mTLS on gRPC.
 //!
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod fleet;
 pub mod ingest;
@@ -52,6 +54,17 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
 pub const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Read-only SQLite connections kept open for the API.
 pub const READERS: usize = 4;
+/// A gRPC call taking longer is answered CANCELLED (the client retries; `report_id` makes the
+/// retry idempotent). Longer than a full writer queue takes to drain.
+pub const GRPC_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// TCP and HTTP/2 keepalive: a dead peer's connection is noticed and dropped.
+pub const KEEPALIVE: Duration = Duration::from_secs(60);
+/// An HTTP/2 ping not answered within this closes the connection.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// A gRPC connection is closed (gracefully, then after [`DRAIN_GRACE`] forcefully) after this
+/// long, which also bounds a connection that never completes its HTTP/2 handshake; agents
+/// reconnect transparently.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
 
 /// Why the collector stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +142,7 @@ pub async fn run(
         metrics.clone(),
         config.max_batch,
     );
+    let flight = drain::InFlight::default();
     let telemetry =
         TelemetryServer::new(ingest).max_decoding_message_size(config.max_message_bytes);
     let mut grpc_builder = tonic::transport::Server::builder();
@@ -136,6 +150,13 @@ pub async fn run(
         grpc_builder = grpc_builder.tls_config(t.grpc.clone())?;
     }
     let grpc_server = grpc_builder
+        .timeout(GRPC_REQUEST_TIMEOUT)
+        .tcp_keepalive(Some(KEEPALIVE))
+        .http2_keepalive_interval(Some(KEEPALIVE))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .max_connection_age(MAX_CONNECTION_AGE)
+        .max_connection_age_grace(DRAIN_GRACE)
+        .layer(flight.clone())
         .layer(tower::util::MapResponseLayer::new(
             too_large_is_resource_exhausted,
         ))
@@ -182,8 +203,12 @@ pub async fn run(
     let servers = async { tokio::join!(grpc_server, http_server) };
     let result = tokio::select! {
         (g, h) = servers => g.map_err(RunError::from).and(h.map_err(RunError::from)),
-        _ = async { stopped(stop_rx).await; tokio::time::sleep(DRAIN_GRACE).await } => {
-            tracing::warn!(grace = ?DRAIN_GRACE, "in-flight requests did not drain in time");
+        drained = async { stopped(stop_rx).await; flight.drained(DRAIN_GRACE).await } => {
+            if drained {
+                tracing::info!("in-flight calls drained; closing idle connections");
+            } else {
+                tracing::warn!(grace = ?DRAIN_GRACE, "in-flight requests did not drain in time");
+            }
             Ok(())
         }
     };
@@ -203,6 +228,18 @@ fn too_large_is_resource_exhausted<B>(mut resp: http::Response<B>) -> http::Resp
             .is_some_and(|m| m.replace("%20", " ").contains("message length too large"));
     if too_large {
         h.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    // Bytes that do not decode as a `ReportBatch` (garbage, invalid UTF-8 in a string) are the
+    // client's fault: INVALID_ARGUMENT, not tonic's INTERNAL (which a client would retry).
+    let undecodable = h.get("grpc-status").is_some_and(|v| v == "13")
+        && h.get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| {
+                m.replace("%20", " ")
+                    .contains("failed to decode Protobuf message")
+            });
+    if undecodable {
+        h.insert("grpc-status", http::HeaderValue::from_static("3"));
     }
     resp
 }
