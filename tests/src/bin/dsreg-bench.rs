@@ -1,0 +1,655 @@
+//! `dsreg-bench`: collector ingest throughput and latency next to its physical ceilings, in one
+//! run on one machine.
+//!
+//! ```text
+//! cargo run --release -p dsreg-e2e --bin dsreg-bench -- --quick     # 100k devices, < 5 min
+//! cargo run --release -p dsreg-e2e --bin dsreg-bench                # 100k and 1M devices, RSS
+//! ```
+//!
+//! For each fleet size the database is pre-populated through the collector's own code
+//! (`store::schema::migrate` + `store::apply::report`, one transaction), then:
+//!
+//! - **collector** (in-process `dsreg_collector::run` on 127.0.0.1:0, default config, the real
+//!   durability: WAL + `synchronous=FULL`, ack after COMMIT): closed-loop throughput with
+//!   [`BATCH_CLIENTS`] clients × 100 reports per call, and [`UNARY_CLIENTS`] clients × 1 report
+//!   per call; then p50/p99 per call at an open-loop offered load of [`P99_RATE`] reports/s
+//!   (unary and batched), latency counted from the call's scheduled time.
+//! - **gRPC ceiling**: a bare tonic server on loopback that decodes the same `ReportBatch` and
+//!   acks every report, driven by the same clients.
+//! - **storage ceiling**: plain rusqlite on the same database file, same schema, same
+//!   durability, prepared statements, in transactions of the group size the collector itself
+//!   reached in the batched run (from its `/metrics`), writing the rows the collector writes
+//!   for a heartbeat: the `reports` idempotency row and the narrow `device_parts` / `devices`
+//!   updates. A second figure writes full rows (part and device upserts with their snapshot
+//!   blobs), what every report cost before the heartbeat shortcut. Row preparation is outside
+//!   the timed section: only the SQLite work is counted.
+//!
+//! All load comes from the simulator's fleet (`dsreg_agent::simulate`): every report is a fresh
+//! `report_id` for an existing device with its steady-mix state (the heartbeat workload).
+//! Client and server share the machine's cores in every column, so the ratios are fair; the
+//! absolute figures include the client's cost. The last line is a `RESULT` line for scripts.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use dsreg_agent::simulate::fleet::{Templates, build_report, mix, profile_of};
+use dsreg_agent::simulate::pace::{Latencies, ms};
+use dsreg_collector::store::{apply, schema};
+use dsreg_proto::v1::telemetry_client::TelemetryClient;
+use dsreg_proto::v1::telemetry_server::{Telemetry, TelemetryServer};
+use dsreg_proto::{ExecutionContext, Report, ReportAck, ReportBatch, ReportResult, ReportStatus};
+use prost::Message;
+use rusqlite::{Connection, params};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+/// Concurrent clients in the batched runs.
+const BATCH_CLIENTS: usize = 8;
+/// Reports per call in the batched runs.
+const BATCH: usize = 100;
+/// Concurrent clients (calls in flight) in the unary runs.
+const UNARY_CLIENTS: usize = 64;
+/// Offered load of the latency runs, reports/s.
+const P99_RATE: f64 = 5000.0;
+/// HTTP/2 connections the clients share.
+const CONNECTIONS: usize = 4;
+/// Fleet seed.
+const SEED: u64 = 20_260_101;
+
+struct Opts {
+    quick: bool,
+    phase: Duration,
+}
+
+/// Report generator over an existing fleet: random device order, fresh report ids.
+#[derive(Clone)]
+struct Gen {
+    templates: Arc<Templates>,
+    devices: u64,
+    cursor: Arc<AtomicU64>,
+}
+
+impl Gen {
+    fn report(&self, now_s: i64) -> Report {
+        let k = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let i = mix(k ^ 0x6265_6e63) % self.devices;
+        build_report(&self.templates, SEED, i, profile_of(SEED, i), now_s, true)
+    }
+
+    fn batch(&self, n: usize) -> ReportBatch {
+        let now = unix_now();
+        ReportBatch {
+            reports: (0..n).map(|_| self.report(now)).collect(),
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// One measured run.
+#[derive(Default, Clone)]
+struct Run {
+    acked: u64,
+    busy: u64,
+    elapsed: Duration,
+    lat: Latencies,
+}
+
+impl Run {
+    fn rps(&self) -> f64 {
+        self.acked as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+async fn clients(addr: SocketAddr) -> anyhow::Result<Vec<TelemetryClient<Channel>>> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while out.len() < CONNECTIONS {
+        match endpoint.connect().await {
+            Ok(c) => out.push(TelemetryClient::new(c).max_decoding_message_size(64 << 20)),
+            Err(e) if Instant::now() > deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    Ok(out)
+}
+
+fn count(ack: &ReportAck) -> u64 {
+    ack.results
+        .iter()
+        .filter(|r| {
+            matches!(
+                ReportStatus::try_from(r.status),
+                Ok(ReportStatus::Accepted | ReportStatus::Duplicate)
+            )
+        })
+        .count() as u64
+}
+
+/// Closed loop: `tasks` callers, each sending `batch`-report calls back to back for `dur`.
+async fn closed_loop(
+    addr: SocketAddr,
+    gen_: &Gen,
+    batch: usize,
+    tasks: usize,
+    dur: Duration,
+) -> anyhow::Result<Run> {
+    let cs = clients(addr).await?;
+    let start = Instant::now();
+    let deadline = start + dur;
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let mut client = cs[t % cs.len()].clone();
+        let g = gen_.clone();
+        handles.push(tokio::spawn(async move {
+            let mut run = Run::default();
+            while Instant::now() < deadline {
+                let b = g.batch(batch);
+                let t0 = Instant::now();
+                match client.report(b).await {
+                    Ok(ack) => {
+                        run.lat.record(t0.elapsed());
+                        run.acked += count(ack.get_ref());
+                    }
+                    Err(s) if s.code() == tonic::Code::Unavailable => {
+                        run.busy += 1;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Err(s) => return Err(anyhow::anyhow!("call failed: {s}")),
+                }
+            }
+            anyhow::Ok(run)
+        }));
+    }
+    let mut total = Run::default();
+    for h in handles {
+        let r = h.await??;
+        total.acked += r.acked;
+        total.busy += r.busy;
+        total.lat.merge(&r.lat);
+    }
+    total.elapsed = start.elapsed();
+    Ok(total)
+}
+
+/// Open loop: calls of `batch` reports scheduled at `rate` reports/s for `dur`, whatever the
+/// answers; latency runs from the scheduled time (no coordinated omission).
+async fn open_loop(
+    addr: SocketAddr,
+    gen_: &Gen,
+    batch: usize,
+    rate: f64,
+    dur: Duration,
+) -> anyhow::Result<Run> {
+    let cs = clients(addr).await?;
+    let interval = Duration::from_secs_f64(batch as f64 / rate);
+    let start = tokio::time::Instant::now();
+    let calls = (dur.as_secs_f64() / interval.as_secs_f64()) as u64;
+    let lat = Arc::new(std::sync::Mutex::new(Latencies::new()));
+    let acked = Arc::new(AtomicU64::new(0));
+    let busy = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::with_capacity(calls as usize);
+    for i in 0..calls {
+        let b = gen_.batch(batch);
+        let at = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(at).await;
+        let mut client = cs[i as usize % cs.len()].clone();
+        let (lat, acked, busy) = (lat.clone(), acked.clone(), busy.clone());
+        handles.push(tokio::spawn(async move {
+            match client.report(b).await {
+                Ok(ack) => {
+                    let done = tokio::time::Instant::now();
+                    lat.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .record(done - at);
+                    acked.fetch_add(count(ack.get_ref()), Ordering::Relaxed);
+                }
+                Err(_) => {
+                    busy.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await?;
+    }
+    let lat = lat.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok(Run {
+        acked: acked.load(Ordering::Relaxed),
+        busy: busy.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+        lat,
+    })
+}
+
+/// The gRPC ceiling: decode the batch, ack every report.
+struct NullIngest;
+
+#[tonic::async_trait]
+impl Telemetry for NullIngest {
+    async fn report(&self, request: Request<ReportBatch>) -> Result<Response<ReportAck>, Status> {
+        let results = request
+            .into_inner()
+            .reports
+            .into_iter()
+            .map(|r| ReportResult {
+                report_id: r.report_id,
+                status: ReportStatus::Accepted as i32,
+                message: String::new(),
+            })
+            .collect();
+        Ok(Response::new(ReportAck { results }))
+    }
+}
+
+/// Pre-populates `db` with `devices` devices through the collector's own apply path, in one
+/// transaction.
+fn populate(db: &Path, gen_: &Gen, devices: u64) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let mut conn = Connection::open(db)?;
+    let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    schema::migrate(&mut conn)?;
+    let tx = conn.transaction()?;
+    let now_s = unix_now() - 3600;
+    let now_ms = now_s * 1000;
+    for i in 0..devices {
+        let r = build_report(&gen_.templates, SEED, i, profile_of(SEED, i), now_s, false);
+        apply::report(&tx, &r, now_ms, 50)?;
+    }
+    tx.commit()?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(t.elapsed())
+}
+
+/// Rows the storage ceiling writes: what the collector stores for a report.
+struct Row {
+    report: Report,
+    hash: i64,
+    facts: dsreg_collector::fleet::DeviceFacts,
+    blob: Vec<u8>,
+    collected: i64,
+}
+
+/// The storage ceiling: the same rows, plain rusqlite, same durability, transactions of
+/// `group` reports. Returns (reports/s over the timed SQLite work, commits).
+fn storage_ceiling(
+    db: &Path,
+    gen_: &Gen,
+    group: usize,
+    dur: Duration,
+    heartbeat: bool,
+) -> anyhow::Result<f64> {
+    let conn = Connection::open(db)?;
+    let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let mut timed = Duration::ZERO;
+    let mut written = 0u64;
+    let wall = Instant::now();
+    while timed < dur && wall.elapsed() < dur * 4 {
+        let now_s = unix_now();
+        let rows: Vec<Row> = (0..group)
+            .map(|_| {
+                let report = gen_.report(now_s);
+                let snapshot = report.snapshot.clone().unwrap_or_default();
+                let ctx = ExecutionContext::try_from(report.execution_context).unwrap_or_default();
+                Row {
+                    hash: apply::content_hash(&report) as i64,
+                    facts: apply::facts(&snapshot, ctx),
+                    blob: snapshot.encode_to_vec(),
+                    collected: now_s * 1000,
+                    report,
+                }
+            })
+            .collect();
+        let now = now_s * 1000;
+        let t = Instant::now();
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        {
+            let mut ins = conn.prepare_cached(
+                "INSERT INTO reports (report_id, machine_id, content_hash, received_at) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut up = conn.prepare_cached(
+                "INSERT INTO devices (machine_id, hostname, ad_domain, entra_device_id, join_type,
+                    failure_phase, failure_cause, failure_code, failure_symbol, failing_since,
+                    failing_tests, without_prt, first_seen, last_seen, collected_at, last_report_id,
+                    agent_version, os_build, execution_context, snapshot)
+                 VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10, ?11, ?11, ?12, ?13, ?14, ?15, 'user', ?16)
+                 ON CONFLICT(machine_id) DO UPDATE SET
+                    hostname = excluded.hostname, ad_domain = excluded.ad_domain,
+                    join_type = excluded.join_type, failure_phase = excluded.failure_phase,
+                    failure_cause = excluded.failure_cause, failure_code = excluded.failure_code,
+                    failure_symbol = excluded.failure_symbol, failing_tests = excluded.failing_tests,
+                    without_prt = excluded.without_prt, last_seen = MAX(last_seen, excluded.last_seen),
+                    collected_at = excluded.collected_at, last_report_id = excluded.last_report_id,
+                    agent_version = excluded.agent_version, os_build = excluded.os_build,
+                    snapshot = excluded.snapshot",
+            )?;
+            let mut part = conn.prepare_cached(
+                "INSERT OR REPLACE INTO device_parts (machine_id, part, context, report_id,
+                    collected_at, received_at, snapshot, events, agent_version, spool_depth,
+                    spool_dropped, last_delivery, parse_warnings)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, 0, 0, NULL, 0)",
+            )?;
+            let mut part_hb = conn.prepare_cached(
+                "UPDATE device_parts SET report_id = ?3, collected_at = ?4, received_at = ?5,
+                    last_delivery = NULL WHERE machine_id = ?1 AND part = ?2",
+            )?;
+            let mut dev_hb = conn.prepare_cached(
+                "UPDATE devices SET last_seen = MAX(last_seen, ?2), collected_at = ?3,
+                    last_report_id = ?4, execution_context = ?5 WHERE machine_id = ?1",
+            )?;
+            for row in &rows {
+                let r = &row.report;
+                ins.execute(params![r.report_id, r.machine_id, row.hash, now])?;
+                let label = if r.execution_context == ExecutionContext::User as i32 {
+                    "user"
+                } else {
+                    "device"
+                };
+                if heartbeat {
+                    part_hb.execute(params![
+                        r.machine_id,
+                        label,
+                        r.report_id,
+                        row.collected,
+                        now
+                    ])?;
+                    dev_hb.execute(params![
+                        r.machine_id,
+                        now,
+                        row.collected,
+                        r.report_id,
+                        label
+                    ])?;
+                    continue;
+                }
+                part.execute(params![
+                    r.machine_id,
+                    label,
+                    r.execution_context,
+                    r.report_id,
+                    row.collected,
+                    now,
+                    row.blob,
+                    r.agent_version,
+                ])?;
+                let f = row.facts.failure.as_ref();
+                up.execute(params![
+                    r.machine_id,
+                    r.hostname,
+                    r.ad_domain,
+                    row.facts.join_type,
+                    f.map(|x| &x.phase),
+                    f.map(|x| &x.cause),
+                    f.and_then(|x| x.code).map(i64::from),
+                    f.map(|x| &x.symbol),
+                    i64::from(row.facts.failing_tests),
+                    row.facts.without_prt,
+                    now,
+                    row.collected,
+                    r.report_id,
+                    r.agent_version,
+                    r.os_build,
+                    row.blob,
+                ])?;
+            }
+        }
+        conn.execute_batch("COMMIT")?;
+        timed += t.elapsed();
+        written += rows.len() as u64;
+    }
+    Ok(written as f64 / timed.as_secs_f64().max(1e-9))
+}
+
+/// `VmHWM` and `VmRSS` of this process, in MiB.
+fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// A metric's value summed over its series in a Prometheus text scrape.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+struct Results {
+    devices: u64,
+    populate: Duration,
+    batched: Run,
+    unary: Run,
+    p99_unary: Run,
+    p99_batched: Run,
+    group: f64,
+    grpc_batched: Run,
+    grpc_unary: Run,
+    storage_rps: f64,
+    storage_full_rps: f64,
+    rss: (f64, f64),
+    rss_before: f64,
+}
+
+async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Results> {
+    let gen_ = Gen {
+        templates: Arc::new(Templates::new()),
+        devices,
+        cursor: Arc::new(AtomicU64::new(0)),
+    };
+    let db = dir.join(format!("bench-{devices}.db"));
+    eprintln!("[{devices} devices] pre-populating {}", db.display());
+    let populate = {
+        let (db, g) = (db.clone(), gen_.clone());
+        tokio::task::spawn_blocking(move || populate(&db, &g, devices)).await??
+    };
+    eprintln!("[{devices} devices] populated in {populate:.1?}");
+
+    // The collector, in-process, default configuration except the database and ports.
+    let rss_before = rss_mib().1;
+    let config = dsreg_collector::config::Config {
+        db: db.clone(),
+        ..Default::default()
+    };
+    let grpc = TcpListener::bind("127.0.0.1:0").await?;
+    let http = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = grpc.local_addr()?;
+    let http_addr = http.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(dsreg_collector::run(config, grpc, http, async {
+        let _ = stopped.await;
+    }));
+    let scrape = move || -> anyhow::Result<String> {
+        let (_, body) = dsreg_e2e::prom::http_get(&format!("http://{http_addr}/metrics"))?;
+        Ok(body)
+    };
+    let before = tokio::task::spawn_blocking(scrape).await??;
+    eprintln!("[{devices} devices] collector: batched");
+    let batched = closed_loop(addr, &gen_, BATCH, BATCH_CLIENTS, opts.phase).await?;
+    let after = tokio::task::spawn_blocking(scrape).await??;
+    let commits = metric_sum(&after, "dsreg_store_commit_duration_seconds_count")
+        - metric_sum(&before, "dsreg_store_commit_duration_seconds_count");
+    let group = batched.acked as f64 / commits.max(1.0);
+    eprintln!("[{devices} devices] collector: unary");
+    let unary = closed_loop(addr, &gen_, 1, UNARY_CLIENTS, opts.phase).await?;
+    eprintln!("[{devices} devices] collector: p99 at {P99_RATE} reports/s");
+    let p99_unary = open_loop(addr, &gen_, 1, P99_RATE, opts.phase).await?;
+    let p99_batched = open_loop(addr, &gen_, BATCH, P99_RATE, opts.phase).await?;
+    let rss = rss_mib();
+    let _ = stop.send(());
+    server.await?.context("collector")?;
+
+    eprintln!("[{devices} devices] gRPC ceiling");
+    let grpc = TcpListener::bind("127.0.0.1:0").await?;
+    let null_addr = grpc.local_addr()?;
+    let (nstop, nstopped) = tokio::sync::oneshot::channel::<()>();
+    let null = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TelemetryServer::new(NullIngest).max_decoding_message_size(4 << 20))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async {
+                let _ = nstopped.await;
+            }),
+    );
+    let grpc_batched = closed_loop(null_addr, &gen_, BATCH, BATCH_CLIENTS, opts.phase).await?;
+    let grpc_unary = closed_loop(null_addr, &gen_, 1, UNARY_CLIENTS, opts.phase).await?;
+    let _ = nstop.send(());
+    null.await??;
+
+    let g = group.round().max(1.0) as usize;
+    eprintln!("[{devices} devices] storage ceiling (transactions of {g} reports)");
+    let storage_rps = {
+        let (db, gg, d) = (db.clone(), gen_.clone(), opts.phase);
+        tokio::task::spawn_blocking(move || storage_ceiling(&db, &gg, g, d, true)).await??
+    };
+    let storage_full_rps = {
+        let (db, gg, d) = (db.clone(), gen_.clone(), opts.phase);
+        tokio::task::spawn_blocking(move || storage_ceiling(&db, &gg, g, d, false)).await??
+    };
+    Ok(Results {
+        devices,
+        populate,
+        batched,
+        unary,
+        p99_unary,
+        p99_batched,
+        group,
+        grpc_batched,
+        grpc_unary,
+        storage_rps,
+        storage_full_rps,
+        rss,
+        rss_before,
+    })
+}
+
+fn print_table(rs: &mut [Results]) {
+    println!();
+    println!(
+        "| devices | path | collector reports/s | p50 ms | p99 ms | gRPC ceiling reports/s | collector/gRPC | storage ceiling reports/s | collector/storage |"
+    );
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for r in rs.iter_mut() {
+        let storage_b = r.batched.rps() / r.storage_rps.max(1e-9);
+        println!(
+            "| {} | batched ({BATCH}/call, {BATCH_CLIENTS} clients, closed loop) | {:.0} | {} | {} | {:.0} | {:.2} | {:.0} | {:.2} |",
+            r.devices,
+            r.batched.rps(),
+            ms(r.batched.lat.percentile(50.0)),
+            ms(r.batched.lat.percentile(99.0)),
+            r.grpc_batched.rps(),
+            r.batched.rps() / r.grpc_batched.rps().max(1e-9),
+            r.storage_rps,
+            storage_b,
+        );
+        println!(
+            "| {} | unary (1/call, {UNARY_CLIENTS} in flight, closed loop) | {:.0} | {} | {} | {:.0} | {:.2} | | |",
+            r.devices,
+            r.unary.rps(),
+            ms(r.unary.lat.percentile(50.0)),
+            ms(r.unary.lat.percentile(99.0)),
+            r.grpc_unary.rps(),
+            r.unary.rps() / r.grpc_unary.rps().max(1e-9),
+        );
+        for (name, run) in [("unary", &mut r.p99_unary), ("batched", &mut r.p99_batched)] {
+            println!(
+                "| {} | {name} at {P99_RATE:.0} reports/s offered (open loop) | {:.0} | {} | {} | | | | |",
+                r.devices,
+                run.rps(),
+                ms(run.lat.percentile(50.0)),
+                ms(run.lat.percentile(99.0)),
+            );
+        }
+    }
+    println!();
+    for r in rs.iter() {
+        println!(
+            "{} devices: storage ceiling writing full rows (part + device upserts, no heartbeat shortcut) {:.0} reports/s ({:.2} of it)",
+            r.devices,
+            r.storage_full_rps,
+            r.batched.rps() / r.storage_full_rps.max(1e-9),
+        );
+        println!(
+            "{} devices: populated in {:.1}s; collector group commit {:.0} reports/commit (batched run); busy answers: batched {}, unary {}, open-loop {}/{}; RSS before collector {:.0} MiB, after its runs VmRSS {:.0} MiB, VmHWM {:.0} MiB",
+            r.devices,
+            r.populate.as_secs_f64(),
+            r.group,
+            r.batched.busy,
+            r.unary.busy,
+            r.p99_unary.busy,
+            r.p99_batched.busy,
+            r.rss_before,
+            r.rss.1,
+            r.rss.0,
+        );
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    if let Some(bad) = args.iter().find(|a| *a != "--quick") {
+        anyhow::bail!("unknown argument {bad:?}; usage: dsreg-bench [--quick]");
+    }
+    let opts = Opts {
+        quick,
+        phase: Duration::from_secs(if quick { 10 } else { 15 }),
+    };
+    let started = Instant::now();
+    let dir = tempfile::Builder::new().prefix("dsreg-bench").tempdir()?;
+    let sizes: &[u64] = if opts.quick {
+        &[100_000]
+    } else {
+        &[100_000, 1_000_000]
+    };
+    let mut results = Vec::new();
+    for &devices in sizes {
+        results.push(measure(&opts, devices, dir.path()).await?);
+    }
+    print_table(&mut results);
+    println!("total bench time {:.0}s", started.elapsed().as_secs_f64());
+    let last = results.last_mut().context("no results")?;
+    let batched = last.batched.rps();
+    let p99 = last
+        .p99_unary
+        .lat
+        .percentile(99.0)
+        .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+    println!(
+        "RESULT batched_rps={:.0} unary_rps={:.0} p99_ms={:.2} storage_ceiling_rps={:.0} grpc_ceiling_rps={:.0} storage_ratio={:.2} grpc_ratio={:.2} devices={}",
+        batched,
+        last.unary.rps(),
+        p99,
+        last.storage_rps,
+        last.grpc_batched.rps(),
+        batched / last.storage_rps.max(1e-9),
+        batched / last.grpc_batched.rps().max(1e-9),
+        last.devices,
+    );
+    Ok(())
+}
