@@ -46,6 +46,10 @@ impl From<StoreError> for Error {
                 retry_after_ms: RETRY_AFTER_MS,
             },
             StoreError::Closed => Error::Unavailable("the collector is shutting down".into()),
+            e if e.is_disk_full() => {
+                tracing::error!(error = %e, "database disk is full: reports refused");
+                Error::Unavailable("the collector's disk is full; nothing was stored".into())
+            }
             other => Error::Internal(other.to_string()),
         }
     }

@@ -271,7 +271,14 @@ impl Prometheus {
 
 /// The `dsreg-collector` binary of this workspace, built first (`cargo build -p
 /// dsreg-collector`; a no-op when it is up to date) so `cargo test -p dsreg-e2e` works alone.
+/// Built once per test process: a test that restarts the collector many times (soak, faults)
+/// must not wait on a `cargo build` (and its file lock) at every restart.
 pub fn collector_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_collector).clone()
+}
+
+fn build_collector() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "-p", "dsreg-collector", "--bin", "dsreg-collector"])

@@ -259,8 +259,17 @@ impl Writer {
         }
         if let Err(e) = tx.commit() {
             tracing::error!(error = %e, "group commit failed");
+            // SQLITE_FULL may roll back the whole transaction, so COMMIT then fails with "no
+            // transaction is active": say "disk full" to every batch of the group, not that.
+            let full = pending
+                .iter()
+                .any(|(_, r)| r.as_ref().is_err_and(StoreError::is_disk_full));
             for (reply, _) in pending {
-                let _ = reply.send(Err(StoreError::Commit(e.to_string())));
+                let msg = match full {
+                    true => format!("database or disk is full ({e})"),
+                    false => e.to_string(),
+                };
+                let _ = reply.send(Err(StoreError::Commit(msg)));
             }
             return;
         }
