@@ -32,7 +32,7 @@ fn report(n: u64) -> Report {
         }),
         snapshot: Some(Snapshot {
             device_state: Some(DeviceState {
-                azure_ad_joined: Some(n % 3 == 0),
+                azure_ad_joined: Some(n.is_multiple_of(3)),
                 domain_joined: Some(true),
                 ..Default::default()
             }),
