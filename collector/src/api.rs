@@ -163,10 +163,21 @@ pub fn parse_filter(q: &HashMap<String, String>) -> Result<DeviceFilter, Error> 
         f.cause = Some(v.to_string());
     }
     if let Some(v) = get("code") {
-        let code = catalog::parse_code(v)
-            .or_else(|| catalog::find(v).map(|e| e.code))
-            .ok_or_else(|| bad("code", v, "expected 0x-hex, a decimal code or a symbol"))?;
-        f.code = Some(code);
+        if v.eq_ignore_ascii_case("none") {
+            // Failures without a code (e.g. a server message alone): the `code=""` groups.
+            f.no_code = true;
+        } else {
+            let code = catalog::parse_code(v)
+                .or_else(|| catalog::find(v).map(|e| e.code))
+                .ok_or_else(|| {
+                    bad(
+                        "code",
+                        v,
+                        "expected 0x-hex, a decimal code, a symbol, or none",
+                    )
+                })?;
+            f.code = Some(code);
+        }
     }
     if let Some(v) = get("symbol") {
         let e = catalog::find(v)

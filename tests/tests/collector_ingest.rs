@@ -180,8 +180,9 @@ fn fixtures_are_stored_grouped_and_drilled_into() {
             g["phase"].as_str().unwrap(),
             g["cause"].as_str().unwrap()
         );
-        if let Some(code) = g["code"].as_str() {
-            q.push_str(&format!("&code={code}"));
+        match g["code"].as_str() {
+            Some(code) => q.push_str(&format!("&code={code}")),
+            None => q.push_str("&code=none"),
         }
         let (status, page) = c.get_json(&q).unwrap();
         assert_eq!(status, 200, "{q}: {page}");

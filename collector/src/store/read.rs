@@ -123,6 +123,8 @@ pub struct DeviceFilter {
     pub cause: Option<String>,
     /// Failure code.
     pub code: Option<u32>,
+    /// Only failing devices whose failure has no code (`code=none`).
+    pub no_code: bool,
     /// Catalog symbol.
     pub symbol: Option<String>,
     /// Host name prefix (case-insensitive; an exact name is its own prefix).
@@ -142,6 +144,9 @@ pub fn list_devices(
     stale_cutoff: i64,
 ) -> Result<(Vec<DeviceSummary>, Option<String>), StoreError> {
     let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM devices WHERE 1 = 1");
+    if f.no_code {
+        sql.push_str(" AND failure_cause IS NOT NULL AND failure_code IS NULL");
+    }
     let mut args: Vec<Value> = Vec::new();
     let mut add = |clause: &str, v: Value| {
         args.push(v);
