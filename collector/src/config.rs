@@ -104,7 +104,8 @@ pub struct Args {
     /// Largest gRPC message accepted, in bytes [default: 4194304]. Env: DSREG_MAX_MESSAGE_BYTES.
     #[arg(long, value_name = "BYTES")]
     pub max_message_bytes: Option<String>,
-    /// Batches waiting for the SQLite writer before clients get UNAVAILABLE [default: 16].
+    /// Writer queue size, in slots of 1000 reports: when N×1000 reports wait for the SQLite
+    /// writer, clients get UNAVAILABLE with a retry hint [default: 16].
     /// Env: DSREG_QUEUE_DEPTH.
     #[arg(long, value_name = "N")]
     pub queue_depth: Option<String>,
