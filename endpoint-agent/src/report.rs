@@ -33,24 +33,8 @@ pub fn build(
 ) -> Report {
     let mut snapshot = crate::dsregcmd::parse(capture.status);
     dsreg_proto::diagnosis::apply(&mut snapshot, capture.events, context);
-    let ad_domain = if identity.ad_domain.is_empty() {
-        snapshot
-            .device_state
-            .as_ref()
-            .and_then(|d| d.domain_name.clone())
-            .unwrap_or_default()
-    } else {
-        identity.ad_domain.clone()
-    };
-    let hostname = if identity.hostname.is_empty() {
-        snapshot
-            .device_state
-            .as_ref()
-            .and_then(|d| d.device_name.clone())
-            .unwrap_or_default()
-    } else {
-        identity.hostname.clone()
-    };
+    let ad_domain = snapshot.ad_domain_or(&identity.ad_domain);
+    let hostname = snapshot.hostname_or(&identity.hostname);
     let agent = AgentHealth {
         parse_warnings: u32::try_from(snapshot.warnings.len()).unwrap_or(u32::MAX),
         ..agent

@@ -16,7 +16,7 @@ use crate::credentials::CredentialFiles;
 use crate::deliver::{DeliveryConfig, DeliveryError};
 use crate::identity;
 use crate::runner::{
-    self, CommandSource, CycleConfig, CycleError, FileSource, RunConfig, SourceError,
+    self, CommandSource, CycleConfig, CycleError, FileSource, RunConfig, Source, SourceError,
 };
 use crate::settings::{self, FileSettings, SettingsError};
 use crate::spool::{Spool, SpoolConfig, SpoolError};
@@ -237,20 +237,9 @@ pub async fn send(r: &Resolved) -> Result<SendOutcome, ServiceError> {
     let mut cycle = r.run.cycle.clone();
     cycle.always_queue = true;
     let now = OffsetDateTime::now_utc();
-    let outcome = match &r.status_file {
-        Some(f) => {
-            let mut src = FileSource {
-                status_file: f.clone(),
-                events_file: r.events_file.clone(),
-            };
-            runner::cycle(&mut src, &mut spool, &r.spool.dir, &cycle, &r.delivery, now).await?
-        }
-        None if cfg!(windows) => {
-            let mut src = CommandSource::windows(r.status_timeout);
-            runner::cycle(&mut src, &mut spool, &r.spool.dir, &cycle, &r.delivery, now).await?
-        }
-        None => return Err(ServiceError::NoSource),
-    };
+    let mut src = source(r)?;
+    let outcome =
+        runner::cycle(&mut src, &mut spool, &r.spool.dir, &cycle, &r.delivery, now).await?;
     Ok(match outcome.delivery {
         Ok(d) => SendOutcome::Delivered {
             accepted: d.accepted,
@@ -275,35 +264,51 @@ pub async fn run(r: &Resolved, shutdown: impl Future<Output = ()>) -> Result<(),
         interval = ?r.run.interval,
         "dsreg-agent running"
     );
-    match &r.status_file {
-        Some(f) => {
-            let mut src = FileSource {
-                status_file: f.clone(),
-                events_file: r.events_file.clone(),
-            };
-            runner::run(
-                &mut src,
-                &mut spool,
-                &r.spool.dir,
-                &r.run,
-                &r.delivery,
-                shutdown,
-            )
-            .await;
-        }
-        None if cfg!(windows) => {
-            let mut src = CommandSource::windows(r.status_timeout);
-            runner::run(
-                &mut src,
-                &mut spool,
-                &r.spool.dir,
-                &r.run,
-                &r.delivery,
-                shutdown,
-            )
-            .await;
-        }
-        None => return Err(ServiceError::NoSource),
-    }
+    let mut src = source(r)?;
+    runner::run(
+        &mut src,
+        &mut spool,
+        &r.spool.dir,
+        &r.run,
+        &r.delivery,
+        shutdown,
+    )
+    .await;
     Ok(())
+}
+
+/// Where `send` and `run` collect from: the capture files when given, else (on Windows)
+/// `dsregcmd` and `wevtutil` themselves.
+enum ConfiguredSource {
+    Files(FileSource),
+    Commands(CommandSource),
+}
+
+fn source(r: &Resolved) -> Result<ConfiguredSource, ServiceError> {
+    match &r.status_file {
+        Some(f) => Ok(ConfiguredSource::Files(FileSource {
+            status_file: f.clone(),
+            events_file: r.events_file.clone(),
+        })),
+        None if cfg!(windows) => Ok(ConfiguredSource::Commands(CommandSource::windows(
+            r.status_timeout,
+        ))),
+        None => Err(ServiceError::NoSource),
+    }
+}
+
+impl Source for ConfiguredSource {
+    async fn status(&mut self) -> Result<Vec<u8>, SourceError> {
+        match self {
+            ConfiguredSource::Files(s) => s.status().await,
+            ConfiguredSource::Commands(s) => s.status().await,
+        }
+    }
+
+    async fn events(&mut self, after: Option<u64>) -> Result<Option<Vec<u8>>, SourceError> {
+        match self {
+            ConfiguredSource::Files(s) => s.events(after).await,
+            ConfiguredSource::Commands(s) => s.events(after).await,
+        }
+    }
 }

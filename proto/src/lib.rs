@@ -34,3 +34,33 @@ pub use v1::{
 pub fn hex(code: u32) -> String {
     format!("0x{code:08x}")
 }
+
+impl Snapshot {
+    /// The host name a report stands for: `given` (the envelope's) unless it is empty, else the
+    /// `Device Name` the capture printed, else `""`.
+    pub fn hostname_or(&self, given: &str) -> String {
+        let printed = self
+            .device_state
+            .as_ref()
+            .and_then(|d| d.device_name.as_deref());
+        non_empty_or(given, printed)
+    }
+
+    /// The AD domain a report stands for: `given` unless it is empty, else the capture's
+    /// `DomainName`, else `""`.
+    pub fn ad_domain_or(&self, given: &str) -> String {
+        let printed = self
+            .device_state
+            .as_ref()
+            .and_then(|d| d.domain_name.as_deref());
+        non_empty_or(given, printed)
+    }
+}
+
+fn non_empty_or(given: &str, printed: Option<&str>) -> String {
+    if given.is_empty() {
+        printed.unwrap_or_default().to_string()
+    } else {
+        given.to_string()
+    }
+}

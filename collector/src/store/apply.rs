@@ -371,24 +371,8 @@ fn upsert_device(
     failing_since: Option<i64>,
     now: i64,
 ) -> rusqlite::Result<()> {
-    let hostname = if r.hostname.is_empty() {
-        snapshot
-            .device_state
-            .as_ref()
-            .and_then(|d| d.device_name.clone())
-            .unwrap_or_default()
-    } else {
-        r.hostname.clone()
-    };
-    let ad_domain = if r.ad_domain.is_empty() {
-        snapshot
-            .device_state
-            .as_ref()
-            .and_then(|d| d.domain_name.clone())
-            .unwrap_or_default()
-    } else {
-        r.ad_domain.clone()
-    };
+    let hostname = snapshot.hostname_or(&r.hostname);
+    let ad_domain = snapshot.ad_domain_or(&r.ad_domain);
     let entra_id = snapshot
         .device_details
         .as_ref()
