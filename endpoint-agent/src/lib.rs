@@ -1,5 +1,24 @@
 //! `dsreg-agent` library: turns `dsregcmd /status` output and registration events into a
 //! typed [`dsreg_proto::Snapshot`], classifies the failure, and reports it.
+//!
+//! Module map:
+//! - [`dsregcmd`]: the `/status` parser — any bytes in, a snapshot plus warnings out, never a
+//!   panic (encodings, both layouts, copy-paste damage, wrapped lines, `/debug` traces).
+//! - [`events`]: `wevtutil` XML and `Get-WinEvent` JSON exports of the registration log.
+//! - [`cli`]: `parse` and `diagnose`, the technician's view of one capture.
+//! - [`identity`]: machine id, host name, domain and build behind a platform seam.
+//! - [`report`]: one collection → a report envelope (diagnosed locally).
+//! - [`spool`]: the durable, bounded on-disk queue; a report leaves it only on ack.
+//! - [`deliver`]: draining the spool to the collector; backoff with full jitter.
+//! - [`credentials`]: TLS trust, client certificate and bearer token for delivery.
+//! - [`runner`]: one cycle (collect → spool if changed → drain) and the `run` loop, with the
+//!   Windows commands behind a `Source` seam.
+//! - [`settings`]: the agent's TOML settings and durations.
+//! - [`service`]: `send` and `run` resolved from flags and settings.
+//! - [`simulate`]: a synthetic fleet for demos and load tests.
+//!
+//! The binary (`main.rs`) only parses flags, calls these, and maps errors to exit codes.
+
 pub mod cli;
 pub mod credentials;
 pub mod deliver;
