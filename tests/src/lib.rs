@@ -16,3 +16,6 @@ pub mod abuse;
 
 /// Test PKI (rcgen, at test time) and an https GET trusting one CA.
 pub mod tls;
+
+/// Running the real `dsreg-agent`: output for messages, spool counts.
+pub mod agent;

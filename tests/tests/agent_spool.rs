@@ -4,6 +4,7 @@
 //! CLI. Every wait is a bounded poll on something observable (exit status, spool files,
 //! `/metrics`), never a sleep standing in for synchronisation.
 
+use dsreg_e2e::agent::{output_text, spooled_reports};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -78,24 +79,6 @@ fn send(bin: &Path, collector: &str, status: &Path, spool: &Path, extra: &[&str]
         .expect("run dsreg-agent send")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Reports waiting in the spool directory, counted by file name (safe while an agent runs).
-fn spool_len(dir: &Path) -> usize {
-    fs::read_dir(dir).map_or(0, |l| {
-        l.flatten()
-            .filter(|i| i.file_name().to_string_lossy().ends_with(".report"))
-            .count()
-    })
-}
-
 /// The spooled reports (sequence number, report), oldest first, read through the agent's own
 /// spool code. Only while no agent runs (opening a spool tidies `*.tmp` files).
 fn spooled(dir: &Path) -> Vec<(u64, Report)> {
@@ -128,11 +111,11 @@ fn queued_while_the_collector_is_down_then_delivered_exactly_once() {
     let mut ids = BTreeSet::new();
     for i in 1..=4 {
         let o = send(&bin, &down, &status, &spool, &[]);
-        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+        assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
         assert!(
             String::from_utf8_lossy(&o.stderr).contains("queued"),
             "{}",
-            text(&o)
+            output_text(&o)
         );
         let now = spooled(&spool);
         assert_eq!(now.len(), i, "the spool grows by one per send");
@@ -142,18 +125,18 @@ fn queued_while_the_collector_is_down_then_delivered_exactly_once() {
 
     let c = CollectorProcess::start(&dir.path().join("dsreg.db"), dir.path(), &[]).unwrap();
     let o = send(&bin, &c.grpc_url(), &status, &spool, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", text(&o), c.log());
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", output_text(&o), c.log());
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("5 accepted"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
-    assert_eq!(spool_len(&spool), 0, "the spool is drained");
+    assert_eq!(spooled_reports(&spool), 0, "the spool is drained");
     assert_eq!(stored_reports(&c), 5);
     assert_eq!(reports_total(&c, "duplicate"), 0);
     // One more send adds exactly one report: nothing delivered earlier is sent again.
     let o = send(&bin, &c.grpc_url(), &status, &spool, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     assert_eq!((stored_reports(&c), reports_total(&c, "duplicate")), (6, 0));
     let (code, dev) = c.get_json("/api/v1/devices/spool-e2e-0001").unwrap();
     assert_eq!(code, 200, "{dev}");
@@ -197,7 +180,7 @@ fn kill_9_of_run_around_delivery_loses_nothing_and_stores_nothing_twice() {
     wait_until(
         "150 spooled reports",
         WAIT,
-        || (spool_len(&spool) >= 150).then_some(()),
+        || (spooled_reports(&spool) >= 150).then_some(()),
         String::new,
     );
     drop(agent); // SIGKILL
@@ -233,7 +216,7 @@ fn kill_9_of_run_around_delivery_loses_nothing_and_stores_nothing_twice() {
     wait_until(
         "the spool drained",
         WAIT,
-        || (spool_len(&spool) == 0).then_some(()),
+        || (spooled_reports(&spool) == 0).then_some(()),
         || c.log(),
     );
     wait_until(
@@ -252,7 +235,7 @@ fn kill_9_of_run_around_delivery_loses_nothing_and_stores_nothing_twice() {
     wait_until(
         "the resent report answered",
         WAIT,
-        || (spool_len(&spool) == 0).then_some(()),
+        || (spooled_reports(&spool) == 0).then_some(()),
         || c.log(),
     );
     drop(agent);
@@ -338,7 +321,7 @@ fn overflow_keeps_the_first_failure_and_the_latest() {
     let mut sent = Vec::new();
     for _ in 0..5 {
         let o = send(&bin, &down, &fixture(FAILING), &spool, &config);
-        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+        assert_eq!(o.status.code(), Some(3), "{}", output_text(&o));
         let newest = spooled(&spool).pop().unwrap().1.report_id;
         sent.push(newest);
     }
@@ -361,7 +344,7 @@ fn system_and_user_context_reports_make_one_device_view() {
     let c = CollectorProcess::start(&dir.path().join("dsreg.db"), dir.path(), &[]).unwrap();
     let status = fixture(HEALTHY);
     let o = send(&bin, &c.grpc_url(), &status, &dir.path().join("sys"), &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     let o = send(
         &bin,
         &c.grpc_url(),
@@ -369,7 +352,7 @@ fn system_and_user_context_reports_make_one_device_view() {
         &dir.path().join("user"),
         &["--user-context"],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     let (code, d) = c.get_json("/api/v1/devices/spool-e2e-0001").unwrap();
     assert_eq!(code, 200, "{d}");
     assert_eq!(d["sources"]["device"]["context"], "system", "{d}");

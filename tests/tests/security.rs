@@ -4,6 +4,7 @@
 //! report kept in the spool. Certificates are generated at test time ([`Pki`]); every wait is
 //! a bounded poll on something observable.
 
+use dsreg_e2e::agent::{output_text, spooled_reports};
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -68,23 +69,6 @@ fn send(collector: &str, spool: &Path, extra: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run dsreg-agent send")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn spooled(dir: &Path) -> usize {
-    fs::read_dir(dir).map_or(0, |l| {
-        l.flatten()
-            .filter(|i| i.file_name().to_string_lossy().ends_with(".report"))
-            .count()
-    })
 }
 
 fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
@@ -168,8 +152,8 @@ fn tls_tokens_and_reload_end_to_end() {
     // The agent delivers over https with the CA file and its token.
     let spool = dir.path().join("spool-ok");
     let out = send(&grpc, &spool, &["--ca-file", ca, "--token-file", tf]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(spooled(&spool), 0, "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(spooled_reports(&spool), 0, "{}", output_text(&out));
 
     // A CA that did not sign the collector's certificate: queued, and the message says why.
     let spool = dir.path().join("spool-ca");
@@ -179,37 +163,40 @@ fn tls_tokens_and_reload_end_to_end() {
         &["--ca-file", s(&pki.other_ca), "--token-file", tf],
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
     assert!(
         err.contains("not trusted") && err.contains("--ca-file"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
-    assert_eq!(spooled(&spool), 1, "the report stays in the spool");
+    assert_eq!(spooled_reports(&spool), 1, "the report stays in the spool");
 
     // No token: queued, the message names --token-file. The same spool delivers later.
     let out = send(&grpc, &spool, &["--ca-file", ca]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
     assert!(
         err.contains("token") && err.contains("--token-file"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
-    assert!(spooled(&spool) >= 1, "the reports stay in the spool");
+    assert!(
+        spooled_reports(&spool) >= 1,
+        "the reports stay in the spool"
+    );
     // A reader token used as an agent token is refused the same way, and never printed.
     let wrong = write(dir.path(), "wrong.token", READER_TOKEN);
     let out = send(&grpc, &spool, &["--ca-file", ca, "--token-file", s(&wrong)]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
     assert!(
-        !text(&out).contains(READER_TOKEN),
+        !output_text(&out).contains(READER_TOKEN),
         "token leaked: {}",
-        text(&out)
+        output_text(&out)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--token-file"));
     let out = send(&grpc, &spool, &["--ca-file", ca, "--token-file", tf]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(spooled(&spool), 0);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(spooled_reports(&spool), 0);
 
     // Plaintext to the TLS ports fails: gRPC and HTTP alike.
     let out = send(
@@ -217,7 +204,7 @@ fn tls_tokens_and_reload_end_to_end() {
         &dir.path().join("spool-plain"),
         &["--token-file", tf],
     );
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
     assert!(http_get(&c.url("/healthz")).is_err(), "plain http answered");
 
     // HTTP: health open, the API for reader tokens only, /metrics for metrics tokens only.
@@ -301,7 +288,7 @@ fn tls_tokens_and_reload_end_to_end() {
         &dir.path().join("spool-rotated"),
         &["--ca-file", ca, "--token-file", s(&rotated)],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 
     // The log shows counts, never a token.
     let log = c.log();
@@ -333,7 +320,12 @@ fn mtls_requires_a_client_certificate_from_the_ca() {
 
     let spool = dir.path().join("spool");
     let out = send(&grpc, &spool, &["--ca-file", ca]);
-    assert_eq!(out.status.code(), Some(3), "no client cert: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "no client cert: {}",
+        output_text(&out)
+    );
     let out = send(
         &grpc,
         &spool,
@@ -350,9 +342,9 @@ fn mtls_requires_a_client_certificate_from_the_ca() {
         out.status.code(),
         Some(3),
         "foreign client cert: {}",
-        text(&out)
+        output_text(&out)
     );
-    assert_eq!(spooled(&spool), 2);
+    assert_eq!(spooled_reports(&spool), 2);
     let out = send(
         &grpc,
         &spool,
@@ -365,8 +357,8 @@ fn mtls_requires_a_client_certificate_from_the_ca() {
             s(&pki.client_key),
         ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(spooled(&spool), 0);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(spooled_reports(&spool), 0);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
