@@ -1,15 +1,23 @@
 <#
 .SYNOPSIS
-    Installs dsreg-agent on a Windows device: binary, config, the SYSTEM collection task and
-    the per-user logon task.
+    Installs dsreg-agent on a Windows device: binary, config, the SYSTEM agent (a Windows
+    service by default, or a scheduled task) and the per-user logon task.
 
 .DESCRIPTION
     - Copies dsreg-agent.exe to "$env:ProgramFiles\dsreg-agent" and the config to
       "$env:ProgramData\dsreg-agent\agent.toml" (kept if it already exists, so re-running the
       installer for an upgrade never loses local settings).
-    - Registers the scheduled task "\dsreg-fleet\dsreg-agent (SYSTEM)": runs
-      `dsreg-agent run` as NT AUTHORITY\SYSTEM at startup and restarts it if it stops. SYSTEM sees
-      device state, the join diagnostics and the registration event log.
+    - -Mode Service (the default): registers the Windows service "dsreg-agent" (LocalSystem,
+      start type Automatic (Delayed Start), restarted by the service control manager after a
+      crash or a non-zero exit) running
+        "dsreg-agent.exe" run --service --config "...\agent.toml" --log-file "...\agent.log"
+      Stop/Shutdown/Preshutdown stop its loop gracefully; the log is
+      "$env:ProgramData\dsreg-agent\agent.log" (a service has no console). SYSTEM sees device
+      state, the join diagnostics and the registration event log.
+    - -Mode ScheduledTask: instead registers the scheduled task
+      "\dsreg-fleet\dsreg-agent (SYSTEM)" running `dsreg-agent run` (same flags, without
+      --service) as NT AUTHORITY\SYSTEM at startup, restarted if it stops. Switching modes
+      removes the other mode's registration.
     - Registers "\dsreg-fleet\dsreg-agent (user)": at each logon, runs
       `dsreg-agent send --user-context` as the signed-in user, because PRT and WAM state only
       exist in the user's context.
@@ -36,6 +44,10 @@
 
 .PARAMETER Source
     Folder holding dsreg-agent.exe and agent.toml (defaults to the script's folder).
+
+.PARAMETER Mode
+    Service (default): the SYSTEM agent is the Windows service "dsreg-agent".
+    ScheduledTask: the SYSTEM agent is a scheduled task started at boot (the pre-service layout).
 #>
 [CmdletBinding(SupportsShouldProcess)]
 param(
@@ -43,7 +55,8 @@ param(
     [string] $TokenFile,
     [string] $CaFile,
     [string] $Source = $PSScriptRoot,
-    [int] $IntervalMinutes = 60
+    [int] $IntervalMinutes = 60,
+    [ValidateSet('Service', 'ScheduledTask')] [string] $Mode = 'Service'
 )
 
 $ErrorActionPreference = 'Stop'
@@ -57,6 +70,44 @@ $binDir = Join-Path $env:ProgramFiles 'dsreg-agent'
 $dataDir = Join-Path $env:ProgramData 'dsreg-agent'
 $exe = Join-Path $binDir 'dsreg-agent.exe'
 $config = Join-Path $dataDir 'agent.toml'
+$logFile = Join-Path $dataDir 'agent.log'
+$serviceName = 'dsreg-agent'
+$taskPath = '\dsreg-fleet\'
+$systemTaskName = 'dsreg-agent (SYSTEM)'
+
+# The SYSTEM agent's command line; the service adds --service. deploy_consistency.rs checks
+# these flags against `dsreg-agent run --help`.
+$runArguments = "run --config `"$config`" --log-file `"$logFile`""
+$serviceCommandLine = "`"$exe`" run --service --config `"$config`" --log-file `"$logFile`""
+
+function Invoke-Sc {
+    # sc.exe reports failure through its exit code only.
+    & sc.exe @args | Out-Null
+    if ($LASTEXITCODE -ne 0) { throw "sc.exe $($args -join ' ') failed with exit code $LASTEXITCODE" }
+}
+
+function Remove-AgentService {
+    $service = Get-Service -Name $serviceName -ErrorAction SilentlyContinue
+    if (-not $service) { return }
+    if ($service.Status -ne 'Stopped') {
+        Stop-Service -Name $serviceName -Force -ErrorAction SilentlyContinue
+        $service.WaitForStatus('Stopped', (New-TimeSpan -Seconds 60))
+    }
+    Invoke-Sc delete $serviceName
+}
+
+function Remove-SystemTask {
+    $task = Get-ScheduledTask -TaskPath $taskPath -TaskName $systemTaskName -ErrorAction SilentlyContinue
+    if ($task) {
+        Stop-ScheduledTask -TaskPath $taskPath -TaskName $systemTaskName -ErrorAction SilentlyContinue
+        Unregister-ScheduledTask -TaskPath $taskPath -TaskName $systemTaskName -Confirm:$false
+    }
+}
+
+# A running agent holds dsreg-agent.exe open: stop (and unregister) the SYSTEM agent of an
+# earlier install before copying the new binary; it is registered again below.
+Remove-AgentService
+Remove-SystemTask
 
 New-Item -ItemType Directory -Force -Path $binDir, $dataDir, (Join-Path $dataDir 'spool') | Out-Null
 Copy-Item -Force (Join-Path $Source 'dsreg-agent.exe') $exe
@@ -83,15 +134,29 @@ if (-not (Test-Path $config)) {
 # users may read the binary's folder only.
 & icacls.exe $dataDir /inheritance:r /grant:r 'SYSTEM:(OI)(CI)F' 'Administrators:(OI)(CI)F' | Out-Null
 
-$taskPath = '\dsreg-fleet\'
-$settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -RestartCount 999 `
-    -RestartInterval (New-TimeSpan -Minutes 5) -ExecutionTimeLimit ([TimeSpan]::Zero) `
-    -MultipleInstances IgnoreNew
-$systemAction = New-ScheduledTaskAction -Execute $exe -Argument "run --config `"$config`""
-$systemTrigger = New-ScheduledTaskTrigger -AtStartup
-$systemPrincipal = New-ScheduledTaskPrincipal -UserId 'NT AUTHORITY\SYSTEM' -LogonType ServiceAccount -RunLevel Highest
-Register-ScheduledTask -Force -TaskPath $taskPath -TaskName 'dsreg-agent (SYSTEM)' `
-    -Action $systemAction -Trigger $systemTrigger -Principal $systemPrincipal -Settings $settings | Out-Null
+if ($Mode -eq 'Service') {
+    New-Service -Name $serviceName -BinaryPathName $serviceCommandLine `
+        -DisplayName 'dsreg-agent (Entra hybrid join telemetry)' `
+        -Description 'Collects Microsoft Entra hybrid join state (dsregcmd /status, registration events) and reports it to the dsreg-fleet collector.' `
+        -StartupType Automatic | Out-Null
+    # Delayed start: after the network and the domain logon services are up.
+    Invoke-Sc config $serviceName start= delayed-auto
+    # Restart after 1 min, 1 min, then 5 min; the count resets after a day without failures.
+    Invoke-Sc failure $serviceName reset= 86400 actions= restart/60000/restart/60000/restart/300000
+    # Also restart when the service stops itself with a non-zero exit code (not only on a crash).
+    Invoke-Sc failureflag $serviceName 1
+    # A per-service SID (NT SERVICE\dsreg-agent) that ACLs can name.
+    Invoke-Sc sidtype $serviceName unrestricted
+} else {
+    $settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -RestartCount 999 `
+        -RestartInterval (New-TimeSpan -Minutes 5) -ExecutionTimeLimit ([TimeSpan]::Zero) `
+        -MultipleInstances IgnoreNew
+    $systemAction = New-ScheduledTaskAction -Execute $exe -Argument $runArguments
+    $systemTrigger = New-ScheduledTaskTrigger -AtStartup
+    $systemPrincipal = New-ScheduledTaskPrincipal -UserId 'NT AUTHORITY\SYSTEM' -LogonType ServiceAccount -RunLevel Highest
+    Register-ScheduledTask -Force -TaskPath $taskPath -TaskName $systemTaskName `
+        -Action $systemAction -Trigger $systemTrigger -Principal $systemPrincipal -Settings $settings | Out-Null
+}
 
 $userAction = New-ScheduledTaskAction -Execute $exe `
     -Argument "send --user-context --collector `"$Collector`""
@@ -101,5 +166,9 @@ $userSettings = New-ScheduledTaskSettingsSet -StartWhenAvailable -ExecutionTimeL
 Register-ScheduledTask -Force -TaskPath $taskPath -TaskName 'dsreg-agent (user)' `
     -Action $userAction -Trigger $userTrigger -Principal $userPrincipal -Settings $userSettings | Out-Null
 
-Start-ScheduledTask -TaskPath $taskPath -TaskName 'dsreg-agent (SYSTEM)'
-Write-Output "dsreg-agent installed to $binDir; reporting to $Collector."
+if ($Mode -eq 'Service') {
+    Start-Service -Name $serviceName
+} else {
+    Start-ScheduledTask -TaskPath $taskPath -TaskName $systemTaskName
+}
+Write-Output "dsreg-agent installed to $binDir ($Mode); reporting to $Collector; log $logFile."

@@ -1,7 +1,7 @@
 <#
 .SYNOPSIS
-    Removes dsreg-agent: both scheduled tasks, the binary and (with -RemoveData) the config and
-    spool.
+    Removes dsreg-agent: the service (stopped first), the scheduled tasks, the binary and (with
+    -RemoveData) the config, log and spool.
 
 .PARAMETER RemoveData
     Also delete "$env:ProgramData\dsreg-agent" (config, token, unsent reports). Without it the
@@ -11,6 +11,16 @@
 param([switch] $RemoveData)
 
 $ErrorActionPreference = 'Stop'
+$serviceName = 'dsreg-agent'
+$service = Get-Service -Name $serviceName -ErrorAction SilentlyContinue
+if ($service) {
+    if ($service.Status -ne 'Stopped') {
+        Stop-Service -Name $serviceName -Force -ErrorAction SilentlyContinue
+        $service.WaitForStatus('Stopped', (New-TimeSpan -Seconds 60))
+    }
+    & sc.exe delete $serviceName | Out-Null
+    if ($LASTEXITCODE -ne 0) { throw "sc.exe delete $serviceName failed with exit code $LASTEXITCODE" }
+}
 $taskPath = '\dsreg-fleet\'
 foreach ($name in 'dsreg-agent (SYSTEM)', 'dsreg-agent (user)') {
     $task = Get-ScheduledTask -TaskPath $taskPath -TaskName $name -ErrorAction SilentlyContinue

@@ -15,6 +15,8 @@
 //!   Windows commands behind a `Source` seam.
 //! - [`settings`]: the agent's TOML settings and durations.
 //! - [`service`]: `send` and `run` resolved from flags and settings.
+//! - [`scm`]: `run --service`, the Windows service lifecycle (control → graceful stop, status
+//!   sequence) kept platform-neutral and tested here; only its SCM glue is `cfg(windows)`.
 //! - [`simulate`]: a synthetic fleet for demos and load tests.
 //!
 //! The binary (`main.rs`) only parses flags, calls these, and maps errors to exit codes.
@@ -27,6 +29,7 @@ pub mod events;
 pub mod identity;
 pub mod report;
 pub mod runner;
+pub mod scm;
 pub mod service;
 pub mod settings;
 pub mod simulate;

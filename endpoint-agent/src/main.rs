@@ -70,11 +70,12 @@ enum Command {
     /// The service loop: collect at start, then every --interval (±10% jitter); send only
     /// changed snapshots plus a heartbeat; retry failed deliveries with exponential backoff.
     ///
-    /// Runs until SIGINT/SIGTERM (Ctrl-C). On Windows it runs `dsregcmd /status` and reads the
+    /// Runs until SIGINT/SIGTERM (Ctrl-C), or with --service until the Windows service control
+    /// manager stops it. On Windows it runs `dsregcmd /status` and reads the
     /// `Microsoft-Windows-User Device Registration/Admin` log through `wevtutil`; elsewhere
     /// (tests, demos) it re-reads --status-file and --events-file each cycle.
-    #[command(after_help = SEND_EXIT_CODES)]
-    Run(ServiceArgs),
+    #[command(after_help = RUN_HELP)]
+    Run(RunArgs),
     /// Drive a real collector with a synthetic fleet built from the fixture corpus.
     ///
     /// Devices have stable identities (machine id from --seed and index, PC-000421, an AD
@@ -99,7 +100,40 @@ Exit codes:
 
 Settings file (--config, TOML): collector, spool_dir, interval_minutes, heartbeat_hours,
 status_timeout_seconds, insecure, spool_max_reports, spool_max_bytes, token_file, ca_file,
-client_cert, client_key. Flags win over it.";
+client_cert, client_key, log_file. Flags win over it.";
+
+/// `run`'s help epilogue: the exit codes and how it runs as a Windows service.
+const RUN_HELP: &str = "\
+Exit codes:
+  0  stopped cleanly (Ctrl-C, SIGTERM, or the service control manager's Stop/Shutdown)
+  1  local fault (the spool directory cannot be written, --log-file cannot be opened)
+  2  bad input: unreadable capture or settings file, bad collector URL, unknown machine id,
+     --service outside Windows or not started by the service control manager
+As a Windows service the same code is the service-specific exit code (sc.exe query dsreg-agent).
+
+Windows service: the installer registers the service `dsreg-agent` with the command line
+  dsreg-agent.exe run --service --config C:\\ProgramData\\dsreg-agent\\agent.toml
+      --log-file C:\\ProgramData\\dsreg-agent\\agent.log
+Stop, Shutdown and Preshutdown stop the loop as Ctrl-C does; it reports StartPending, Running,
+StopPending and Stopped.
+
+Settings file (--config, TOML): collector, spool_dir, interval_minutes, heartbeat_hours,
+status_timeout_seconds, insecure, spool_max_reports, spool_max_bytes, token_file, ca_file,
+client_cert, client_key, log_file. Flags win over it.";
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: ServiceArgs,
+    /// Run as the Windows service `dsreg-agent` under the service control manager (the
+    /// installer's command line; Windows only). Without it `run` is a console program.
+    #[arg(long)]
+    service: bool,
+    /// Append log lines to FILE instead of standard error (a service has no console); renamed
+    /// to FILE.old at start when over 10 MiB [settings key log_file].
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+}
 
 #[derive(Debug, Args)]
 struct ServiceArgs {
@@ -178,6 +212,7 @@ impl ServiceArgs {
             ca_file: self.ca_file,
             client_cert: self.client_cert,
             client_key: self.client_key,
+            log_file: None,
         }
     }
 }
@@ -304,28 +339,99 @@ fn service(command: Command) -> ExitCode {
             }
         }
         Command::Run(args) => {
-            init_tracing();
-            let resolved = match args.into_request().resolve(&env) {
+            if args.service && !cfg!(windows) {
+                eprintln!(
+                    "dsreg-agent: --service runs dsreg-agent under the Windows service control \
+                     manager and exists only on Windows; run `dsreg-agent run` without --service \
+                     (Ctrl-C or SIGTERM stops it)"
+                );
+                return ExitCode::from(2);
+            }
+            let as_service = args.service;
+            let mut request = args.common.into_request();
+            request.log_file = args.log_file;
+            let setup = request.resolve(&env);
+            // Settings that do not resolve still say where to log when the flag names it.
+            let log_file = match &setup {
+                Ok(r) => r.log_file.clone(),
+                Err(_) => request.log_file.clone(),
+            };
+            if let Err(e) = init_tracing(log_file.as_deref()) {
+                eprintln!(
+                    "dsreg-agent: cannot open --log-file {}: {e}",
+                    log_file.unwrap_or_default().display()
+                );
+                return ExitCode::from(1);
+            }
+            if as_service {
+                if let Err(e) = &setup {
+                    tracing::error!(error = %e, "the service cannot start");
+                }
+                return windows_service(setup);
+            }
+            // Standard error always gets the message; a log file gets it too.
+            let to_log = |e: &ServiceError| {
+                if log_file.is_some() {
+                    tracing::error!(error = %e, "dsreg-agent run stopped on an error");
+                }
+            };
+            let resolved = match setup {
                 Ok(r) => r,
-                Err(e) => return fail(e),
+                Err(e) => {
+                    to_log(&e);
+                    return fail(e);
+                }
             };
             match runtime.block_on(service::run(&resolved, shutdown_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
+                Err(e) => {
+                    to_log(&e);
+                    fail(e)
+                }
             }
         }
         Command::Parse(_) | Command::Diagnose(_) | Command::Simulate(_) => ExitCode::from(1),
     }
 }
 
-fn init_tracing() {
+/// Logs to `log_file` (appended, no colours) or standard error.
+fn init_tracing(log_file: Option<&std::path::Path>) -> std::io::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DSREG_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+    match log_file {
+        Some(path) => {
+            let file = service::open_log_file(path)?;
+            fmt.with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .init();
+        }
+        None => fmt
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+    Ok(())
+}
+
+/// `run --service`: hands the resolved settings to the service control manager's dispatcher
+/// and exits with the service's exit code.
+#[cfg(windows)]
+fn windows_service(setup: Result<service::Resolved, ServiceError>) -> ExitCode {
+    match dsreg_agent::scm::windows::dispatch(setup) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            tracing::error!(error = %e, "not started by the service control manager");
+            eprintln!("dsreg-agent: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(not(windows))]
+fn windows_service(_setup: Result<service::Resolved, ServiceError>) -> ExitCode {
+    // Refused before this point; kept for the type checker.
+    ExitCode::from(2)
 }
 
 /// Completes on Ctrl-C, or SIGTERM on Unix.

@@ -470,8 +470,11 @@ impl<T: Copy + Ord + std::ops::Add<Duration, Output = T>> Schedule<T> {
 }
 
 /// The service loop: a cycle at start, then every jittered interval; failed deliveries are
-/// retried on the backoff schedule in between. Returns when `shutdown` completes (the spool
-/// is already durable after every push, so there is nothing to flush).
+/// retried on the backoff schedule in between. Returns as soon as `shutdown` completes, also
+/// in the middle of a cycle (a running `dsregcmd` is killed, a delivery abandoned): the spool
+/// is durable after every push and a push is never interrupted (no await inside it), and a
+/// report whose delivery was cut off stays spooled and is answered `DUPLICATE` if the
+/// collector had already stored it. So there is nothing to flush, and a service stop is quick.
 pub async fn run(
     source: &mut impl Source,
     spool: &mut Spool,
@@ -486,6 +489,7 @@ pub async fn run(
     loop {
         let wake = schedule.wake();
         tokio::select! {
+            biased;
             () = &mut shutdown => {
                 tracing::info!(spool_depth = spool.len(), "shutting down; spooled reports stay on disk");
                 return;
@@ -493,7 +497,11 @@ pub async fn run(
             () = tokio::time::sleep_until(wake) => {}
         }
         let now = tokio::time::Instant::now();
-        let delivery_result = if schedule.collect_due(now, cfg, rng.unit()) {
+        let collect = schedule.collect_due(now, cfg, rng.unit());
+        let work = async {
+            if !collect {
+                return deliver_spool(spool, delivery).await;
+            }
             match cycle(
                 source,
                 spool,
@@ -518,8 +526,14 @@ pub async fn run(
                     deliver_spool(spool, delivery).await
                 }
             }
-        } else {
-            deliver_spool(spool, delivery).await
+        };
+        let delivery_result = tokio::select! {
+            biased;
+            () = &mut shutdown => {
+                tracing::info!("shutting down during a cycle; spooled reports stay on disk");
+                return;
+            }
+            result = work => result,
         };
         match delivery_result {
             Ok(d) => {

@@ -57,6 +57,8 @@ pub struct Request {
     pub client_cert: Option<PathBuf>,
     /// Client key (mTLS).
     pub client_key: Option<PathBuf>,
+    /// `run`: append log lines to this file instead of standard error.
+    pub log_file: Option<PathBuf>,
 }
 
 /// Why `send` or `run` could not do its job.
@@ -82,13 +84,16 @@ pub enum ServiceError {
     /// The collector URL is unusable.
     #[error(transparent)]
     Url(DeliveryError),
+    /// The async runtime could not start.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 impl ServiceError {
     /// The exit code: 2 for bad input or settings, 1 for local faults.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ServiceError::Spool(_) => 1,
+            ServiceError::Spool(_) | ServiceError::Runtime(_) => 1,
             _ => 2,
         }
     }
@@ -118,6 +123,8 @@ pub struct Resolved {
     pub events_file: Option<PathBuf>,
     /// Timeout of dsregcmd / wevtutil.
     pub status_timeout: Duration,
+    /// `run`: the log file (standard error when `None`).
+    pub log_file: Option<PathBuf>,
 }
 
 impl Request {
@@ -204,8 +211,28 @@ impl Request {
             status_file: self.status_file.clone(),
             events_file: self.events_file.clone(),
             status_timeout,
+            log_file: self.log_file.clone().or(file.log_file),
         })
     }
+}
+
+/// A log file over this size at start is renamed to `<name>.old` (one generation kept), so
+/// a service that runs for years does not fill the disk.
+pub const LOG_ROTATE_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Opens `path` for appending log lines, creating it; when it is over [`LOG_ROTATE_BYTES`]
+/// it is first renamed to `<path>.old` (replacing the previous one).
+pub fn open_log_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
+        let mut old = path.as_os_str().to_owned();
+        old.push(".old");
+        let _ = std::fs::remove_file(&old);
+        std::fs::rename(path, &old)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
 }
 
 /// The result of one `send`.
@@ -310,5 +337,44 @@ impl Source for ConfiguredSource {
             ConfiguredSource::Files(s) => s.events(after).await,
             ConfiguredSource::Commands(s) => s.events(after).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_file_appends_and_rotates_once_over_the_limit() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("agent.log");
+        writeln!(open_log_file(&log).unwrap(), "one").unwrap();
+        writeln!(open_log_file(&log).unwrap(), "two").unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "one\ntwo\n");
+        let big = vec![b'x'; usize::try_from(LOG_ROTATE_BYTES).unwrap() + 1];
+        std::fs::write(&log, &big).unwrap();
+        writeln!(open_log_file(&log).unwrap(), "three").unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "three\n");
+        let old = dir.path().join("agent.log.old");
+        assert_eq!(std::fs::metadata(old).unwrap().len(), LOG_ROTATE_BYTES + 1);
+    }
+
+    #[test]
+    fn log_file_comes_from_the_flag_or_the_settings_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("agent.toml");
+        std::fs::write(&cfg, "log_file = \"/var/log/from-file.log\"\n").unwrap();
+        let mut req = Request {
+            config: Some(cfg),
+            machine_id: Some("m".into()),
+            ..Request::default()
+        };
+        let env = HashMap::new();
+        let r = req.resolve(&env).unwrap();
+        assert_eq!(r.log_file, Some(PathBuf::from("/var/log/from-file.log")));
+        req.log_file = Some(PathBuf::from("/tmp/flag.log"));
+        let r = req.resolve(&env).unwrap();
+        assert_eq!(r.log_file, Some(PathBuf::from("/tmp/flag.log")));
     }
 }

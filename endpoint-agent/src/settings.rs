@@ -12,6 +12,7 @@
 //! | `ca_file` | `--ca-file FILE` | none: the platform's trust store |
 //! | `client_cert` | `--client-cert FILE` | none: no client certificate (mTLS off) |
 //! | `client_key` | `--client-key FILE` | none |
+//! | `log_file` | `--log-file FILE` (`run`) | none: standard error |
 //! | `spool_max_reports` | — | 1000 |
 //! | `spool_max_bytes` | — | 16 MiB |
 //!
@@ -51,6 +52,8 @@ pub struct FileSettings {
     pub client_cert: Option<PathBuf>,
     /// PEM private key of `client_cert`.
     pub client_key: Option<PathBuf>,
+    /// `run`: append log lines here instead of standard error (a service has no console).
+    pub log_file: Option<PathBuf>,
 }
 
 /// Why settings could not be loaded.

@@ -21,3 +21,38 @@ pub fn spooled_reports(dir: &Path) -> usize {
             .count()
     })
 }
+
+/// The `dsreg-agent` binary of this workspace, built once per test process (`cargo build -p
+/// dsreg-agent` in the same target directory as the running test).
+pub fn agent_binary() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(build_agent).clone()
+}
+
+fn build_agent() -> std::path::PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-p", "dsreg-agent", "--bin", "dsreg-agent"])
+        .current_dir(crate::prom::repo_root())
+        .status()
+        .expect("run cargo build -p dsreg-agent");
+    assert!(status.success(), "cargo build -p dsreg-agent failed");
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = profile_dir.join(format!("dsreg-agent{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.is_file(), "no agent binary at {}", bin.display());
+    bin
+}
+
+/// `dsreg-agent <subcommand> --help`, as text.
+pub fn agent_help(subcommand: &str) -> String {
+    let out = std::process::Command::new(agent_binary())
+        .args([subcommand, "--help"])
+        .output()
+        .expect("run dsreg-agent --help");
+    assert!(out.status.success(), "{}", output_text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

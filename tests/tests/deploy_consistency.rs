@@ -428,3 +428,94 @@ fn example_config_loads_through_the_collector() {
         assert!(unit.lines().any(|l| l == hardening), "unit has {hardening}");
     }
 }
+
+/// The `--flags` of a command line, in order.
+fn cli_flags(line: &str) -> Vec<String> {
+    line.split(|c: char| c.is_whitespace() || c == '"' || c == '`')
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The PowerShell line assigning `$variable = …` in `script`.
+fn ps_assignment<'a>(script: &'a str, variable: &str) -> &'a str {
+    script
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(&format!("${variable} =")))
+        .unwrap_or_else(|| panic!("Install-DsregAgent.ps1 assigns ${variable}"))
+}
+
+#[test]
+fn windows_installer_runs_the_agent_with_its_real_flags() {
+    let script = std::fs::read_to_string(deploy().join("windows/Install-DsregAgent.ps1")).unwrap();
+    let uninstall =
+        std::fs::read_to_string(deploy().join("windows/Uninstall-DsregAgent.ps1")).unwrap();
+    let words = |help: &str| -> BTreeSet<String> {
+        help.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .map(str::to_string)
+            .collect()
+    };
+    let run_help = words(&dsreg_e2e::agent::agent_help("run"));
+    let send_help = words(&dsreg_e2e::agent::agent_help("send"));
+
+    let service = ps_assignment(&script, "serviceCommandLine");
+    let task = ps_assignment(&script, "runArguments");
+    let user = script
+        .lines()
+        .find(|l| l.contains("send --user-context"))
+        .expect("the logon task runs send --user-context");
+    assert!(
+        service.contains("\" run --service "),
+        "the service runs `run --service`: {service}"
+    );
+    assert!(
+        task.contains("\"run --config "),
+        "the task runs `run`: {task}"
+    );
+    for (line, help, sub) in [
+        (service, &run_help, "run"),
+        (task, &run_help, "run"),
+        (user, &send_help, "send"),
+    ] {
+        let flags = cli_flags(line);
+        assert!(!flags.is_empty(), "{line}");
+        for flag in flags {
+            assert!(
+                help.contains(&flag),
+                "`dsreg-agent {sub} --help` has no {flag} (used in: {line})"
+            );
+        }
+    }
+    for flag in ["--config", "--log-file"] {
+        assert!(cli_flags(service).iter().any(|f| f == flag), "{service}");
+        assert!(cli_flags(task).iter().any(|f| f == flag), "{task}");
+    }
+
+    // The service name is the one the agent connects to the service control manager as, and
+    // the uninstaller stops and deletes it (and the tasks).
+    let name = dsreg_agent::scm::SERVICE_NAME;
+    assert!(
+        script.contains(&format!("$serviceName = '{name}'")),
+        "installer service name is {name}"
+    );
+    assert!(
+        uninstall.contains(&format!("$serviceName = '{name}'")),
+        "uninstaller service name is {name}"
+    );
+    for needle in [
+        "Stop-Service -Name $serviceName",
+        "sc.exe delete $serviceName",
+        "Unregister-ScheduledTask",
+    ] {
+        assert!(uninstall.contains(needle), "uninstaller has {needle}");
+    }
+    for needle in [
+        "start= delayed-auto",
+        "sc.exe @args",
+        "failure $serviceName",
+        "[ValidateSet('Service', 'ScheduledTask')] [string] $Mode = 'Service'",
+    ] {
+        assert!(script.contains(needle), "installer has {needle}");
+    }
+}
