@@ -107,7 +107,7 @@ fn template(t: usize) -> DeviceFacts {
     DeviceFacts {
         join_type: if healthy {
             "hybrid_joined"
-        } else if (r >> 16) % 4 == 0 {
+        } else if (r >> 16).is_multiple_of(4) {
             "not_joined"
         } else {
             "domain_joined"
@@ -118,9 +118,9 @@ fn template(t: usize) -> DeviceFacts {
         } else {
             (r >> 20) as u8 & 0b11_1111
         },
-        without_prt: healthy && (r >> 28) % 40 == 0,
+        without_prt: healthy && (r >> 28).is_multiple_of(40),
         agent_version: VERSIONS[(r >> 32) as usize % VERSIONS.len()].to_string(),
-        spool_overflowing: (r >> 40) % 100 == 0,
+        spool_overflowing: (r >> 40).is_multiple_of(100),
         failure,
     }
 }

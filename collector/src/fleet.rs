@@ -2,32 +2,56 @@
 //!
 //! Invariants:
 //! - Every device's current *contribution* (join type, failure key, failing tests, missing
-//!   PRT) is remembered, so a state change is O(1): subtract the old contribution, add the new.
-//!   Only the store's writer thread calls [`Fleet::set`], after the transaction committed, so
-//!   the aggregates always describe committed data. At start they are rebuilt from SQLite.
+//!   PRT, agent version, spool overflow) is remembered, so a state change is O(1): subtract the
+//!   old contribution, add the new. Only the store's writer thread calls [`Fleet::set`], after
+//!   the transaction committed, so the aggregates always describe committed data. At start
+//!   they are rebuilt from SQLite.
 //! - Labels come from closed sets: join type labels, phase labels, catalog cause ids (anything
 //!   else → `other`), the six diagnostic test names, and codes: a catalog code is its hex, an
 //!   unknown code keeps its hex for the first [`MAX_UNKNOWN_CODES`] distinct ones seen and
 //!   folds into `other` beyond. Admission is sticky for the life of the process, so a device's
 //!   remembered label never changes under it.
-//! - Stale counting never scans devices: an ordered set of `(last_seen, machine_id)` holds the
-//!   fresh devices; a sweep pops the oldest ones past the cut-off into the stale set. Each
-//!   device moves at most once per silence and moves back when it reports, so the cost is
-//!   amortised O(log n) per report, and reading the count is O(1) plus the sweep.
-//!   (A backwards wall-clock step leaves devices stale until they report again.)
+//! - Stale counting never scans devices: one ordered index of `(last_seen, slot)` holds every
+//!   device, and a *mark* (the latest cut-off swept) splits it: a device is stale exactly when
+//!   its key is below the mark. A sweep moves the mark to the new cut-off and flags only the
+//!   devices between the old and the new mark; a report moves the device's key and flags it
+//!   at once if the new key is still below the mark. Each device is flagged at most once per
+//!   silence, so the cost is amortised O(log n) per report, and reading the count is O(1) plus
+//!   the sweep. A backwards wall-clock step moves the mark back and unflags the devices it
+//!   passes, so the count is always exactly "last seen before the latest cut-off".
 //! - Agent health: devices per agent version (the first [`MAX_AGENT_VERSIONS`] distinct
 //!   versions keep their label, sticky like codes; later ones fold into `other`), devices whose
 //!   agent dropped spooled reports, and devices not delivered for [`NOT_DELIVERED_AFTER`] — a
-//!   second ordered set like the stale one, with a fixed one-day window on the last report
+//!   second mark on the same ordered index, with a fixed one-day window on the last report
 //!   received (a report arriving IS a delivery; the agent's own `last_delivery` is older).
-//! - [`Fleet::counts`] copies only the aggregate maps: its cost depends on the number of label
-//!   sets, never on the number of devices.
+//! - [`Fleet::counts`] copies only the aggregate tables: its cost depends on the number of
+//!   label sets, never on the number of devices.
+//!
+//! Memory (issue 6: collector RSS ≤ 300 MB at 1M devices): a device costs one 24-byte record
+//! (`fleet/devices.rs`), its machine id stored once in a packed arena, a 4-byte slot in the id
+//! index and a 12-byte key in the ordered index (`fleet/order.rs`) — about 90 bytes in all
+//! (`benches/fleet_memory.rs`). Labels are interned (`fleet/tally.rs`): a record holds small
+//! ids, and each label in use is stored once; a label no device has any more is dropped and
+//! its id reused.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+mod devices;
+mod order;
+mod tally;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
+
+use devices::{
+    Device, Devices, NO_FAILURE, NOT_DELIVERED, SPOOL_OVERFLOWING, STALE, Slot, WITHOUT_PRT,
+};
+use order::{Mark, Seen};
+use tally::Tally;
 
 /// The diagnostic tests, in bit order of [`DeviceFacts::failing_tests`].
 pub const TESTS: [&str; 6] = [
@@ -131,32 +155,58 @@ fn failing_as_list<S: serde::Serializer>(
     s.collect_seq(m.iter().map(|(key, &devices)| Row { key, devices }))
 }
 
-#[derive(Debug, Clone)]
-struct Contribution {
-    join_type: String,
-    failure: Option<FailureKey>,
-    failing_tests: u8,
-    without_prt: bool,
-    agent_version: String,
-    spool_overflowing: bool,
+/// Live join type (or agent version) labels kept apart; beyond, a new one folds into `other`.
+/// The sets are closed (7 join types; versions are capped at [`MAX_AGENT_VERSIONS`] first),
+/// so this only guards the 16-bit label id a device record holds.
+const MAX_SMALL_LABELS: usize = 1024;
+
+/// A code label before rendering: compared and hashed without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum CodeLabel {
+    /// The failure had no code: `""`.
+    None,
+    /// A catalog code or an admitted unknown code: its hex.
+    Hex(u32),
+    /// An unknown code past the cap: `other`.
+    Other,
 }
 
-#[derive(Debug, Default)]
+impl CodeLabel {
+    fn render(self) -> String {
+        match self {
+            CodeLabel::None => String::new(),
+            CodeLabel::Hex(code) => dsreg_proto::hex(code),
+            CodeLabel::Other => OTHER.to_string(),
+        }
+    }
+}
+
+/// An interned failure label: the key as exported, and its code before rendering.
+#[derive(Debug)]
+struct FailureLabel {
+    key: FailureKey,
+    code: CodeLabel,
+}
+
+#[derive(Debug)]
 struct Inner {
-    devices: HashMap<String, (Contribution, i64)>,
-    by_join_type: HashMap<String, u64>,
-    failing: HashMap<FailureKey, u64>,
+    devices: Devices,
+    /// Every device once, at `(last_seen, slot)`.
+    order: BTreeSet<Seen>,
+    stale: Mark,
+    /// Like `stale`, with the fixed [`NOT_DELIVERED_AFTER`] window.
+    not_delivered: Mark,
+    join_types: Tally<Box<str>>,
+    /// Joined devices without a PRT, by join type id.
+    without_prt: Vec<u64>,
+    failures: Tally<FailureLabel>,
     tests: [u64; 6],
-    without_prt: HashMap<String, u64>,
-    unknown_codes: HashSet<u32>,
-    fresh: BTreeSet<(i64, String)>,
-    stale: HashSet<String>,
-    agent_versions: HashMap<String, u64>,
-    known_versions: HashSet<String>,
+    agent_versions: Tally<Box<str>>,
     spool_overflowing: u64,
-    /// Like `fresh`/`stale`, with the fixed [`NOT_DELIVERED_AFTER`] window.
-    delivering: BTreeSet<(i64, String)>,
-    not_delivered: HashSet<String>,
+    unknown_codes: HashSet<u32>,
+    known_versions: HashSet<String>,
+    /// Hashes labels for the tallies (a fixed function per table, as they require).
+    hasher: RandomState,
 }
 
 /// The in-memory aggregates (shared behind a mutex; every operation is short).
@@ -166,87 +216,172 @@ pub struct Fleet {
     stale_after_ms: i64,
 }
 
-fn inc<K: std::hash::Hash + Eq>(m: &mut HashMap<K, u64>, k: K) {
-    *m.entry(k).or_insert(0) += 1;
-}
-
-fn dec<K: std::hash::Hash + Eq>(m: &mut HashMap<K, u64>, k: &K) {
-    if let Some(v) = m.get_mut(k) {
-        *v = v.saturating_sub(1);
-        if *v == 0 {
-            m.remove(k);
-        }
-    }
-}
-
 /// The cause label: a catalog cause id, else `other` (keeps the label set closed).
 pub fn cause_label(cause: &str) -> String {
+    cause_str(cause).to_string()
+}
+
+fn cause_str(cause: &str) -> &str {
     if dsreg_proto::catalog::cause(cause).is_some() {
-        cause.to_string()
+        cause
     } else {
-        OTHER.to_string()
+        OTHER
     }
+}
+
+/// Counts one more device under a join type or version label and returns its id; a new label
+/// past [`MAX_SMALL_LABELS`] live ones folds into `other`.
+fn small_label(tally: &mut Tally<Box<str>>, hasher: &RandomState, label: &str) -> u16 {
+    let mut hash = hasher.hash_one(label);
+    let mut label = label;
+    if tally.len() >= MAX_SMALL_LABELS && tally.find(hash, |k| **k == *label).is_none() {
+        label = OTHER;
+        hash = hasher.hash_one(label);
+    }
+    let id = tally.add(hash, |k| **k == *label, || label.into());
+    // At most MAX_SMALL_LABELS + 1 labels (the cap plus `other`) are ever live at once, and
+    // ids are dense, so the id fits.
+    u16::try_from(id).unwrap_or(u16::MAX)
 }
 
 impl Inner {
-    fn code_label(&mut self, code: Option<u32>) -> String {
+    fn new() -> Inner {
+        Inner {
+            devices: Devices::default(),
+            order: BTreeSet::new(),
+            stale: Mark::new(STALE),
+            not_delivered: Mark::new(NOT_DELIVERED),
+            join_types: Tally::default(),
+            without_prt: Vec::new(),
+            failures: Tally::default(),
+            tests: [0; 6],
+            agent_versions: Tally::default(),
+            spool_overflowing: 0,
+            unknown_codes: HashSet::new(),
+            known_versions: HashSet::new(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn code_label(&mut self, code: Option<u32>) -> CodeLabel {
         let Some(code) = code else {
-            return String::new();
+            return CodeLabel::None;
         };
         if dsreg_proto::catalog::lookup(code).is_some() || self.unknown_codes.contains(&code) {
-            return dsreg_proto::hex(code);
+            return CodeLabel::Hex(code);
         }
         if self.unknown_codes.len() < MAX_UNKNOWN_CODES {
             self.unknown_codes.insert(code);
-            return dsreg_proto::hex(code);
+            return CodeLabel::Hex(code);
         }
-        OTHER.to_string()
+        CodeLabel::Other
     }
 
-    fn version_label(&mut self, version: &str) -> String {
+    fn version_label<'a>(&mut self, version: &'a str) -> &'a str {
         if self.known_versions.contains(version) {
-            return version.to_string();
+            return version;
         }
         if self.known_versions.len() < MAX_AGENT_VERSIONS {
             self.known_versions.insert(version.to_string());
-            return version.to_string();
+            return version;
         }
-        OTHER.to_string()
+        OTHER
     }
 
-    fn add(&mut self, c: &Contribution) {
-        inc(&mut self.by_join_type, c.join_type.clone());
-        inc(&mut self.agent_versions, c.agent_version.clone());
-        self.spool_overflowing += u64::from(c.spool_overflowing);
-        if let Some(f) = &c.failure {
-            inc(&mut self.failing, f.clone());
-        }
+    fn failure_label(&mut self, f: &FailureFacts) -> u32 {
+        let cause = cause_str(&f.cause);
+        let code = self.code_label(f.code);
+        let parts = (f.phase.as_str(), cause, code, f.symbol.as_str());
+        let hash = self.hasher.hash_one(parts);
+        self.failures.add(
+            hash,
+            |l| {
+                l.code == code
+                    && l.key.phase == f.phase
+                    && l.key.cause == cause
+                    && l.key.symbol == f.symbol
+            },
+            || FailureLabel {
+                key: FailureKey {
+                    phase: f.phase.clone(),
+                    cause: cause.to_string(),
+                    code: code.render(),
+                    symbol: f.symbol.clone(),
+                },
+                code,
+            },
+        )
+    }
+
+    /// Adds a device's contribution to every aggregate and writes it into `d`'s label fields.
+    fn add(&mut self, f: &DeviceFacts, d: &mut Device) {
+        d.join = small_label(&mut self.join_types, &self.hasher, &f.join_type);
+        let version = self.version_label(&f.agent_version);
+        d.version = small_label(&mut self.agent_versions, &self.hasher, version);
+        d.failure = match &f.failure {
+            Some(x) => self.failure_label(x),
+            None => NO_FAILURE,
+        };
+        d.failing_tests = f.failing_tests;
         for (i, n) in self.tests.iter_mut().enumerate() {
-            if c.failing_tests & (1 << i) != 0 {
+            if f.failing_tests & (1 << i) != 0 {
                 *n += 1;
             }
         }
-        if c.without_prt {
-            inc(&mut self.without_prt, c.join_type.clone());
+        d.flags &= !(WITHOUT_PRT | SPOOL_OVERFLOWING);
+        if f.without_prt {
+            d.flags |= WITHOUT_PRT;
+            let j = usize::from(d.join);
+            if self.without_prt.len() <= j {
+                self.without_prt.resize(j + 1, 0);
+            }
+            self.without_prt[j] += 1;
+        }
+        if f.spool_overflowing {
+            d.flags |= SPOOL_OVERFLOWING;
+            self.spool_overflowing += 1;
         }
     }
 
-    fn sub(&mut self, c: &Contribution) {
-        dec(&mut self.by_join_type, &c.join_type);
-        dec(&mut self.agent_versions, &c.agent_version);
-        self.spool_overflowing = self
-            .spool_overflowing
-            .saturating_sub(u64::from(c.spool_overflowing));
-        if let Some(f) = &c.failure {
-            dec(&mut self.failing, f);
+    /// Subtracts the contribution recorded in `d` (a copy of the record before [`Inner::add`]).
+    fn sub(&mut self, d: &Device) {
+        self.join_types.sub(u32::from(d.join));
+        self.agent_versions.sub(u32::from(d.version));
+        if d.failure != NO_FAILURE {
+            self.failures.sub(d.failure);
         }
         for (i, n) in self.tests.iter_mut().enumerate() {
-            if c.failing_tests & (1 << i) != 0 {
+            if d.failing_tests & (1 << i) != 0 {
                 *n = n.saturating_sub(1);
             }
         }
-        if c.without_prt {
-            dec(&mut self.without_prt, &c.join_type);
+        if d.flags & WITHOUT_PRT != 0
+            && let Some(n) = self.without_prt.get_mut(usize::from(d.join))
+        {
+            *n = n.saturating_sub(1);
+        }
+        if d.flags & SPOOL_OVERFLOWING != 0 {
+            self.spool_overflowing = self.spool_overflowing.saturating_sub(1);
+        }
+    }
+
+    /// Puts `slot` at `last_seen` in the ordered index, flagged against both marks.
+    fn place(&mut self, slot: Slot, last_seen: i64) {
+        let key = Seen::new(last_seen, slot);
+        self.order.insert(key);
+        if let Some(d) = self.devices.get_mut(slot) {
+            d.last_seen = last_seen;
+            self.stale.place(key, &mut d.flags);
+            self.not_delivered.place(key, &mut d.flags);
+        }
+    }
+
+    /// Takes `slot` out of the ordered index (and out of both flagged counts).
+    fn unplace(&mut self, slot: Slot) {
+        if let Some(d) = self.devices.get_mut(slot) {
+            self.order.remove(&Seen::new(d.last_seen, slot));
+            self.stale.release(&mut d.flags);
+            self.not_delivered.release(&mut d.flags);
         }
     }
 }
@@ -255,7 +390,7 @@ impl Fleet {
     /// Empty aggregates; `stale_after` is the silence after which a device is stale.
     pub fn new(stale_after: Duration) -> Fleet {
         Fleet {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner::new()),
             stale_after_ms: i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX),
         }
     }
@@ -271,199 +406,87 @@ impl Fleet {
     pub fn set(&self, machine_id: &str, facts: Option<&DeviceFacts>, last_seen_ms: i64) {
         let mut g = self.lock();
         let inner = &mut *g;
-        let new = facts.map(|f| Contribution {
-            join_type: f.join_type.clone(),
-            failure: f.failure.as_ref().map(|x| FailureKey {
-                phase: x.phase.clone(),
-                cause: cause_label(&x.cause),
-                code: inner.code_label(x.code),
-                symbol: x.symbol.clone(),
-            }),
-            failing_tests: f.failing_tests,
-            without_prt: f.without_prt,
-            agent_version: inner.version_label(&f.agent_version),
-            spool_overflowing: f.spool_overflowing,
-        });
-        let previous = inner.devices.remove(machine_id);
-        let (contribution, old_seen) = match (previous, new) {
-            (Some((old, seen)), Some(new)) => {
-                inner.sub(&old);
-                inner.add(&new);
-                (new, Some(seen))
+        let Some(slot) = inner.devices.find(machine_id) else {
+            let Some(facts) = facts else {
+                return;
+            };
+            let mut d = Device::new(last_seen_ms);
+            inner.add(facts, &mut d);
+            match inner.devices.push(machine_id, d) {
+                Some(slot) => inner.place(slot, last_seen_ms),
+                // No slot left: leave the device out of every count rather than half in.
+                None => inner.sub(&d),
             }
-            (Some((old, seen)), None) => (old, Some(seen)),
-            (None, Some(new)) => {
-                inner.add(&new);
-                (new, None)
-            }
-            (None, None) => return,
+            return;
         };
-        let last_seen = old_seen.map_or(last_seen_ms, |s| s.max(last_seen_ms));
-        if let Some(s) = old_seen
-            && !inner.stale.remove(machine_id)
-        {
-            inner.fresh.remove(&(s, machine_id.to_string()));
+        let Some(&old) = inner.devices.get(slot) else {
+            return;
+        };
+        if let Some(facts) = facts {
+            // Add before subtracting, so a label kept by this device keeps its id.
+            let mut d = old;
+            inner.add(facts, &mut d);
+            inner.sub(&old);
+            if let Some(r) = inner.devices.get_mut(slot) {
+                *r = d;
+            }
         }
-        inner.fresh.insert((last_seen, machine_id.to_string()));
-        if let Some(s) = old_seen
-            && !inner.not_delivered.remove(machine_id)
-        {
-            inner.delivering.remove(&(s, machine_id.to_string()));
+        if last_seen_ms > old.last_seen {
+            inner.unplace(slot);
+            inner.place(slot, last_seen_ms);
         }
-        inner.delivering.insert((last_seen, machine_id.to_string()));
-        inner
-            .devices
-            .insert(machine_id.to_string(), (contribution, last_seen));
     }
 
     /// The `code` label for a code, admitting a new unknown code while under the cap.
     pub fn code_label(&self, code: Option<u32>) -> String {
-        self.lock().code_label(code)
+        self.lock().code_label(code).render()
     }
 
     /// A copy of the aggregates at `now_ms` (sweeps newly stale devices first).
     pub fn counts(&self, now_ms: i64) -> FleetCounts {
         let mut g = self.lock();
-        let cutoff = now_ms.saturating_sub(self.stale_after_ms);
-        while let Some((seen, _)) = g.fresh.first() {
-            if *seen >= cutoff {
-                break;
-            }
-            if let Some((_, id)) = g.fresh.pop_first() {
-                g.stale.insert(id);
-            }
-        }
+        let inner = &mut *g;
+        let cutoff = Seen::cutoff(now_ms.saturating_sub(self.stale_after_ms));
+        inner.stale.sweep(&inner.order, &mut inner.devices, cutoff);
         let day = now_ms.saturating_sub(NOT_DELIVERED_AFTER.as_millis() as i64);
-        while let Some((seen, _)) = g.delivering.first() {
-            if *seen >= day {
-                break;
-            }
-            if let Some((_, id)) = g.delivering.pop_first() {
-                g.not_delivered.insert(id);
-            }
-        }
+        let day = Seen::cutoff(day);
+        inner
+            .not_delivered
+            .sweep(&inner.order, &mut inner.devices, day);
         FleetCounts {
-            devices: g
-                .by_join_type
+            devices: inner
+                .join_types
                 .iter()
-                .map(|(k, v)| (k.clone(), *v))
+                .map(|(_, k, n)| (k.to_string(), n))
                 .collect(),
-            failing: g.failing.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            failing: inner
+                .failures
+                .iter()
+                .map(|(_, l, n)| (l.key.clone(), n))
+                .collect(),
             diagnostic_tests_failing: TESTS
                 .iter()
-                .zip(g.tests)
+                .zip(inner.tests)
                 .filter(|(_, n)| *n > 0)
                 .map(|(t, n)| (t.to_string(), n))
                 .collect(),
-            without_prt: g.without_prt.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            stale: g.stale.len() as u64,
-            total: g.devices.len() as u64,
-            agent_versions: g
+            without_prt: inner
+                .join_types
+                .iter()
+                .filter_map(|(id, k, _)| {
+                    let n = inner.without_prt.get(id as usize).copied().unwrap_or(0);
+                    (n > 0).then(|| (k.to_string(), n))
+                })
+                .collect(),
+            stale: inner.stale.count,
+            total: inner.devices.len() as u64,
+            agent_versions: inner
                 .agent_versions
                 .iter()
-                .map(|(k, v)| (k.clone(), *v))
+                .map(|(_, k, n)| (k.to_string(), n))
                 .collect(),
-            spool_overflowing: g.spool_overflowing,
-            not_delivered_1d: g.not_delivered.len() as u64,
+            spool_overflowing: inner.spool_overflowing,
+            not_delivered_1d: inner.not_delivered.count,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn failing(code: u32) -> DeviceFacts {
-        DeviceFacts {
-            join_type: "domain_joined".into(),
-            failure: Some(FailureFacts {
-                phase: "join".into(),
-                cause: "no_such_cause_id".into(),
-                code: Some(code),
-                symbol: String::new(),
-            }),
-            failing_tests: 0b100,
-            without_prt: false,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn transitions_subtract_and_add() {
-        let f = Fleet::new(Duration::from_secs(60));
-        f.set("a", Some(&failing(0x8000_0001)), 1000);
-        f.set("b", Some(&failing(0x8000_0001)), 1000);
-        let c = f.counts(1000);
-        assert_eq!(c.devices["domain_joined"], 2);
-        assert_eq!(c.diagnostic_tests_failing["drs_discovery"], 2);
-        let key = c.failing.keys().next().unwrap().clone();
-        assert_eq!(
-            (key.cause.as_str(), key.code.as_str()),
-            (OTHER, "0x80000001")
-        );
-        let healthy = DeviceFacts {
-            join_type: "hybrid_joined".into(),
-            without_prt: true,
-            ..Default::default()
-        };
-        f.set("a", Some(&healthy), 2000);
-        let c = f.counts(2000);
-        assert_eq!(c.devices.get("domain_joined"), Some(&1));
-        assert_eq!(c.without_prt["hybrid_joined"], 1);
-        assert_eq!(c.failing[&key], 1);
-        assert_eq!(c.total, 2);
-    }
-
-    #[test]
-    fn stale_moves_out_and_back() {
-        let f = Fleet::new(Duration::from_secs(10));
-        f.set("a", Some(&DeviceFacts::default()), 0);
-        f.set("b", Some(&DeviceFacts::default()), 5_000);
-        assert_eq!(f.counts(12_000).stale, 1);
-        assert_eq!(f.counts(16_000).stale, 2);
-        f.set("a", None, 16_000);
-        assert_eq!(f.counts(16_000).stale, 1);
-        assert_eq!(f.counts(30_000).stale, 2);
-    }
-
-    #[test]
-    fn agent_versions_fold_and_undelivered_sweeps_after_a_day() {
-        let f = Fleet::new(Duration::from_secs(3600));
-        for i in 0..(MAX_AGENT_VERSIONS + 3) {
-            let facts = DeviceFacts {
-                agent_version: format!("0.{i}.0"),
-                spool_overflowing: i == 0,
-                ..Default::default()
-            };
-            f.set(&format!("d{i}"), Some(&facts), 0);
-        }
-        let c = f.counts(0);
-        assert_eq!(c.agent_versions.len(), MAX_AGENT_VERSIONS + 1);
-        assert_eq!(c.agent_versions[OTHER], 3);
-        assert_eq!(c.spool_overflowing, 1);
-        assert_eq!(c.not_delivered_1d, 0);
-        let day = NOT_DELIVERED_AFTER.as_millis() as i64;
-        assert_eq!(f.counts(day + 1).not_delivered_1d, c.total);
-        f.set("d0", None, day + 1);
-        assert_eq!(f.counts(day + 1).not_delivered_1d, c.total - 1);
-    }
-
-    #[test]
-    fn unknown_codes_fold_beyond_the_cap() {
-        let f = Fleet::new(Duration::from_secs(10));
-        for i in 0..(MAX_UNKNOWN_CODES as u32 + 5) {
-            f.set(&format!("d{i}"), Some(&failing(0x8123_0000 + i)), 0);
-        }
-        let c = f.counts(0);
-        assert_eq!(c.failing.len(), MAX_UNKNOWN_CODES + 1);
-        let other: u64 = c
-            .failing
-            .iter()
-            .filter(|(k, _)| k.code == OTHER)
-            .map(|(_, v)| *v)
-            .sum();
-        assert_eq!(other, 5);
-        // An admitted code keeps its label.
-        assert_eq!(f.code_label(Some(0x8123_0000)), "0x81230000");
     }
 }
