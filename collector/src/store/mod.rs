@@ -9,7 +9,8 @@
 //! - [`merge`]: one device view from the latest SYSTEM part and the latest USER part.
 //! - [`attempts`]: event records and failed registration attempts, each stored once.
 //! - [`read`]: queries for the API, run with `spawn_blocking` on a small pool of read-only
-//!   connections.
+//!   connections; at most `readers` reads run at once, so at most that many connections and
+//!   page caches (2 MiB each) exist however many API calls arrive together.
 //!
 //! Durability: WAL with `synchronous=FULL`, so a COMMIT has reached the disk (fsync of the WAL)
 //! before any ack is sent. NORMAL would survive `kill -9` too, but not a power cut, and the ack
@@ -204,6 +205,7 @@ impl Store {
                 path: path.to_path_buf(),
                 pool: Mutex::new(Vec::new()),
                 max: opts.readers.max(1),
+                busy: Arc::new(tokio::sync::Semaphore::new(opts.readers.max(1))),
             }),
             alive,
             commits,
@@ -285,17 +287,30 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || readers.with(f))
+        // At most `max` reads run at once, so at most `max` connections (and page caches)
+        // exist; more concurrent API calls wait here instead of each opening its own.
+        let permit = readers
+            .busy
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| StoreError::Join(e.to_string()))?
+            .map_err(|_| StoreError::Closed)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            readers.with(f)
+        })
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))?
     }
 }
 
-/// A small pool of read-only connections (opened on demand, at most `max` kept).
+/// A small pool of read-only connections (opened on demand, at most `max` open at once).
 struct Readers {
     path: PathBuf,
     pool: Mutex<Vec<Connection>>,
     max: usize,
+    /// One permit per connection: bounds concurrent reads, hence connections and caches.
+    busy: Arc<tokio::sync::Semaphore>,
 }
 
 impl Readers {

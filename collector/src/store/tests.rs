@@ -523,3 +523,36 @@ async fn system_and_user_parts_merge_and_only_the_user_part_says_no_prt() {
     assert_eq!(without_prt(&fleet), 0);
     store.close().await;
 }
+
+#[tokio::test]
+async fn concurrent_reads_never_open_more_connections_than_readers() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir.path().join("r.db"), Duration::from_secs(3600));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let mut calls = Vec::new();
+    for _ in 0..8 {
+        let (store, inside, most) = (store.clone(), inside.clone(), most.clone());
+        calls.push(tokio::spawn(async move {
+            store
+                .read(move |c| {
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    // Stay inside long enough for the other calls to pile up (an overlap
+                    // that does not happen can only hide a regression, never fail this).
+                    std::thread::sleep(Duration::from_millis(20));
+                    let n: i64 = c.query_row("SELECT COUNT(*) FROM devices", [], |r| r.get(0))?;
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    Ok(n)
+                })
+                .await
+        }));
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), 0);
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!((1..=opts().readers).contains(&most), "{most} reads at once");
+    store.close().await;
+}
