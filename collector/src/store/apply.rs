@@ -31,6 +31,9 @@ use crate::fleet::{DeviceFacts, FailureFacts};
 /// A periodic history sample is written at most this often when nothing changes.
 pub const SAMPLE_EVERY_MS: i64 = 24 * 3600 * 1000;
 
+/// The time of a device's newest history row.
+pub(super) const LAST_SAMPLE: &str = "SELECT MAX(at) FROM history WHERE machine_id = ?1";
+
 /// A fleet update to apply after COMMIT.
 #[derive(Debug)]
 pub struct FleetUpdate {
@@ -431,7 +434,7 @@ fn history(
         "transition"
     } else {
         let last: Option<i64> = conn
-            .prepare_cached("SELECT MAX(at) FROM history WHERE machine_id = ?1")?
+            .prepare_cached(LAST_SAMPLE)?
             .query_row([&r.machine_id], |row| row.get(0))
             .optional()?
             .flatten();

@@ -26,6 +26,16 @@ fn ts_ms(t: &prost_types::Timestamp) -> i64 {
         .saturating_add(i64::from(t.nanos / 1_000_000))
 }
 
+/// Whether a report's identity fields and agent health equal the stored part, and that part's
+/// snapshot blob (compared in Rust).
+pub(super) const SAME_AS_STORED: &str = "SELECT p.context = ?3 AND p.events IS NULL
+        AND p.agent_version = ?4 AND p.spool_depth = ?5 AND p.spool_dropped = ?6
+        AND p.parse_warnings = ?7 AND d.hostname = ?8 AND d.ad_domain = ?9
+        AND d.os_build = ?10,
+        p.snapshot
+     FROM device_parts p JOIN devices d ON d.machine_id = p.machine_id
+     WHERE p.machine_id = ?1 AND p.part = ?2";
+
 /// If `r` repeats the stored part of its device unchanged, refreshes only its times and ids
 /// and returns true; otherwise writes nothing and returns false.
 pub(crate) fn narrow(
@@ -42,14 +52,7 @@ pub(crate) fn narrow(
     }
     let health = r.agent.unwrap_or_default();
     let same: Option<bool> = conn
-        .prepare_cached(
-            "SELECT p.context = ?3 AND p.events IS NULL AND p.agent_version = ?4
-                AND p.spool_depth = ?5 AND p.spool_dropped = ?6 AND p.parse_warnings = ?7
-                AND d.hostname = ?8 AND d.ad_domain = ?9 AND d.os_build = ?10,
-                p.snapshot
-             FROM device_parts p JOIN devices d ON d.machine_id = p.machine_id
-             WHERE p.machine_id = ?1 AND p.part = ?2",
-        )?
+        .prepare_cached(SAME_AS_STORED)?
         .query_row(
             params![
                 r.machine_id,
