@@ -343,7 +343,7 @@ pub fn build_report(
         diagnosis::apply(&mut snapshot, &[], profile.context());
     }
     Report {
-        report_id: uuid::Uuid::new_v4().to_string(),
+        report_id: crate::report::new_report_id(),
         machine_id: machine,
         hostname: host,
         ad_domain: domain.to_string(),
