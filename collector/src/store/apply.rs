@@ -213,12 +213,14 @@ pub fn report(
     let own = r.snapshot.clone().unwrap_or_default();
 
     // A report older than the stored part of its own context (a spool replay) changes nothing
-    // but `last_seen`; the other part does not matter for that.
+    // but `last_seen`; the other part does not matter for that. The part's latest collection
+    // time is on the device row (heartbeats write only that row).
     let stored: Option<Option<i64>> = conn
-        .prepare_cached(
-            "SELECT collected_at FROM device_parts WHERE machine_id = ?1 AND part = ?2",
-        )?
-        .query_row(params![r.machine_id, part.label()], |row| row.get(0))
+        .prepare_cached(&format!(
+            "SELECT {}_collected_at FROM devices WHERE machine_id = ?1",
+            part.label()
+        ))?
+        .query_row([&r.machine_id], |row| row.get(0))
         .optional()?;
     let newer = match (stored, collected) {
         (Some(Some(prev)), Some(c)) => c >= prev,
@@ -360,6 +362,21 @@ fn upsert_part(
         health.last_delivery.as_ref().map(ts_ms),
         i64::from(health.parse_warnings),
     ])?;
+    // The part's times and id on the device row, which readers prefer (see the schema's step
+    // 3); a new device gets them with its INSERT in `upsert_device`.
+    conn.prepare_cached(&format!(
+        "UPDATE devices SET {p}_report_id = ?2, {p}_collected_at = ?3, {p}_received_at = ?4,
+            {p}_last_delivery = ?5
+         WHERE machine_id = ?1",
+        p = part.label()
+    ))?
+    .execute(params![
+        r.machine_id,
+        r.report_id,
+        collected,
+        now,
+        health.last_delivery.as_ref().map(ts_ms),
+    ])?;
     Ok(())
 }
 
@@ -383,11 +400,15 @@ fn upsert_device(
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty());
     let fail = f.failure.as_ref();
-    conn.prepare_cached("INSERT INTO devices (machine_id, hostname, ad_domain, entra_device_id, join_type,
+    let part = Part::of(context).label();
+    let last_delivery = r.agent.and_then(|a| a.last_delivery).as_ref().map(ts_ms);
+    conn.prepare_cached(&format!("INSERT INTO devices (machine_id, hostname, ad_domain, entra_device_id, join_type,
             failure_phase, failure_cause, failure_code, failure_symbol, failing_since,
             failing_tests, without_prt, first_seen, last_seen, collected_at, last_report_id,
-            agent_version, os_build, execution_context, snapshot)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+            agent_version, os_build, execution_context, snapshot,
+            {part}_report_id, {part}_collected_at, {part}_received_at, {part}_last_delivery)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+            ?15, ?14, ?13, ?20)
          ON CONFLICT(machine_id) DO UPDATE SET
             hostname = excluded.hostname, ad_domain = excluded.ad_domain,
             entra_device_id = excluded.entra_device_id, join_type = excluded.join_type,
@@ -397,7 +418,7 @@ fn upsert_device(
             without_prt = excluded.without_prt, last_seen = MAX(last_seen, excluded.last_seen),
             collected_at = excluded.collected_at, last_report_id = excluded.last_report_id,
             agent_version = excluded.agent_version, os_build = excluded.os_build,
-            execution_context = excluded.execution_context, snapshot = excluded.snapshot")?.execute(params![
+            execution_context = excluded.execution_context, snapshot = excluded.snapshot"))?.execute(params![
             r.machine_id,
             hostname,
             ad_domain,
@@ -417,6 +438,7 @@ fn upsert_device(
             r.os_build,
             context.label(),
             snapshot.encode_to_vec(),
+            last_delivery,
         ],
     )?;
     Ok(())

@@ -4,8 +4,9 @@
 //! periodic heartbeat). Rewriting the part and the device row for them re-encodes and rewrites
 //! two snapshot blobs and deletes and re-inserts an entry in each of the four `devices` indexes —
 //! about six B-tree pages per report in the WAL, where the heartbeat changes only times and the
-//! report id. [`narrow`] recognises that case and updates only those columns: no indexed column
-//! changes, so each of the two rows dirties one page.
+//! report id. [`narrow`] recognises that case and updates only those columns, all on the device
+//! row (the part's own times and id included, schema step 3): no indexed column changes and the
+//! `device_parts` row is not written, so a heartbeat dirties one page.
 //!
 //! "Unchanged" is strict: the stored part has the same context, the same snapshot bytes, no
 //! events (and the report brings none), the same agent version and spool/parse health (only
@@ -78,28 +79,17 @@ pub(crate) fn narrow(
         return Ok(false);
     }
     let last_delivery = health.last_delivery.as_ref().map(ts_ms);
-    conn.prepare_cached(
-        "UPDATE device_parts SET report_id = ?3, collected_at = ?4, received_at = ?5,
-            last_delivery = ?6
-         WHERE machine_id = ?1 AND part = ?2",
-    )?
-    .execute(params![
-        r.machine_id,
-        part.label(),
-        r.report_id,
-        collected,
-        now,
-        last_delivery
-    ])?;
-    // The device row shows the agent health of the device part (else the user part).
-    conn.prepare_cached(
+    // The device view shows the agent health of the device part while there is one.
+    conn.prepare_cached(&format!(
         "UPDATE devices SET last_seen = MAX(last_seen, ?2), collected_at = ?3,
             last_report_id = ?4, execution_context = ?5,
-            agent_last_delivery = CASE WHEN ?6 = 'device' OR NOT EXISTS (
-                SELECT 1 FROM device_parts WHERE machine_id = ?1 AND part = 'device')
-                THEN ?7 ELSE agent_last_delivery END
+            agent_last_delivery = CASE WHEN ?6 = 'device' OR device_received_at IS NULL
+                THEN ?7 ELSE agent_last_delivery END,
+            {p}_report_id = ?4, {p}_collected_at = ?3, {p}_received_at = ?2,
+            {p}_last_delivery = ?7
          WHERE machine_id = ?1",
-    )?
+        p = part.label()
+    ))?
     .execute(params![
         r.machine_id,
         now,
@@ -178,6 +168,28 @@ mod tests {
         assert_eq!(after.2, before.2, "snapshot blob untouched");
         assert_eq!(after.3, Some(0x801c03f2));
         assert_eq!(after.4, Some(2_000_000));
+        // The part row was not written; the part view takes the heartbeat's id and times.
+        let (stored_id, stored_at): (String, i64) = conn
+            .query_row(
+                "SELECT report_id, collected_at FROM device_parts WHERE part = 'device'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((stored_id.as_str(), stored_at), ("r-1", 1_000_000));
+        let parts = super::super::merge::parts(&conn, "m-1").unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].report_id, "r-2");
+        assert_eq!(parts[0].collected_at, Some(2_000_000));
+        assert_eq!(parts[0].received_at, 2_000_000);
+        // A spool replay collected between the first report and the heartbeat is older than
+        // what is stored: it must not replace the state.
+        let replay = apply::report(&conn, &report("r-0", 1500, 0x801c0021), 2_500_000, 5).unwrap();
+        assert!(
+            replay.fleet.as_ref().unwrap().facts.is_none(),
+            "older than the heartbeat"
+        );
+        assert_eq!(row(&conn).3, Some(0x801c03f2));
         // A changed snapshot takes the full path and changes the failure.
         let changed = apply::report(&conn, &report("r-3", 3000, 0x801c0021), 3_000_000, 5).unwrap();
         assert!(changed.fleet.as_ref().unwrap().facts.is_some());

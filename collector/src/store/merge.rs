@@ -169,27 +169,40 @@ fn corrupt(i: usize, e: prost::DecodeError) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, Box::new(e))
 }
 
-/// The stored parts of a device, device part first.
+/// The stored parts of a device, device part first. A part's report id, times and last
+/// delivery come from the device row when it has them (heartbeats write only that row, see
+/// the schema's step 3), else from the part row.
 pub fn parts(conn: &Connection, machine_id: &str) -> rusqlite::Result<Vec<PartRow>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT part, context, report_id, collected_at, received_at, snapshot, events,
-            agent_version, spool_depth, spool_dropped, last_delivery, parse_warnings
-         FROM device_parts WHERE machine_id = ?1 ORDER BY part",
+        "SELECT p.part, p.context, p.report_id, p.collected_at, p.received_at, p.snapshot,
+            p.events, p.agent_version, p.spool_depth, p.spool_dropped, p.last_delivery,
+            p.parse_warnings,
+            d.device_report_id, d.device_collected_at, d.device_received_at,
+            d.device_last_delivery,
+            d.user_report_id, d.user_collected_at, d.user_received_at, d.user_last_delivery
+         FROM device_parts p LEFT JOIN devices d ON d.machine_id = p.machine_id
+         WHERE p.machine_id = ?1 ORDER BY p.part",
     )?;
     let rows = stmt.query_map([machine_id], |row| {
         let snapshot: Vec<u8> = row.get(5)?;
         let events: Option<Vec<u8>> = row.get(6)?;
-        let part: String = row.get(0)?;
+        let part = match row.get_ref(0)?.as_str()? {
+            "user" => Part::User,
+            _ => Part::Device,
+        };
+        // The device row's copy of this part's latest times and id, when it has one.
+        let at = if part == Part::User { 16 } else { 12 };
+        let latest: Option<i64> = row.get(at + 2)?;
+        let (report_id, collected_at, received_at, last_delivery) = match latest {
+            Some(received) => (row.get(at)?, row.get(at + 1)?, received, row.get(at + 3)?),
+            None => (row.get(2)?, row.get(3)?, row.get(4)?, row.get(10)?),
+        };
         Ok(PartRow {
-            part: if part == "user" {
-                Part::User
-            } else {
-                Part::Device
-            },
+            part,
             context: ExecutionContext::try_from(row.get::<_, i32>(1)?).unwrap_or_default(),
-            report_id: row.get(2)?,
-            collected_at: row.get(3)?,
-            received_at: row.get(4)?,
+            report_id,
+            collected_at,
+            received_at,
             snapshot: Snapshot::decode(snapshot.as_slice()).map_err(|e| corrupt(5, e))?,
             events: match events {
                 Some(b) => {
@@ -203,7 +216,7 @@ pub fn parts(conn: &Connection, machine_id: &str) -> rusqlite::Result<Vec<PartRo
                 version: row.get(7)?,
                 spool_depth: row.get(8)?,
                 spool_dropped: row.get(9)?,
-                last_delivery: row.get(10)?,
+                last_delivery,
                 parse_warnings: row.get(11)?,
             },
         })

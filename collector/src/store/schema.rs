@@ -120,6 +120,27 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE devices ADD COLUMN agent_last_delivery INTEGER;
     ALTER TABLE devices ADD COLUMN agent_parse_warnings INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 3: the times and id of each part's latest report move to the device row, the one row an
+    // unchanged heartbeat now writes (`store::heartbeat`): one dirty page per heartbeat instead
+    // of two. `device_parts` keeps them as of the part's last full write; readers take them
+    // from here whenever `<part>_received_at` is set (`store::merge::parts`).
+    r#"
+    ALTER TABLE devices ADD COLUMN device_report_id TEXT;
+    ALTER TABLE devices ADD COLUMN device_collected_at INTEGER;
+    ALTER TABLE devices ADD COLUMN device_received_at INTEGER;
+    ALTER TABLE devices ADD COLUMN device_last_delivery INTEGER;
+    ALTER TABLE devices ADD COLUMN user_report_id TEXT;
+    ALTER TABLE devices ADD COLUMN user_collected_at INTEGER;
+    ALTER TABLE devices ADD COLUMN user_received_at INTEGER;
+    ALTER TABLE devices ADD COLUMN user_last_delivery INTEGER;
+    UPDATE devices SET
+        (device_report_id, device_collected_at, device_received_at, device_last_delivery) = (
+            SELECT report_id, collected_at, received_at, last_delivery FROM device_parts p
+            WHERE p.machine_id = devices.machine_id AND p.part = 'device'),
+        (user_report_id, user_collected_at, user_received_at, user_last_delivery) = (
+            SELECT report_id, collected_at, received_at, last_delivery FROM device_parts p
+            WHERE p.machine_id = devices.machine_id AND p.part = 'user');
+    "#,
 ];
 
 /// Applies the missing migration steps; returns the resulting schema version.
@@ -139,6 +160,52 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_3_copies_each_parts_times_to_the_device_row() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for step in &MIGRATIONS[..2] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO devices (machine_id, hostname, ad_domain, join_type, first_seen,
+                last_seen, last_report_id, agent_version, os_build, execution_context, snapshot)
+             VALUES ('m-1', 'PC-1', 'CONTOSO', 'hybrid_joined', 1, 9, 'r-9', '1.0', '10.0',
+                'user', x'');
+             INSERT INTO device_parts (machine_id, part, context, report_id, collected_at,
+                received_at, snapshot, last_delivery)
+             VALUES ('m-1', 'device', 1, 'r-5', 50, 55, x'', 40),
+                    ('m-1', 'user', 2, 'r-9', 90, 95, x'', NULL);",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), MIGRATIONS.len());
+        type Times = (String, i64, i64, Option<i64>, String, i64, i64, Option<i64>);
+        let got: Times = conn
+            .query_row(
+                "SELECT device_report_id, device_collected_at, device_received_at,
+                    device_last_delivery, user_report_id, user_collected_at, user_received_at,
+                    user_last_delivery FROM devices",
+                [],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            got,
+            ("r-5".into(), 50, 55, Some(40), "r-9".into(), 90, 95, None)
+        );
+    }
 
     #[test]
     fn migrations_are_idempotent() {

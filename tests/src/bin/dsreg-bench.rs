@@ -19,10 +19,10 @@
 //! - **storage ceiling**: plain rusqlite on the same database file, same schema, same
 //!   durability, prepared statements, in transactions of the group size the collector itself
 //!   reached in the batched run (from its `/metrics`), writing the rows the collector writes
-//!   for a heartbeat: the `reports` idempotency row and the narrow `device_parts` / `devices`
-//!   updates. A second figure writes full rows (part and device upserts with their snapshot
-//!   blobs), what every report cost before the heartbeat shortcut. Row preparation is outside
-//!   the timed section: only the SQLite work is counted.
+//!   for a heartbeat: the `reports` idempotency row and the narrow `devices` update (which
+//!   carries the part's times and id). A second figure writes full rows (part and device
+//!   upserts with their snapshot blobs), what every report cost before the heartbeat shortcut.
+//!   Row preparation is outside the timed section: only the SQLite work is counted.
 //!
 //! All load comes from the simulator's fleet (`dsreg_agent::simulate`): every report is a fresh
 //! `report_id` for an existing device with its steady-mix state (the heartbeat workload).
@@ -344,14 +344,6 @@ fn storage_ceiling(
                     spool_dropped, last_delivery, parse_warnings)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, 0, 0, NULL, 0)",
             )?;
-            let mut part_hb = conn.prepare_cached(
-                "UPDATE device_parts SET report_id = ?3, collected_at = ?4, received_at = ?5,
-                    last_delivery = NULL WHERE machine_id = ?1 AND part = ?2",
-            )?;
-            let mut dev_hb = conn.prepare_cached(
-                "UPDATE devices SET last_seen = MAX(last_seen, ?2), collected_at = ?3,
-                    last_report_id = ?4, execution_context = ?5 WHERE machine_id = ?1",
-            )?;
             for row in &rows {
                 let r = &row.report;
                 ins.execute(params![r.report_id, r.machine_id, row.hash, now])?;
@@ -361,14 +353,14 @@ fn storage_ceiling(
                     "device"
                 };
                 if heartbeat {
-                    part_hb.execute(params![
-                        r.machine_id,
-                        label,
-                        r.report_id,
-                        row.collected,
-                        now
-                    ])?;
-                    dev_hb.execute(params![
+                    conn.prepare_cached(&format!(
+                        "UPDATE devices SET last_seen = MAX(last_seen, ?2), collected_at = ?3,
+                            last_report_id = ?4, execution_context = ?5,
+                            {label}_report_id = ?4, {label}_collected_at = ?3,
+                            {label}_received_at = ?2, {label}_last_delivery = NULL
+                         WHERE machine_id = ?1"
+                    ))?
+                    .execute(params![
                         r.machine_id,
                         now,
                         row.collected,
