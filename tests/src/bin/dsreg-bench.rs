@@ -432,6 +432,43 @@ fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// The upper bound of the histogram bucket holding quantile `q` of what `name` observed
+/// between two scrapes (seconds), or `None` without observations.
+fn bucket_quantile(before: &str, after: &str, name: &str, q: f64) -> Option<f64> {
+    let buckets = |text: &str| -> Vec<(f64, f64)> {
+        let prefix = format!("{name}_bucket{{");
+        text.lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| {
+                let le = l.split("le=\"").nth(1)?.split('"').next()?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, l.rsplit(' ').next()?.parse().ok()?))
+            })
+            .collect()
+    };
+    let (b, a) = (buckets(before), buckets(after));
+    let delta: Vec<(f64, f64)> = a
+        .iter()
+        .map(|&(le, n)| {
+            let old = b.iter().find(|x| x.0 == le).map_or(0.0, |x| x.1);
+            (le, n - old)
+        })
+        .collect();
+    let total = delta.iter().map(|x| x.1).fold(0.0, f64::max);
+    if total <= 0.0 {
+        return None;
+    }
+    delta
+        .iter()
+        .filter(|x| x.1 >= q * total)
+        .map(|x| x.0)
+        .fold(None, |m: Option<f64>, le| Some(m.map_or(le, |m| m.min(le))))
+}
+
 struct Results {
     devices: u64,
     populate: Duration,
@@ -442,6 +479,11 @@ struct Results {
     group: f64,
     grpc_batched: Run,
     grpc_unary: Run,
+    /// The bare gRPC server at the offered load, unary: the latency floor of harness and
+    /// loopback.
+    grpc_p99: Run,
+    /// COMMIT (WAL write + fsync) duration p50 and p99 bucket bounds in the unary open loop.
+    commit_p50_p99: (Option<f64>, Option<f64>),
     storage_rps: f64,
     storage_full_rps: f64,
     rss: (f64, f64),
@@ -490,7 +532,14 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
     eprintln!("[{devices} devices] collector: unary");
     let unary = closed_loop(addr, &gen_, 1, UNARY_CLIENTS, opts.phase).await?;
     eprintln!("[{devices} devices] collector: p99 at {P99_RATE} reports/s");
+    let before_open = tokio::task::spawn_blocking(scrape).await??;
     let p99_unary = open_loop(addr, &gen_, 1, P99_RATE, opts.phase).await?;
+    let after_open = tokio::task::spawn_blocking(scrape).await??;
+    let commit = "dsreg_store_commit_duration_seconds";
+    let commit_p50_p99 = (
+        bucket_quantile(&before_open, &after_open, commit, 0.5),
+        bucket_quantile(&before_open, &after_open, commit, 0.99),
+    );
     let p99_batched = open_loop(addr, &gen_, BATCH, P99_RATE, opts.phase).await?;
     let rss = rss_mib();
     let _ = stop.send(());
@@ -509,6 +558,7 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
     );
     let grpc_batched = closed_loop(null_addr, &gen_, BATCH, BATCH_CLIENTS, opts.phase).await?;
     let grpc_unary = closed_loop(null_addr, &gen_, 1, UNARY_CLIENTS, opts.phase).await?;
+    let grpc_p99 = open_loop(null_addr, &gen_, 1, P99_RATE, opts.phase).await?;
     let _ = nstop.send(());
     null.await??;
 
@@ -532,6 +582,8 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         group,
         grpc_batched,
         grpc_unary,
+        grpc_p99,
+        commit_p50_p99,
         storage_rps,
         storage_full_rps,
         rss,
@@ -578,12 +630,21 @@ fn print_table(rs: &mut [Results]) {
         }
     }
     println!();
-    for r in rs.iter() {
+    for r in rs.iter_mut() {
         println!(
             "{} devices: storage ceiling writing full rows (part + device upserts, no heartbeat shortcut) {:.0} reports/s ({:.2} of it)",
             r.devices,
             r.storage_full_rps,
             r.batched.rps() / r.storage_full_rps.max(1e-9),
+        );
+        let bound = |b: Option<f64>| b.map_or("n/a".to_string(), |s| format!("<= {}", s * 1e3));
+        println!(
+            "{} devices: unary at {P99_RATE:.0} reports/s offered: the bare gRPC server answers in p50 {} / p99 {} ms (harness and loopback floor); the collector's COMMITs took p50 {} / p99 {} ms (histogram bucket bounds)",
+            r.devices,
+            ms(r.grpc_p99.lat.percentile(50.0)),
+            ms(r.grpc_p99.lat.percentile(99.0)),
+            bound(r.commit_p50_p99.0),
+            bound(r.commit_p50_p99.1),
         );
         println!(
             "{} devices: populated in {:.1}s; collector group commit {:.0} reports/commit (batched run); busy answers: batched {}, unary {}, open-loop {}/{}; RSS before collector {:.0} MiB, after its runs VmRSS {:.0} MiB, VmHWM {:.0} MiB",
@@ -644,4 +705,27 @@ async fn main() -> anyhow::Result<()> {
         last.devices,
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bucket_quantile;
+
+    #[test]
+    fn bucket_quantile_reads_the_observations_between_two_scrapes() {
+        let h = |a: u32, b: u32, inf: u32| {
+            format!(
+                "x_bucket{{le=\"0.005\"}} {a}\nx_bucket{{le=\"0.1\"}} {b}\nx_bucket{{le=\"+Inf\"}} {inf}\nx_count {inf}\n"
+            )
+        };
+        // 100 new observations: 90 under 5 ms, 9 under 100 ms, 1 above.
+        let (before, after) = (h(10, 10, 10), h(100, 109, 110));
+        assert_eq!(bucket_quantile(&before, &after, "x", 0.5), Some(0.005));
+        assert_eq!(bucket_quantile(&before, &after, "x", 0.95), Some(0.1));
+        assert_eq!(
+            bucket_quantile(&before, &after, "x", 1.0),
+            Some(f64::INFINITY)
+        );
+        assert_eq!(bucket_quantile(&after, &after, "x", 0.5), None);
+    }
 }
