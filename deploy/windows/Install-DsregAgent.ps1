@@ -19,10 +19,15 @@
       --service) as NT AUTHORITY\SYSTEM at startup, restarted if it stops. Switching modes
       removes the other mode's registration.
     - Registers "\dsreg-fleet\dsreg-agent (user)": at each logon, runs
-      `dsreg-agent send --user-context` as the signed-in user, because PRT and WAM state only
-      exist in the user's context.
-    - The spool lives in "$env:ProgramData\dsreg-agent\spool" (SYSTEM) and
-      "$env:LOCALAPPDATA\dsreg-agent\spool" (user), so reports survive days offline.
+      `dsreg-agent send --user-context --user-inbox "$env:ProgramData\dsreg-agent\user-inbox"`
+      as the signed-in user, because PRT and WAM state only exist in the user's context. The
+      user run does not contact the collector (users cannot read the token or the CA): it
+      drops its report into the inbox, and the SYSTEM agent (also given --user-inbox) checks
+      it — user context, this device's machine id, size — and delivers it with its own
+      credentials. The inbox ACL lets users create files there but not list the folder or read
+      other users' files; SYSTEM and Administrators have full control.
+    - The spool lives in "$env:ProgramData\dsreg-agent\spool" (SYSTEM), so reports survive
+      days offline; user reports join it through the inbox.
 
     Intune: package this folder (dsreg-agent.exe, agent.toml, both scripts) with
     IntuneWinAppUtil.exe, install command
@@ -71,14 +76,16 @@ $dataDir = Join-Path $env:ProgramData 'dsreg-agent'
 $exe = Join-Path $binDir 'dsreg-agent.exe'
 $config = Join-Path $dataDir 'agent.toml'
 $logFile = Join-Path $dataDir 'agent.log'
+$userInbox = Join-Path $dataDir 'user-inbox'
 $serviceName = 'dsreg-agent'
 $taskPath = '\dsreg-fleet\'
 $systemTaskName = 'dsreg-agent (SYSTEM)'
 
 # The SYSTEM agent's command line; the service adds --service. deploy_consistency.rs checks
 # these flags against `dsreg-agent run --help`.
-$runArguments = "run --config `"$config`" --log-file `"$logFile`""
-$serviceCommandLine = "`"$exe`" run --service --config `"$config`" --log-file `"$logFile`""
+$runArguments = "run --config `"$config`" --log-file `"$logFile`" --user-inbox `"$userInbox`""
+$serviceCommandLine = "`"$exe`" run --service --config `"$config`" --log-file `"$logFile`" --user-inbox `"$userInbox`""
+$userArguments = "send --user-context --user-inbox `"$userInbox`""
 
 function Invoke-Sc {
     # sc.exe reports failure through its exit code only.
@@ -109,7 +116,7 @@ function Remove-SystemTask {
 Remove-AgentService
 Remove-SystemTask
 
-New-Item -ItemType Directory -Force -Path $binDir, $dataDir, (Join-Path $dataDir 'spool') | Out-Null
+New-Item -ItemType Directory -Force -Path $binDir, $dataDir, (Join-Path $dataDir 'spool'), $userInbox | Out-Null
 Copy-Item -Force (Join-Path $Source 'dsreg-agent.exe') $exe
 
 if (-not (Test-Path $config)) {
@@ -132,7 +139,17 @@ if (-not (Test-Path $config)) {
 
 # Only SYSTEM and Administrators may read the data folder (token, spool with device state);
 # users may read the binary's folder only.
-& icacls.exe $dataDir /inheritance:r /grant:r 'SYSTEM:(OI)(CI)F' 'Administrators:(OI)(CI)F' | Out-Null
+# SIDs, not names: S-1-5-18 is SYSTEM and S-1-5-32-544 Administrators on every language of Windows.
+& icacls.exe $dataDir /inheritance:r /grant:r '*S-1-5-18:(OI)(CI)F' '*S-1-5-32-544:(OI)(CI)F' | Out-Null
+if ($LASTEXITCODE -ne 0) { throw "icacls $dataDir failed with exit code $LASTEXITCODE" }
+# The user inbox: SYSTEM and Administrators full control; BUILTIN\Users (S-1-5-32-545) may only
+# add files to the folder itself (WD = create files, no list, no read of what is there), and
+# CREATOR OWNER (S-1-3-0) gets modify on the files a user creates, so the user's own
+# `*.tmp` → `*.report` rename works. Users reach the folder through "bypass traverse
+# checking" (granted to everyone by default), not through read rights on $dataDir.
+& icacls.exe $userInbox /inheritance:r /grant:r '*S-1-5-18:(OI)(CI)F' '*S-1-5-32-544:(OI)(CI)F' `
+    '*S-1-5-32-545:(WD)' '*S-1-3-0:(OI)(IO)M' | Out-Null
+if ($LASTEXITCODE -ne 0) { throw "icacls $userInbox failed with exit code $LASTEXITCODE" }
 
 if ($Mode -eq 'Service') {
     New-Service -Name $serviceName -BinaryPathName $serviceCommandLine `
@@ -158,8 +175,7 @@ if ($Mode -eq 'Service') {
         -Action $systemAction -Trigger $systemTrigger -Principal $systemPrincipal -Settings $settings | Out-Null
 }
 
-$userAction = New-ScheduledTaskAction -Execute $exe `
-    -Argument "send --user-context --collector `"$Collector`""
+$userAction = New-ScheduledTaskAction -Execute $exe -Argument $userArguments
 $userTrigger = New-ScheduledTaskTrigger -AtLogOn
 $userPrincipal = New-ScheduledTaskPrincipal -GroupId 'S-1-5-32-545' -RunLevel Limited  # BUILTIN\Users
 $userSettings = New-ScheduledTaskSettingsSet -StartWhenAvailable -ExecutionTimeLimit (New-TimeSpan -Minutes 5)

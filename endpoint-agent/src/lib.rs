@@ -9,6 +9,8 @@
 //! - [`identity`]: machine id, host name, domain and build behind a platform seam.
 //! - [`report`]: one collection → a report envelope (diagnosed locally).
 //! - [`spool`]: the durable, bounded on-disk queue; a report leaves it only on ack.
+//! - [`inbox`]: the user-context handoff — user runs drop reports there, the SYSTEM agent
+//!   checks them and spools them, so users never hold the collector's credentials.
 //! - [`deliver`]: draining the spool to the collector; backoff with full jitter.
 //! - [`credentials`]: TLS trust, client certificate and bearer token for delivery.
 //! - [`runner`]: one cycle (collect → spool if changed → drain) and the `run` loop, with the
@@ -27,6 +29,7 @@ pub mod deliver;
 pub mod dsregcmd;
 pub mod events;
 pub mod identity;
+pub mod inbox;
 pub mod report;
 pub mod runner;
 pub mod scm;

@@ -100,7 +100,7 @@ Exit codes:
 
 Settings file (--config, TOML): collector, spool_dir, interval_minutes, heartbeat_hours,
 status_timeout_seconds, insecure, spool_max_reports, spool_max_bytes, token_file, ca_file,
-client_cert, client_key, log_file. Flags win over it.";
+client_cert, client_key, log_file, user_inbox. Flags win over it.";
 
 /// `run`'s help epilogue: the exit codes and how it runs as a Windows service.
 const RUN_HELP: &str = "\
@@ -114,12 +114,13 @@ As a Windows service the same code is the service-specific exit code (sc.exe que
 Windows service: the installer registers the service `dsreg-agent` with the command line
   dsreg-agent.exe run --service --config C:\\ProgramData\\dsreg-agent\\agent.toml
       --log-file C:\\ProgramData\\dsreg-agent\\agent.log
+      --user-inbox C:\\ProgramData\\dsreg-agent\\user-inbox
 Stop, Shutdown and Preshutdown stop the loop as Ctrl-C does; it reports StartPending, Running,
 StopPending and Stopped.
 
 Settings file (--config, TOML): collector, spool_dir, interval_minutes, heartbeat_hours,
 status_timeout_seconds, insecure, spool_max_reports, spool_max_bytes, token_file, ca_file,
-client_cert, client_key, log_file. Flags win over it.";
+client_cert, client_key, log_file, user_inbox. Flags win over it.";
 
 #[derive(Debug, Args)]
 struct RunArgs {
@@ -178,6 +179,12 @@ struct ServiceArgs {
     /// Collect in the signed-in user's context (adds PRT / WAM state; the logon task uses it).
     #[arg(long)]
     user_context: bool,
+    /// The user-context handoff directory [settings key user_inbox]. With --user-context:
+    /// write the report there for the device agent instead of delivering it (the user needs no
+    /// token or client key; exit 0 once written). Without: the SYSTEM agent takes the user
+    /// reports of this device from there before each delivery.
+    #[arg(long, value_name = "DIR")]
+    user_inbox: Option<PathBuf>,
     /// Time between collections for `run`, e.g. 60m [default: 60m].
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     interval: Option<Duration>,
@@ -213,6 +220,7 @@ impl ServiceArgs {
             client_cert: self.client_cert,
             client_key: self.client_key,
             log_file: None,
+            user_inbox: self.user_inbox,
         }
     }
 }
@@ -321,6 +329,13 @@ fn service(command: Command) -> ExitCode {
                     println!(
                         "delivered to {}: {accepted} accepted, {duplicates} already stored, {rejected} rejected",
                         resolved.delivery.collector
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(SendOutcome::HandedOff { path }) => {
+                    println!(
+                        "handed to the device agent: {} (the SYSTEM agent delivers it at its next cycle)",
+                        path.display()
                     );
                     ExitCode::SUCCESS
                 }

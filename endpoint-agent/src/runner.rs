@@ -1,8 +1,8 @@
 //! The service loop behind `dsreg-agent run`, and the one-shot cycle behind `send`.
 //!
 //! One cycle: collect (`dsregcmd /status` + registration events since the bookmark) → build the
-//! report → spool it if the state changed or a heartbeat is due → drain the spool to the
-//! collector. The loop runs a cycle at start, then every interval with ±jitter; between
+//! report → spool it if the state changed or a heartbeat is due → take the user reports handed
+//! in through the inbox ([`crate::inbox`]) → drain the spool to the collector. The loop runs a cycle at start, then every interval with ±jitter; between
 //! cycles, a failed delivery is retried on an exponential backoff with full jitter (honouring
 //! the collector's retry hint), never more often than the backoff allows.
 //!
@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 
 use crate::deliver::{self, DeliveryConfig, DeliveryError, DeliveryOutcome};
 use crate::identity::Identity;
+use crate::inbox::{self, InboxConfig, Ingested};
 use crate::report::{self, Capture};
 use crate::spool::{Spool, SpoolError};
 
@@ -243,6 +244,8 @@ pub struct CycleConfig {
     pub heartbeat: Duration,
     /// Queue every collection, changed or not (`send` does).
     pub always_queue: bool,
+    /// SYSTEM agent: the user-context handoff directory to ingest before each delivery.
+    pub user_inbox: Option<InboxConfig>,
 }
 
 /// What one cycle did.
@@ -256,6 +259,8 @@ pub struct CycleOutcome {
     pub spool_depth: usize,
     /// Reports dropped by overflow in this cycle.
     pub dropped: usize,
+    /// What the user inbox gave this cycle.
+    pub ingested: Ingested,
 }
 
 /// Why a cycle could not even queue or deliver.
@@ -335,12 +340,31 @@ pub async fn cycle(
             tracing::warn!(error = %e, "could not save agent state; the next cycle may resend");
         }
     }
+    let mut ingested = Ingested::default();
+    if let Some(inbox_cfg) = &cfg.user_inbox {
+        // A broken inbox must not stop the device's own reports: log and deliver anyway.
+        match inbox::ingest(inbox_cfg, spool, &cfg.identity.machine_id) {
+            Ok(i) => {
+                if i.accepted + i.rejected > 0 {
+                    tracing::info!(
+                        accepted = i.accepted,
+                        rejected = i.rejected,
+                        left = i.left,
+                        "user inbox ingested"
+                    );
+                }
+                ingested = i;
+            }
+            Err(e) => tracing::warn!(error = %e, "user inbox not ingested this cycle"),
+        }
+    }
     let delivery = deliver_spool(spool, delivery).await;
     Ok(CycleOutcome {
         queued,
         delivery,
         spool_depth: spool.len(),
         dropped,
+        ingested,
     })
 }
 
@@ -571,6 +595,7 @@ mod tests {
                 context: ExecutionContext::System,
                 heartbeat: Duration::from_secs(6 * 3600),
                 always_queue: false,
+                user_inbox: None,
             },
             interval: Duration::from_secs(interval_s),
             jitter: 0.0,

@@ -4,6 +4,10 @@
 //! newcomers feeding a collector). Its report is spooled before delivery, so a collector that
 //! cannot be reached leaves it queued (exit code 3) for the next `send` or `run`, which
 //! deliver the spool first, oldest first, each report once.
+//!
+//! With `--user-inbox DIR`, a `--user-context` send does not deliver at all: it hands its report
+//! to the SYSTEM agent through that directory ([`crate::inbox`]), and a SYSTEM `send` or `run`
+//! ingests the directory before each delivery.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,6 +19,7 @@ use time::OffsetDateTime;
 use crate::credentials::CredentialFiles;
 use crate::deliver::{DeliveryConfig, DeliveryError};
 use crate::identity;
+use crate::inbox::{self, InboxConfig, InboxError};
 use crate::runner::{
     self, CommandSource, CycleConfig, CycleError, FileSource, RunConfig, Source, SourceError,
 };
@@ -59,6 +64,9 @@ pub struct Request {
     pub client_key: Option<PathBuf>,
     /// `run`: append log lines to this file instead of standard error.
     pub log_file: Option<PathBuf>,
+    /// The user-context handoff directory: written by a `--user-context` send, ingested by the
+    /// SYSTEM agent.
+    pub user_inbox: Option<PathBuf>,
 }
 
 /// Why `send` or `run` could not do its job.
@@ -87,13 +95,22 @@ pub enum ServiceError {
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    /// The user inbox could not be written.
+    #[error(transparent)]
+    Inbox(#[from] InboxError),
+    /// `run --user-context --user-inbox`: a handoff is one report, from `send`.
+    #[error(
+        "--user-inbox with --user-context hands one report to the device agent: use `send`, \
+         not `run`"
+    )]
+    InboxWithRun,
 }
 
 impl ServiceError {
     /// The exit code: 2 for bad input or settings, 1 for local faults.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ServiceError::Spool(_) | ServiceError::Runtime(_) => 1,
+            ServiceError::Spool(_) | ServiceError::Runtime(_) | ServiceError::Inbox(_) => 1,
             _ => 2,
         }
     }
@@ -125,6 +142,9 @@ pub struct Resolved {
     pub status_timeout: Duration,
     /// `run`: the log file (standard error when `None`).
     pub log_file: Option<PathBuf>,
+    /// User context: hand the report to the device agent through this directory instead of
+    /// delivering it. (In SYSTEM context the inbox is in `run.cycle.user_inbox`.)
+    pub hand_off_to: Option<PathBuf>,
 }
 
 impl Request {
@@ -185,6 +205,7 @@ impl Request {
             .heartbeat
             .or(file.heartbeat_hours.map(|h| Duration::from_secs(h * 3600)))
             .unwrap_or(Duration::from_secs(6 * 3600));
+        let user_inbox = self.user_inbox.clone().or(file.user_inbox);
         let status_timeout = self
             .status_timeout
             .or(file.status_timeout_seconds.map(Duration::from_secs))
@@ -202,6 +223,10 @@ impl Request {
                     },
                     heartbeat,
                     always_queue: false,
+                    user_inbox: user_inbox
+                        .clone()
+                        .filter(|_| !self.user_context)
+                        .map(InboxConfig::new),
                 },
                 interval,
                 jitter: 0.1,
@@ -212,6 +237,7 @@ impl Request {
             events_file: self.events_file.clone(),
             status_timeout,
             log_file: self.log_file.clone().or(file.log_file),
+            hand_off_to: user_inbox.filter(|_| self.user_context),
         })
     }
 }
@@ -247,6 +273,11 @@ pub enum SendOutcome {
         /// Refused for good (set aside in the spool's `rejected/`).
         rejected: usize,
     },
+    /// User context with `--user-inbox`: the report waits for the device agent in this file.
+    HandedOff {
+        /// The file written.
+        path: PathBuf,
+    },
     /// The report is safe in the spool; the collector did not take it (yet).
     Queued {
         /// Reports waiting.
@@ -258,8 +289,11 @@ pub enum SendOutcome {
     },
 }
 
-/// One collection and delivery.
+/// One collection and delivery (or, in user context with an inbox, one handoff).
 pub async fn send(r: &Resolved) -> Result<SendOutcome, ServiceError> {
+    if let Some(dir) = &r.hand_off_to {
+        return hand_off(r, dir).await;
+    }
     let mut spool = Spool::open(r.spool.clone())?;
     let mut cycle = r.run.cycle.clone();
     cycle.always_queue = true;
@@ -281,8 +315,31 @@ pub async fn send(r: &Resolved) -> Result<SendOutcome, ServiceError> {
     })
 }
 
+/// Collects in the user's context and writes the report into the inbox `dir`, for the SYSTEM
+/// agent to deliver. No spool, no collector, no credentials; no events either (the SYSTEM
+/// agent reads the event log itself, and the inbox refuses reports that carry them).
+async fn hand_off(r: &Resolved, dir: &std::path::Path) -> Result<SendOutcome, ServiceError> {
+    let mut src = source(r)?;
+    let status = src.status().await?;
+    let report = crate::report::build(
+        crate::report::Capture {
+            status: &status,
+            events: &[],
+        },
+        &r.run.cycle.identity,
+        r.run.cycle.context,
+        OffsetDateTime::now_utc(),
+        dsreg_proto::v1::AgentHealth::default(),
+    );
+    let path = inbox::hand_off(dir, &report)?;
+    Ok(SendOutcome::HandedOff { path })
+}
+
 /// The service loop until `shutdown`.
 pub async fn run(r: &Resolved, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
+    if r.hand_off_to.is_some() {
+        return Err(ServiceError::InboxWithRun);
+    }
     let mut spool = Spool::open(r.spool.clone())?;
     tracing::info!(
         collector = %r.delivery.collector,

@@ -13,6 +13,7 @@
 //! | `client_cert` | `--client-cert FILE` | none: no client certificate (mTLS off) |
 //! | `client_key` | `--client-key FILE` | none |
 //! | `log_file` | `--log-file FILE` (`run`) | none: standard error |
+//! | `user_inbox` | `--user-inbox DIR` | none: no handoff (see [`crate::inbox`]) |
 //! | `spool_max_reports` | — | 1000 |
 //! | `spool_max_bytes` | — | 16 MiB |
 //!
@@ -54,6 +55,8 @@ pub struct FileSettings {
     pub client_key: Option<PathBuf>,
     /// `run`: append log lines here instead of standard error (a service has no console).
     pub log_file: Option<PathBuf>,
+    /// The user-context handoff directory (written by user runs, ingested by SYSTEM).
+    pub user_inbox: Option<PathBuf>,
 }
 
 /// Why settings could not be loaded.

@@ -89,6 +89,7 @@ pub struct SpoolState {
 struct Entry {
     seq: u64,
     bytes: u64,
+    report_id: String,
     machine_id: String,
     /// Join type plus failure phase/cause/code: two reports with the same key say the same thing.
     state_key: String,
@@ -174,6 +175,7 @@ impl Spool {
                     self.entries.push(Entry {
                         seq,
                         bytes: bytes.len() as u64,
+                        report_id: r.report_id,
                         machine_id: r.machine_id,
                         state_key,
                         failing,
@@ -206,6 +208,11 @@ impl Spool {
         self.entries.iter().map(|e| e.bytes).sum()
     }
 
+    /// True when a report with this `report_id` waits in the spool.
+    pub fn contains(&self, report_id: &str) -> bool {
+        self.entries.iter().any(|e| e.report_id == report_id)
+    }
+
     /// The persistent counters.
     pub fn state(&self) -> &SpoolState {
         &self.state
@@ -230,6 +237,7 @@ impl Spool {
         self.entries.push(Entry {
             seq,
             bytes: bytes.len() as u64,
+            report_id: report.report_id.clone(),
             machine_id: report.machine_id.clone(),
             state_key,
             failing,

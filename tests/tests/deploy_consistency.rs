@@ -461,10 +461,15 @@ fn windows_installer_runs_the_agent_with_its_real_flags() {
 
     let service = ps_assignment(&script, "serviceCommandLine");
     let task = ps_assignment(&script, "runArguments");
-    let user = script
-        .lines()
-        .find(|l| l.contains("send --user-context"))
-        .expect("the logon task runs send --user-context");
+    let user = ps_assignment(&script, "userArguments");
+    assert!(
+        user.contains("\"send --user-context "),
+        "the logon task runs `send --user-context`: {user}"
+    );
+    assert!(
+        script.contains("New-ScheduledTaskAction -Execute $exe -Argument $userArguments"),
+        "the logon task uses $userArguments"
+    );
     assert!(
         service.contains("\" run --service "),
         "the service runs `run --service`: {service}"
@@ -487,10 +492,28 @@ fn windows_installer_runs_the_agent_with_its_real_flags() {
             );
         }
     }
-    for flag in ["--config", "--log-file"] {
+    for flag in ["--config", "--log-file", "--user-inbox"] {
         assert!(cli_flags(service).iter().any(|f| f == flag), "{service}");
         assert!(cli_flags(task).iter().any(|f| f == flag), "{task}");
     }
+    // The user run hands its report to the SYSTEM agent through the same inbox, and carries no
+    // collector credentials (users cannot read them).
+    assert!(
+        service.contains("--user-inbox `\"$userInbox`\"")
+            && task.contains("--user-inbox `\"$userInbox`\"")
+            && user.contains("--user-inbox `\"$userInbox`\""),
+        "one inbox for both sides"
+    );
+    for secret in ["--token-file", "--client-key", "--config", "--collector"] {
+        assert!(
+            !user.contains(secret),
+            "the logon task passes no {secret}: {user}"
+        );
+    }
+    assert!(
+        script.contains("'*S-1-5-32-545:(WD)'"),
+        "users may only add files to the inbox"
+    );
 
     // The service name is the one the agent connects to the service control manager as, and
     // the uninstaller stops and deletes it (and the tasks).
