@@ -8,8 +8,13 @@
 //!
 //! Plain HTTP is allowed only to a loopback collector unless the caller says `insecure`.
 //! `https://` uses the TLS files of [`CredentialFiles`]; the bearer token goes on every call.
-//! A certificate the agent does not trust and a token the collector refuses get their own
-//! errors ([`DeliveryError::Untrusted`], [`DeliveryError::TokenRefused`]) naming the flag to fix.
+//! A certificate the agent does not trust, a token the collector refuses and a client
+//! certificate the collector requires (mTLS) but did not get or did not accept get their own
+//! errors ([`DeliveryError::Untrusted`], [`DeliveryError::TokenRefused`],
+//! [`DeliveryError::ClientCertificate`]) naming the flag to fix. With TLS 1.3 the collector
+//! checks the client certificate after the handshake looks complete to the client, so its
+//! refusal (a `certificate_required` or certificate alert) surfaces on the first call, inside
+//! the transport error's source chain, not at connect; both places are examined.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -91,6 +96,19 @@ pub enum DeliveryError {
     Untrusted {
         /// The collector URL.
         url: String,
+        /// What the TLS library said.
+        reason: String,
+    },
+    /// The collector requires a client certificate (mTLS) and got none, or refused the one
+    /// presented. The reports stay spooled: this is a settings problem that may be fixed.
+    #[error("{problem}: {hint} (collector {url}: {reason})")]
+    ClientCertificate {
+        /// The collector URL.
+        url: String,
+        /// What happened, in words.
+        problem: &'static str,
+        /// What to do.
+        hint: &'static str,
         /// What the TLS library said.
         reason: String,
     },
@@ -176,7 +194,9 @@ pub async fn connect(cfg: &DeliveryConfig) -> Result<Client, DeliveryError> {
     let authorize = cfg.credentials.authorize()?;
     let channel = endpoint(cfg)?.connect().await.map_err(|e| {
         let reason = error_chain(&e);
-        if reason.contains("invalid peer certificate") {
+        if let Some(e) = client_certificate_error(cfg, &reason) {
+            e
+        } else if reason.contains("invalid peer certificate") {
             DeliveryError::Untrusted {
                 url: cfg.collector.clone(),
                 reason,
@@ -202,9 +222,92 @@ fn token_hint(sent: bool) -> &'static str {
     }
 }
 
+/// What to do when the collector requires a client certificate and none is configured.
+const NEED_CERT_HINT: &str =
+    "pass --client-cert and --client-key (or client_cert/client_key in the config)";
+
+/// A [`DeliveryError::ClientCertificate`] when `reason` (an error chain) is the collector's TLS
+/// alert about the client certificate.
+fn client_certificate_error(cfg: &DeliveryConfig, reason: &str) -> Option<DeliveryError> {
+    // rustls renders alerts as "received fatal alert: <AlertDescription>".
+    let alert = reason.split("received fatal alert: ").nth(1)?;
+    let has_cert = cfg.credentials.client_cert.is_some();
+    let (problem, hint) = if alert.starts_with("CertificateRequired")
+        || (!has_cert && alert.starts_with("HandshakeFailure"))
+    {
+        (
+            "the collector requires a client certificate",
+            NEED_CERT_HINT,
+        )
+    } else if has_cert
+        && [
+            "BadCertificate",
+            "UnknownCA",
+            "CertificateUnknown",
+            "AccessDenied",
+        ]
+        .iter()
+        .any(|a| alert.starts_with(a))
+    {
+        (
+            "the collector refused the client certificate",
+            "use a certificate and key (--client-cert/--client-key, or client_cert/client_key in \
+             the config) issued by the CA the collector trusts for clients (its --tls-client-ca)",
+        )
+    } else {
+        return None;
+    };
+    Some(DeliveryError::ClientCertificate {
+        url: cfg.collector.clone(),
+        problem,
+        hint,
+        reason: reason.to_string(),
+    })
+}
+
+/// After a call failed at the transport over https without a client certificate: asks the
+/// collector, with one diagnostic handshake, whether it requires one (see [`crate::tlsprobe`]).
+async fn probe_client_certificate(
+    cfg: &DeliveryConfig,
+    status: &tonic::Status,
+    reason: &str,
+) -> Option<DeliveryError> {
+    let transport = matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+    );
+    if !transport || cfg.credentials.client_cert.is_some() || !cfg.collector.starts_with("https://")
+    {
+        return None;
+    }
+    let asked =
+        crate::tlsprobe::requests_client_certificate(&cfg.collector, cfg.connect_timeout).await;
+    (asked == Some(true)).then(|| DeliveryError::ClientCertificate {
+        url: cfg.collector.clone(),
+        problem: "the collector requires a client certificate",
+        hint: NEED_CERT_HINT,
+        reason: format!(
+            "{reason}; it asked for a client certificate during the TLS handshake and closed the \
+             connection without one"
+        ),
+    })
+}
+
+/// A gRPC status's message followed by its transport error's source chain (where a TLS alert
+/// received after the handshake ends up; the message alone says only "transport error").
+fn status_chain(status: &tonic::Status) -> String {
+    let mut s = status.message().to_string();
+    append_sources(&mut s, std::error::Error::source(status));
+    s
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
-    let mut cur = e.source();
+    append_sources(&mut s, e.source());
+    s
+}
+
+fn append_sources(s: &mut String, mut cur: Option<&(dyn std::error::Error + 'static)>) {
     while let Some(c) = cur {
         let part = c.to_string();
         // hyper and tonic repeat their source's text in their own; keep each phrase once.
@@ -214,7 +317,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         }
         cur = c.source();
     }
-    s
 }
 
 /// The collector's retry hint (`retry-after-ms` metadata), if any.
@@ -244,6 +346,13 @@ pub async fn drain(
         let ack = match client.report(ReportBatch { reports }).await {
             Ok(resp) => resp.into_inner(),
             Err(status) => {
+                let reason = status_chain(&status);
+                if let Some(e) = client_certificate_error(cfg, &reason) {
+                    return Err(e);
+                }
+                if let Some(e) = probe_client_certificate(cfg, &status, &reason).await {
+                    return Err(e);
+                }
                 return Err(match status.code() {
                     tonic::Code::Unavailable
                     | tonic::Code::ResourceExhausted
@@ -251,7 +360,7 @@ pub async fn drain(
                     | tonic::Code::Unknown
                     | tonic::Code::Cancelled => DeliveryError::Unreachable {
                         url: cfg.collector.clone(),
-                        reason: status.message().to_string(),
+                        reason: status_chain(&status),
                         retry_after: retry_hint(&status),
                     },
                     code @ (tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => {
@@ -356,6 +465,39 @@ mod tests {
             err.contains("--ca-file") && err.contains("https://"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn client_certificate_alerts_name_the_flags() {
+        let mut cfg = DeliveryConfig::new("https://127.0.0.1:50051");
+        let alert = |a: &str| format!("transport error: tls: received fatal alert: {a}");
+        let e = client_certificate_error(&cfg, &alert("CertificateRequired"))
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "the collector requires a client certificate: pass --client-cert and \
+                 --client-key (or client_cert/client_key in the config)"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("https://127.0.0.1:50051"), "{e}");
+        // TLS 1.2 servers answer a missing certificate with a handshake failure.
+        assert!(client_certificate_error(&cfg, &alert("HandshakeFailure")).is_some());
+        assert!(client_certificate_error(&cfg, &alert("BadCertificate")).is_none());
+        assert!(client_certificate_error(&cfg, "connection refused").is_none());
+
+        cfg.credentials.client_cert = Some("c.pem".into());
+        cfg.credentials.client_key = Some("c.key".into());
+        let e = client_certificate_error(&cfg, &alert("UnknownCA"))
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with("the collector refused the client certificate")
+                && e.contains("--tls-client-ca"),
+            "{e}"
+        );
+        assert!(client_certificate_error(&cfg, &alert("HandshakeFailure")).is_none());
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //!   checks them and spools them, so users never hold the collector's credentials.
 //! - [`deliver`]: draining the spool to the collector; backoff with full jitter.
 //! - [`credentials`]: TLS trust, client certificate and bearer token for delivery.
+//! - [`tlsprobe`]: after a failed https delivery without a client certificate, one diagnostic
+//!   handshake to learn whether the collector requires one (TLS 1.3 hides it).
 //! - [`runner`]: one cycle (collect → spool if changed → drain) and the `run` loop, with the
 //!   Windows commands behind a `Source` seam.
 //! - [`settings`]: the agent's TOML settings and durations.
@@ -37,3 +39,4 @@ pub mod service;
 pub mod settings;
 pub mod simulate;
 pub mod spool;
+pub mod tlsprobe;

@@ -326,6 +326,19 @@ fn mtls_requires_a_client_certificate_from_the_ca() {
         "no client cert: {}",
         output_text(&out)
     );
+    // Not just "unreachable": the message says a client certificate is required and names
+    // the flags (and settings keys) that provide one.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("requires a client certificate")
+            && err.contains("--client-cert")
+            && err.contains("--client-key")
+            && err.contains("client_cert")
+            && !err.contains("unreachable"),
+        "no client cert: {}",
+        output_text(&out)
+    );
+    assert_eq!(spooled_reports(&spool), 1, "the report stays in the spool");
     let out = send(
         &grpc,
         &spool,
