@@ -31,8 +31,9 @@ use crate::fleet::{DeviceFacts, FailureFacts};
 /// A periodic history sample is written at most this often when nothing changes.
 pub const SAMPLE_EVERY_MS: i64 = 24 * 3600 * 1000;
 
-/// The time of a device's newest history row.
-pub(super) const LAST_SAMPLE: &str = "SELECT MAX(at) FROM history WHERE machine_id = ?1";
+/// The time of a device's newest history row (one index seek; `MAX(at)` visited every row).
+pub(super) const LAST_SAMPLE: &str =
+    "SELECT at FROM history WHERE machine_id = ?1 ORDER BY id DESC LIMIT 1";
 
 /// A fleet update to apply after COMMIT.
 #[derive(Debug)]
@@ -43,6 +44,25 @@ pub struct FleetUpdate {
     pub facts: Option<DeviceFacts>,
     /// Receive time.
     pub last_seen: i64,
+}
+
+/// The read of [`Stored`] for a report of `part`.
+pub(super) fn stored_sql(part: Part) -> String {
+    format!(
+        "SELECT {}, failing_since, {p}_collected_at, {p}_state_hash
+         FROM devices WHERE machine_id = ?1",
+        super::FACT_COLUMNS,
+        p = part.label()
+    )
+}
+
+/// What a report's apply reads of its device row.
+struct Stored {
+    facts: DeviceFacts,
+    failing_since: Option<i64>,
+    /// The report's part: its latest collection time and state hash.
+    collected_at: Option<i64>,
+    state_hash: Option<i64>,
 }
 
 /// The outcome of one report.
@@ -60,33 +80,44 @@ pub struct Applied {
 /// (`EventRecord.data`) are hashed in key order because prost encodes a `HashMap` in
 /// iteration order.
 pub fn content_hash(r: &Report) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
+    let mut h = Fnv::new();
+    let mut head = r.clone();
+    head.events.clear();
+    head.agent = None;
+    h.feed(&head.encode_to_vec());
+    for e in &r.events {
+        let mut e2 = e.clone();
+        e2.data.clear();
+        h.feed(&e2.encode_to_vec());
+        let mut data: Vec<_> = e.data.iter().collect();
+        data.sort();
+        for (k, v) in data {
+            h.feed(k.as_bytes());
+            h.feed(v.as_bytes());
+        }
+    }
+    h.0
+}
+
+/// FNV-1a 64 over length-suffixed fields (so `("ab", "c")` and `("a", "bc")` differ). The
+/// stored content hashes depend on it: do not change it.
+pub(super) struct Fnv(pub(super) u64);
+
+impl Fnv {
+    pub(super) fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    pub(super) fn feed(&mut self, bytes: &[u8]) {
         for b in bytes
             .iter()
             .copied()
             .chain((bytes.len() as u64).to_le_bytes())
         {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    let mut head = r.clone();
-    head.events.clear();
-    head.agent = None;
-    feed(&head.encode_to_vec());
-    for e in &r.events {
-        let mut e2 = e.clone();
-        e2.data.clear();
-        feed(&e2.encode_to_vec());
-        let mut data: Vec<_> = e.data.iter().collect();
-        data.sort();
-        for (k, v) in data {
-            feed(k.as_bytes());
-            feed(v.as_bytes());
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
-    h
 }
 
 fn result(r: &Report, status: ReportStatus, message: String) -> ReportResult {
@@ -210,37 +241,37 @@ pub fn report(
     let context = ExecutionContext::try_from(r.execution_context).unwrap_or_default();
     let part = Part::of(context);
     let collected = r.collected_at.as_ref().map(ts_ms);
-    let own = r.snapshot.clone().unwrap_or_default();
+    let empty = Snapshot::default();
+    let own = r.snapshot.as_ref().unwrap_or(&empty);
+    let state = super::heartbeat::state_hash(r, context, own);
 
-    // A report older than the stored part of its own context (a spool replay) changes nothing
-    // but `last_seen`; the other part does not matter for that. The part's latest collection
-    // time is on the device row (heartbeats write only that row).
-    let stored: Option<Option<i64>> = conn
-        .prepare_cached(&format!(
-            "SELECT {}_collected_at FROM devices WHERE machine_id = ?1",
-            part.label()
-        ))?
-        .query_row([&r.machine_id], |row| row.get(0))
-        .optional()?;
-    let newer = match (stored, collected) {
-        (Some(Some(prev)), Some(c)) => c >= prev,
-        _ => true,
-    };
-    let old: Option<(DeviceFacts, Option<i64>)> = conn
-        .prepare_cached(&format!(
-            "SELECT {}, failing_since FROM devices WHERE machine_id = ?1",
-            super::FACT_COLUMNS
-        ))?
+    // One read of the device row: its facts, and this part's latest collection time and
+    // state hash (heartbeats write only that row, see the schema's step 3).
+    let stored: Option<Stored> = conn
+        .prepare_cached(&stored_sql(part))?
         .query_row([&r.machine_id], |row| {
-            Ok((super::facts_from_row(row, 0)?, row.get(9)?))
+            Ok(Stored {
+                facts: super::facts_from_row(row, 0)?,
+                failing_since: row.get(9)?,
+                collected_at: row.get(10)?,
+                state_hash: row.get(11)?,
+            })
         })
         .optional()?;
+    // A report older than the stored part of its own context (a spool replay) changes nothing
+    // but `last_seen`; the other part does not matter for that.
+    let newer = match (stored.as_ref().and_then(|s| s.collected_at), collected) {
+        (Some(prev), Some(c)) => c >= prev,
+        _ => true,
+    };
     // An unchanged heartbeat refreshes times and ids only (see `super::heartbeat`).
     if newer
-        && let Some((o, _)) = &old
-        && super::heartbeat::narrow(conn, r, part, context, collected, &own, now)?
+        && let Some(s) = &stored
+        && state.is_some()
+        && s.state_hash == state
     {
-        history(conn, r, o, false, now, history_per_device)?;
+        super::heartbeat::narrow(conn, r, part, context, collected, now)?;
+        history(conn, r, &s.facts, false, now, history_per_device)?;
         return Ok(Applied {
             result: result(r, ReportStatus::Accepted, String::new()),
             fleet: Some(FleetUpdate {
@@ -248,14 +279,15 @@ pub fn report(
                 facts: None,
                 last_seen: now,
             }),
-            new_attempts: super::attempts::record(conn, r, &own, now)?,
+            new_attempts: super::attempts::record(conn, r, own, now)?,
         });
     }
+    let old = stored.map(|s| (s.facts, s.failing_since));
     let mut snapshot = Snapshot::default();
     let mut new = DeviceFacts::default();
     let mut agent = AgentRow::default();
     if newer {
-        upsert_part(conn, r, part, context, collected, &own, now)?;
+        upsert_part(conn, r, part, context, collected, own, state, now)?;
         let view = merge::view(&merge::parts(conn, &r.machine_id)?);
         new = facts(&view.snapshot, view.context);
         new.agent_version = view.agent.version.clone();
@@ -279,6 +311,7 @@ pub fn report(
             context,
             collected,
             failing_since,
+            state,
             now,
         )?;
         conn.prepare_cached(
@@ -315,7 +348,7 @@ pub fn report(
             last_seen: now,
         })
     };
-    let new_attempts = super::attempts::record(conn, r, &own, now)?;
+    let new_attempts = super::attempts::record(conn, r, own, now)?;
     Ok(Applied {
         result: result(r, ReportStatus::Accepted, String::new()),
         fleet,
@@ -324,6 +357,7 @@ pub fn report(
 }
 
 /// Stores the report's snapshot, events and agent health as the latest of its part.
+#[allow(clippy::too_many_arguments)]
 fn upsert_part(
     conn: &Connection,
     r: &Report,
@@ -331,6 +365,7 @@ fn upsert_part(
     context: ExecutionContext,
     collected: Option<i64>,
     own: &Snapshot,
+    state: Option<i64>,
     now: i64,
 ) -> rusqlite::Result<()> {
     let events = (!r.events.is_empty()).then(|| {
@@ -366,7 +401,7 @@ fn upsert_part(
     // 3); a new device gets them with its INSERT in `upsert_device`.
     conn.prepare_cached(&format!(
         "UPDATE devices SET {p}_report_id = ?2, {p}_collected_at = ?3, {p}_received_at = ?4,
-            {p}_last_delivery = ?5
+            {p}_last_delivery = ?5, {p}_state_hash = ?6
          WHERE machine_id = ?1",
         p = part.label()
     ))?
@@ -376,6 +411,7 @@ fn upsert_part(
         collected,
         now,
         health.last_delivery.as_ref().map(ts_ms),
+        state,
     ])?;
     Ok(())
 }
@@ -389,6 +425,7 @@ fn upsert_device(
     context: ExecutionContext,
     collected: Option<i64>,
     failing_since: Option<i64>,
+    state: Option<i64>,
     now: i64,
 ) -> rusqlite::Result<()> {
     let hostname = snapshot.hostname_or(&r.hostname);
@@ -406,9 +443,10 @@ fn upsert_device(
             failure_phase, failure_cause, failure_code, failure_symbol, failing_since,
             failing_tests, without_prt, first_seen, last_seen, collected_at, last_report_id,
             agent_version, os_build, execution_context, snapshot,
-            {part}_report_id, {part}_collected_at, {part}_received_at, {part}_last_delivery)
+            {part}_report_id, {part}_collected_at, {part}_received_at, {part}_last_delivery,
+            {part}_state_hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-            ?15, ?14, ?13, ?20)
+            ?15, ?14, ?13, ?20, ?21)
          ON CONFLICT(machine_id) DO UPDATE SET
             hostname = excluded.hostname, ad_domain = excluded.ad_domain,
             entra_device_id = excluded.entra_device_id, join_type = excluded.join_type,
@@ -439,6 +477,7 @@ fn upsert_device(
             context.label(),
             snapshot.encode_to_vec(),
             last_delivery,
+            state,
         ],
     )?;
     Ok(())

@@ -8,17 +8,20 @@
 //! row (the part's own times and id included, schema step 3): no indexed column changes and the
 //! `device_parts` row is not written, so a heartbeat dirties one page.
 //!
-//! "Unchanged" is strict: the stored part has the same context, the same snapshot bytes, no
-//! events (and the report brings none), the same agent version and spool/parse health (only
-//! `last_delivery` may move), and the device row has the same hostname, AD domain and OS build.
+//! "Unchanged" is strict: the report repeats its part's last full write — the same context,
+//! snapshot bytes, agent version and spool/parse health (only `last_delivery` may move),
+//! hostname, AD domain and OS build — and neither brought events. [`state_hash`] digests those
+//! fields; the full write stores it on the device row with the part's times (schema step 3),
+//! so recognising a heartbeat reads only the device row, not the part row and its blob.
 //! The merged view is a pure function of the two parts, and the other part did not change
 //! since the last merge (every write of a part re-merges), so the stored view, facts and
 //! failure are exactly what a full apply would compute.
 
 use dsreg_proto::{ExecutionContext, Report, Snapshot};
 use prost::Message;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
+use super::apply::Fnv;
 use super::merge::Part;
 
 fn ts_ms(t: &prost_types::Timestamp) -> i64 {
@@ -27,57 +30,39 @@ fn ts_ms(t: &prost_types::Timestamp) -> i64 {
         .saturating_add(i64::from(t.nanos / 1_000_000))
 }
 
-/// Whether a report's identity fields and agent health equal the stored part, and that part's
-/// snapshot blob (compared in Rust).
-pub(super) const SAME_AS_STORED: &str = "SELECT p.context = ?3 AND p.events IS NULL
-        AND p.agent_version = ?4 AND p.spool_depth = ?5 AND p.spool_dropped = ?6
-        AND p.parse_warnings = ?7 AND d.hostname = ?8 AND d.ad_domain = ?9
-        AND d.os_build = ?10,
-        p.snapshot
-     FROM device_parts p JOIN devices d ON d.machine_id = p.machine_id
-     WHERE p.machine_id = ?1 AND p.part = ?2";
+/// The state hash of a report's part: what must not change for a report to count as an
+/// unchanged heartbeat of the part's last full write. `None` when the report cannot be one
+/// (it brings events, or lacks hostname or AD domain); a part stored from such a report has
+/// no hash, so the next report of that part takes the full path.
+pub(super) fn state_hash(r: &Report, context: ExecutionContext, own: &Snapshot) -> Option<i64> {
+    if !r.events.is_empty() || r.hostname.is_empty() || r.ad_domain.is_empty() {
+        return None;
+    }
+    let health = r.agent.unwrap_or_default();
+    let mut h = Fnv::new();
+    h.feed(&(context as i32).to_le_bytes());
+    h.feed(&own.encode_to_vec());
+    h.feed(r.agent_version.as_bytes());
+    h.feed(&health.spool_depth.to_le_bytes());
+    h.feed(&health.spool_dropped.to_le_bytes());
+    h.feed(&health.parse_warnings.to_le_bytes());
+    h.feed(r.hostname.as_bytes());
+    h.feed(r.ad_domain.as_bytes());
+    h.feed(r.os_build.as_bytes());
+    Some(h.0 as i64)
+}
 
-/// If `r` repeats the stored part of its device unchanged, refreshes only its times and ids
-/// and returns true; otherwise writes nothing and returns false.
+/// Refreshes only the times and ids of an unchanged heartbeat (the caller compared
+/// [`state_hash`] with the stored one), on the device row.
 pub(crate) fn narrow(
     conn: &Connection,
     r: &Report,
     part: Part,
     context: ExecutionContext,
     collected: Option<i64>,
-    own: &Snapshot,
     now: i64,
-) -> rusqlite::Result<bool> {
-    if !r.events.is_empty() || r.hostname.is_empty() || r.ad_domain.is_empty() {
-        return Ok(false);
-    }
+) -> rusqlite::Result<()> {
     let health = r.agent.unwrap_or_default();
-    let same: Option<bool> = conn
-        .prepare_cached(SAME_AS_STORED)?
-        .query_row(
-            params![
-                r.machine_id,
-                part.label(),
-                context as i32,
-                r.agent_version,
-                i64::from(health.spool_depth),
-                i64::try_from(health.spool_dropped).unwrap_or(i64::MAX),
-                i64::from(health.parse_warnings),
-                r.hostname,
-                r.ad_domain,
-                r.os_build,
-            ],
-            |row| {
-                let fields: bool = row.get(0)?;
-                // Compare the blob in place, without copying it out of SQLite.
-                let blob = row.get_ref(1)?.as_blob()?;
-                Ok(fields && blob == own.encode_to_vec().as_slice())
-            },
-        )
-        .optional()?;
-    if same != Some(true) {
-        return Ok(false);
-    }
     let last_delivery = health.last_delivery.as_ref().map(ts_ms);
     // The device view shows the agent health of the device part while there is one.
     conn.prepare_cached(&format!(
@@ -99,7 +84,7 @@ pub(crate) fn narrow(
         part.label(),
         last_delivery
     ])?;
-    Ok(true)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -194,5 +179,58 @@ mod tests {
         let changed = apply::report(&conn, &report("r-3", 3000, 0x801c0021), 3_000_000, 5).unwrap();
         assert!(changed.fleet.as_ref().unwrap().facts.is_some());
         assert_eq!(row(&conn).3, Some(0x801c0021));
+    }
+
+    #[test]
+    fn a_changed_health_hostname_or_events_is_not_a_heartbeat() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn).unwrap();
+        let full = |conn: &rusqlite::Connection, r: &Report, now: i64| {
+            let a = apply::report(conn, r, now, 5).unwrap();
+            a.fleet.unwrap().facts.is_some()
+        };
+        let mut r = report("r-1", 1000, 0x801c03f2);
+        r.ad_domain = "CONTOSO".into();
+        assert!(full(&conn, &r, 1_000_000), "first report");
+        type Change = fn(&mut Report);
+        let variants: [(&str, Change); 4] = [
+            ("spool depth", |r| {
+                r.agent = Some(dsreg_proto::v1::AgentHealth {
+                    spool_depth: 3,
+                    ..Default::default()
+                })
+            }),
+            ("hostname", |r| r.hostname = "PC-000002".into()),
+            ("os build", |r| r.os_build = "10.0.26100".into()),
+            ("events", |r| {
+                r.events.push(dsreg_proto::v1::EventRecord {
+                    record_id: 7,
+                    event_id: 304,
+                    ..Default::default()
+                })
+            }),
+        ];
+        let mut now = 2_000_000;
+        for (i, (what, change)) in variants.into_iter().enumerate() {
+            let mut changed = r.clone();
+            changed.report_id = format!("r-c{i}");
+            change(&mut changed);
+            now += 1000;
+            assert!(full(&conn, &changed, now), "{what} changed: full path");
+            // The same report again, with a new id, is now the stored state: a heartbeat,
+            // unless it carries events (which are never a heartbeat).
+            changed.report_id = format!("r-h{i}");
+            now += 1000;
+            assert_eq!(
+                full(&conn, &changed, now),
+                what == "events",
+                "{what} repeated"
+            );
+            // Back to the original for the next case.
+            let mut back = r.clone();
+            back.report_id = format!("r-b{i}");
+            now += 1000;
+            assert!(full(&conn, &back, now), "{what} reverted: full path");
+        }
     }
 }

@@ -123,7 +123,9 @@ pub const MIGRATIONS: &[&str] = &[
     // 3: the times and id of each part's latest report move to the device row, the one row an
     // unchanged heartbeat now writes (`store::heartbeat`): one dirty page per heartbeat instead
     // of two. `device_parts` keeps them as of the part's last full write; readers take them
-    // from here whenever `<part>_received_at` is set (`store::merge::parts`).
+    // from here whenever `<part>_received_at` is set (`store::merge::parts`). With them the hash
+    // of what a heartbeat must repeat (`heartbeat::state_hash`); NULL after the upgrade, so
+    // each part's first report after it takes the full path and sets it.
     r#"
     ALTER TABLE devices ADD COLUMN device_report_id TEXT;
     ALTER TABLE devices ADD COLUMN device_collected_at INTEGER;
@@ -133,6 +135,8 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE devices ADD COLUMN user_collected_at INTEGER;
     ALTER TABLE devices ADD COLUMN user_received_at INTEGER;
     ALTER TABLE devices ADD COLUMN user_last_delivery INTEGER;
+    ALTER TABLE devices ADD COLUMN device_state_hash INTEGER;
+    ALTER TABLE devices ADD COLUMN user_state_hash INTEGER;
     UPDATE devices SET
         (device_report_id, device_collected_at, device_received_at, device_last_delivery) = (
             SELECT report_id, collected_at, received_at, last_delivery FROM device_parts p
