@@ -432,6 +432,31 @@ fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// CPU time (user + system) used so far by this process's threads named `name` (as in
+/// `/proc/self/task/*/comm`, at most 15 bytes), in seconds. Unlike wall time it barely moves
+/// with other load on the machine.
+fn thread_cpu_s(name: &str) -> f64 {
+    // `sysconf(_SC_CLK_TCK)` is 100 on every Linux this runs on.
+    const TICKS_PER_S: f64 = 100.0;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            // Fields after the parenthesised comm: state is field 3, utime 14, stime 15.
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .sum::<f64>()
+        / TICKS_PER_S
+}
+
 /// The upper bound of the histogram bucket holding quantile `q` of what `name` observed
 /// between two scrapes (seconds), or `None` without observations.
 fn bucket_quantile(before: &str, after: &str, name: &str, q: f64) -> Option<f64> {
@@ -484,6 +509,8 @@ struct Results {
     grpc_p99: Run,
     /// COMMIT (WAL write + fsync) duration p50 and p99 bucket bounds in the unary open loop.
     commit_p50_p99: (Option<f64>, Option<f64>),
+    /// CPU time of the collector's SQLite writer thread per report in the batched run, µs.
+    writer_us: f64,
     storage_rps: f64,
     storage_full_rps: f64,
     rss: (f64, f64),
@@ -524,7 +551,10 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
     };
     let before = tokio::task::spawn_blocking(scrape).await??;
     eprintln!("[{devices} devices] collector: batched");
+    let writer_cpu = thread_cpu_s("dsreg-sqlite-wr");
     let batched = closed_loop(addr, &gen_, BATCH, BATCH_CLIENTS, opts.phase).await?;
+    let writer_us =
+        (thread_cpu_s("dsreg-sqlite-wr") - writer_cpu) * 1e6 / batched.acked.max(1) as f64;
     let after = tokio::task::spawn_blocking(scrape).await??;
     let commits = metric_sum(&after, "dsreg_store_commit_duration_seconds_count")
         - metric_sum(&before, "dsreg_store_commit_duration_seconds_count");
@@ -584,6 +614,7 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         grpc_unary,
         grpc_p99,
         commit_p50_p99,
+        writer_us,
         storage_rps,
         storage_full_rps,
         rss,
@@ -647,10 +678,11 @@ fn print_table(rs: &mut [Results]) {
             bound(r.commit_p50_p99.1),
         );
         println!(
-            "{} devices: populated in {:.1}s; collector group commit {:.0} reports/commit (batched run); busy answers: batched {}, unary {}, open-loop {}/{}; RSS before collector {:.0} MiB, after its runs VmRSS {:.0} MiB, VmHWM {:.0} MiB",
+            "{} devices: populated in {:.1}s; collector group commit {:.0} reports/commit (batched run), writer thread CPU {:.1} µs/report; busy answers: batched {}, unary {}, open-loop {}/{}; RSS before collector {:.0} MiB, after its runs VmRSS {:.0} MiB, VmHWM {:.0} MiB",
             r.devices,
             r.populate.as_secs_f64(),
             r.group,
+            r.writer_us,
             r.batched.busy,
             r.unary.busy,
             r.p99_unary.busy,
