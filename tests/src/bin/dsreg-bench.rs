@@ -11,9 +11,10 @@
 //!
 //! - **collector** (in-process `dsreg_collector::run` on 127.0.0.1:0, default config, the real
 //!   durability: WAL + `synchronous=FULL`, ack after COMMIT): closed-loop throughput with
-//!   [`BATCH_CLIENTS`] clients × 100 reports per call, and [`UNARY_CLIENTS`] clients × 1 report
-//!   per call; then p50/p99 per call at an open-loop offered load of [`P99_RATE`] reports/s
-//!   (unary and batched), latency counted from the call's scheduled time.
+//!   [`BATCH_CLIENTS`] clients × 100 reports per call (and again with [`STORM_CLIENTS`]
+//!   clients), and [`UNARY_CLIENTS`] clients × 1 report per call; then p50/p99 per call at
+//!   an open-loop offered load of [`P99_RATE`] reports/s (unary and batched), latency counted
+//!   from the call's scheduled time.
 //! - **gRPC ceiling**: a bare tonic server on loopback that decodes the same `ReportBatch` and
 //!   acks every report, driven by the same clients.
 //! - **storage ceiling**: plain rusqlite on the same database file, same schema, same
@@ -51,6 +52,10 @@ use tonic::{Request, Response, Status};
 
 /// Concurrent clients in the batched runs.
 const BATCH_CLIENTS: usize = 8;
+/// Concurrent clients in the extra batched "storm" run: with 8 clients at most 800 reports
+/// are in flight, which caps a closed loop at 800 per commit cycle; a fleet coming back from
+/// an outage has thousands of agents calling at once.
+const STORM_CLIENTS: usize = 32;
 /// Reports per call in the batched runs.
 const BATCH: usize = 100;
 /// Concurrent clients (calls in flight) in the unary runs.
@@ -498,6 +503,7 @@ struct Results {
     devices: u64,
     populate: Duration,
     batched: Run,
+    storm: Run,
     unary: Run,
     p99_unary: Run,
     p99_batched: Run,
@@ -555,6 +561,8 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
     let batched = closed_loop(addr, &gen_, BATCH, BATCH_CLIENTS, opts.phase).await?;
     let writer_us =
         (thread_cpu_s("dsreg-sqlite-wr") - writer_cpu) * 1e6 / batched.acked.max(1) as f64;
+    eprintln!("[{devices} devices] collector: batched, {STORM_CLIENTS} clients");
+    let storm = closed_loop(addr, &gen_, BATCH, STORM_CLIENTS, opts.phase).await?;
     let after = tokio::task::spawn_blocking(scrape).await??;
     let commits = metric_sum(&after, "dsreg_store_commit_duration_seconds_count")
         - metric_sum(&before, "dsreg_store_commit_duration_seconds_count");
@@ -606,6 +614,7 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         devices,
         populate,
         batched,
+        storm,
         unary,
         p99_unary,
         p99_batched,
@@ -640,6 +649,13 @@ fn print_table(rs: &mut [Results]) {
             r.batched.rps() / r.grpc_batched.rps().max(1e-9),
             r.storage_rps,
             storage_b,
+        );
+        println!(
+            "| {} | batched ({BATCH}/call, {STORM_CLIENTS} clients, closed loop) | {:.0} | {} | {} | | | | |",
+            r.devices,
+            r.storm.rps(),
+            ms(r.storm.lat.percentile(50.0)),
+            ms(r.storm.lat.percentile(99.0)),
         );
         println!(
             "| {} | unary (1/call, {UNARY_CLIENTS} in flight, closed loop) | {:.0} | {} | {} | {:.0} | {:.2} | | |",
