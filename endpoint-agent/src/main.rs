@@ -93,8 +93,9 @@ enum Command {
 /// Exit codes of `send` and `run`.
 const SEND_EXIT_CODES: &str = "\
 Exit codes:
-  0  delivered (send) / stopped cleanly (run)
-  1  local fault (the spool directory cannot be written)
+  0  delivered (send) / handed to the device agent (send --user-context --user-inbox) /
+     stopped cleanly (run)
+  1  local fault (the spool directory or the --user-inbox directory cannot be written)
   2  bad input: unreadable capture or settings file, bad collector URL, unknown machine id
   3  the report is queued in the spool: the collector could not be reached or refused it
 
