@@ -208,6 +208,40 @@ fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_default()
 }
 
+/// Sends `reports` again to the collector at `grpc_url`, `chunk` per call, and fails naming
+/// the first one that is not answered DUPLICATE: the check that every report acknowledged
+/// before a crash, a fault or a restart is still stored.
+pub async fn expect_all_duplicates(
+    grpc_url: &str,
+    reports: &[dsreg_proto::Report],
+    chunk: usize,
+) -> anyhow::Result<()> {
+    use dsreg_proto::v1::telemetry_client::TelemetryClient;
+    use dsreg_proto::{ReportBatch, ReportStatus};
+    let mut client = TelemetryClient::connect(grpc_url.to_string()).await?;
+    for part in reports.chunks(chunk.max(1)) {
+        let ack = client
+            .report(ReportBatch {
+                reports: part.to_vec(),
+            })
+            .await?
+            .into_inner();
+        if let Some(r) = ack
+            .results
+            .iter()
+            .find(|r| r.status() != ReportStatus::Duplicate)
+        {
+            bail!(
+                "acknowledged report {} was lost: answered {:?} {}",
+                r.report_id,
+                r.status(),
+                r.message
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

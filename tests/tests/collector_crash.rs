@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dsreg_e2e::collector::CollectorProcess;
+use dsreg_e2e::collector::{CollectorProcess, expect_all_duplicates};
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
 use dsreg_proto::v1::{DeviceState, Report, ReportBatch, ReportStatus, Snapshot};
 
@@ -79,26 +79,8 @@ fn acknowledged_reports_survive_kill_9() {
 
     // Restart on the same file: every acknowledged report is there.
     let c = CollectorProcess::start(&db, dir.path(), &[]).unwrap();
-    rt.block_on(async {
-        let mut client = TelemetryClient::connect(c.grpc_url()).await.unwrap();
-        for chunk in acked.chunks(500) {
-            let ack = client
-                .report(ReportBatch {
-                    reports: chunk.to_vec(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            for res in ack.results {
-                assert_eq!(
-                    res.status(),
-                    ReportStatus::Duplicate,
-                    "acknowledged report {} was lost",
-                    res.report_id
-                );
-            }
-        }
-    });
+    rt.block_on(expect_all_duplicates(&c.grpc_url(), &acked, 500))
+        .unwrap();
     let (status, page) = c
         .get_json("/api/v1/devices?hostname=crash-&limit=1")
         .unwrap();

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use dsreg_e2e::collector::CollectorProcess;
+use dsreg_e2e::collector::{CollectorProcess, expect_all_duplicates};
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
 use dsreg_proto::v1::{DeviceState, ExtraField, Report, ReportBatch, ReportStatus, Snapshot};
 use tonic::Code;
@@ -118,23 +118,10 @@ fn disk_full_refuses_with_unavailable_and_loses_nothing_acknowledged() {
     // Space is back (no cap): everything acknowledged is there once; the refused batch now
     // goes in as new.
     let c = CollectorProcess::start(&db, dir.path(), &[]).unwrap();
+    rt.block_on(expect_all_duplicates(&c.grpc_url(), &acked, 100))
+        .unwrap();
     rt.block_on(async {
         let mut client = TelemetryClient::connect(c.grpc_url()).await.unwrap();
-        for chunk in acked.chunks(100) {
-            let ack = client
-                .report(ReportBatch {
-                    reports: chunk.to_vec(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            assert!(
-                ack.results
-                    .iter()
-                    .all(|r| r.status() == ReportStatus::Duplicate),
-                "an acknowledged report was lost: {ack:?}"
-            );
-        }
         let ack = client
             .report(ReportBatch { reports: refused })
             .await
