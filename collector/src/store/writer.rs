@@ -9,7 +9,7 @@
 //! group it holds, checkpoints the WAL (TRUNCATE) and exits.
 //!
 //! Checkpoints run off the commit path: a [`Checkpointer`] thread with its own connection runs
-//! `wal_checkpoint(PASSIVE)` every [`CHECKPOINT_EVERY`] (copying committed WAL frames into the
+//! `wal_checkpoint(PASSIVE)` every [`CHECKPOINT_EVERY`] while the WAL grows (copying committed WAL frames into the
 //! database file and syncing it), while the writer keeps appending. SQLite's own
 //! auto-checkpoint would do that copy and the database fsync inside the COMMIT of whichever
 //! group crosses the threshold, on the writer thread, stalling every caller waiting for an ack.
@@ -33,10 +33,26 @@ use crate::metrics::Metrics;
 pub const GROUP_MAX_BATCHES: usize = 1024;
 /// Most reports committed in one transaction (a group stops growing past this).
 pub const GROUP_MAX_REPORTS: usize = 20_000;
-/// How often the background checkpointer copies the WAL into the database.
-pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// How often the background checkpointer copies the WAL into the database. Often, so each
+/// checkpoint's database fsync is small: a heartbeat dirties a random page, and at 1M devices
+/// the 250 ms used before made each fsync flush ~1 000 scattered pages; a COMMIT's WAL sync
+/// queued behind it for 130–185 ms, every second or so (p99 at 5 000 reports/s: 191 ms; 29 ms
+/// at 40 ms, 10–16 ms at 10 ms; `dsreg-bench`, docs/performance.md).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(10);
+/// The checkpointer's longest pause while nothing is written.
+pub const CHECKPOINT_IDLE: Duration = Duration::from_millis(250);
 /// WAL size (pages) at which the writer checkpoints itself (backstop; normally not reached).
 pub const WAL_SAFETY_PAGES: i64 = 32_768;
+
+/// The checkpointer's next pause: [`CHECKPOINT_EVERY`] while the WAL moves, doubling up to
+/// [`CHECKPOINT_IDLE`] while it does not (an idle collector does not wake 100 times a second).
+fn next_wait(wait: Duration, wal_moved: bool) -> Duration {
+    if wal_moved {
+        CHECKPOINT_EVERY
+    } else {
+        (wait * 2).min(CHECKPOINT_IDLE)
+    }
+}
 
 /// Runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection until the writer stops.
 struct Checkpointer {
@@ -62,14 +78,22 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("dsreg-sqlite-checkpoint".into())
             .spawn(move || {
+                let mut wait = CHECKPOINT_EVERY;
+                let mut last = (-1, -1);
                 while !flag.load(Ordering::SeqCst) {
-                    std::thread::park_timeout(CHECKPOINT_EVERY);
+                    std::thread::park_timeout(wait);
                     if flag.load(Ordering::SeqCst) {
                         break;
                     }
-                    if let Err(e) = own.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::debug!(error = %e, "background checkpoint");
+                    // (frames in the WAL, frames copied): unchanged means nothing was written.
+                    match own.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                    }) {
+                        Ok(frames) => {
+                            wait = next_wait(wait, frames != last);
+                            last = frames;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "background checkpoint"),
                     }
                 }
             })
@@ -290,5 +314,24 @@ impl Writer {
             });
             let _ = reply.send(outcome);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkpointer_backs_off_while_idle_and_returns_at_once() {
+        let mut wait = CHECKPOINT_EVERY;
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            wait = next_wait(wait, false);
+            seen.push(wait);
+        }
+        assert_eq!(seen[0], CHECKPOINT_EVERY * 2);
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*seen.last().unwrap(), CHECKPOINT_IDLE);
+        assert_eq!(next_wait(CHECKPOINT_IDLE, true), CHECKPOINT_EVERY);
     }
 }
