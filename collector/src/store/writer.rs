@@ -9,10 +9,11 @@
 //! group it holds, checkpoints the WAL (TRUNCATE) and exits.
 //!
 //! Checkpoints run off the commit path: a [`Checkpointer`] thread with its own connection runs
-//! `wal_checkpoint(PASSIVE)` every [`CHECKPOINT_EVERY`] while the WAL grows (copying committed WAL frames into the
-//! database file and syncing it), while the writer keeps appending. SQLite's own
-//! auto-checkpoint would do that copy and the database fsync inside the COMMIT of whichever
-//! group crosses the threshold, on the writer thread, stalling every caller waiting for an ack.
+//! `wal_checkpoint(PASSIVE)` every [`CHECKPOINT_EVERY`] while the WAL grows (copying committed
+//! WAL frames into the database file and syncing it), while the writer keeps appending.
+//! SQLite's own auto-checkpoint would do that copy and the database fsync inside the COMMIT of
+//! whichever group crosses the threshold, on the writer thread, stalling every caller waiting
+//! for an ack.
 //! The writer's auto-checkpoint stays on at [`WAL_SAFETY_PAGES`] as a backstop in case the
 //! background thread cannot keep up. Durability is unchanged: a COMMIT is acked only after the
 //! WAL is synced (`synchronous=FULL`); checkpointing only moves already-durable pages.
