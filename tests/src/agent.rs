@@ -22,6 +22,17 @@ pub fn spooled_reports(dir: &Path) -> usize {
     })
 }
 
+/// A `dsreg-agent` command (binary `bin`) that ignores the `DSREG_*` settings of the machine
+/// running the tests and has no stdin; callers add the subcommand and flags.
+pub fn isolated_agent(bin: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(bin);
+    c.env_remove("DSREG_AGENT_CONFIG")
+        .env_remove("DSREG_COLLECTOR")
+        .env_remove("DSREG_SPOOL_DIR")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
 /// The `dsreg-agent` binary of this workspace, built once per test process (`cargo build -p
 /// dsreg-agent` in the same target directory as the running test).
 pub fn agent_binary() -> std::path::PathBuf {

@@ -4,11 +4,11 @@
 //! CLI. Every wait is a bounded poll on something observable (exit status, spool files,
 //! `/metrics`), never a sleep standing in for synchronisation.
 
-use dsreg_e2e::agent::{output_text, spooled_reports};
+use dsreg_e2e::agent::{agent_binary, isolated_agent, output_text, spooled_reports};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use dsreg_agent::spool::{Spool, SpoolConfig};
@@ -26,49 +26,20 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The `dsreg-agent` binary of this workspace, built once per test process (like
-/// `collector_binary`).
-fn agent_binary() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(build_agent).clone()
-}
-
-fn build_agent() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-p", "dsreg-agent", "--bin", "dsreg-agent"])
-        .current_dir(repo_root())
-        .status()
-        .expect("run cargo build -p dsreg-agent");
-    assert!(status.success(), "cargo build -p dsreg-agent failed");
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let bin = profile_dir.join(format!("dsreg-agent{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.is_file(), "no agent binary at {}", bin.display());
-    bin
-}
-
 /// A collector URL where nothing listens (a port bound and released at once).
 fn dead_collector() -> String {
     format!("http://127.0.0.1:{}", dsreg_e2e::prom::free_loopback_port())
 }
 
 fn agent_cmd(bin: &Path, sub: &str, collector: &str, status: &Path, spool: &Path) -> Command {
-    let mut c = Command::new(bin);
+    let mut c = isolated_agent(bin);
     c.arg(sub)
         .args(["--collector", collector])
         .arg("--status-file")
         .arg(status)
         .args(["--machine-id", "spool-e2e-0001", "--hostname", "SPOOL-E2E"])
         .arg("--spool-dir")
-        .arg(spool)
-        .env_remove("DSREG_AGENT_CONFIG")
-        .env_remove("DSREG_COLLECTOR")
-        .env_remove("DSREG_SPOOL_DIR")
-        .stdin(Stdio::null());
+        .arg(spool);
     c
 }
 

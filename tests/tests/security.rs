@@ -4,11 +4,11 @@
 //! report kept in the spool. Certificates are generated at test time ([`Pki`]); every wait is
 //! a bounded poll on something observable.
 
-use dsreg_e2e::agent::{output_text, spooled_reports};
+use dsreg_e2e::agent::{agent_binary, isolated_agent, output_text, spooled_reports};
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use dsreg_collector::config::{Args, Config};
@@ -26,31 +26,9 @@ const READER_TOKEN: &str = "reader-token-0123456789abcdef";
 const METRICS_TOKEN: &str = "metrics-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The `dsreg-agent` binary, built once per test process (cargo is slow to ask on a busy box).
-fn agent_binary() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(build_agent).clone()
-}
-
-fn build_agent() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-p", "dsreg-agent", "--bin", "dsreg-agent"])
-        .current_dir(repo_root())
-        .status()
-        .expect("run cargo build -p dsreg-agent");
-    assert!(status.success(), "cargo build -p dsreg-agent failed");
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    profile_dir.join(format!("dsreg-agent{}", std::env::consts::EXE_SUFFIX))
-}
-
 /// `dsreg-agent send` to `collector` with the fixture capture and `extra` flags.
 fn send(collector: &str, spool: &Path, extra: &[&str]) -> Output {
-    Command::new(agent_binary())
+    isolated_agent(&agent_binary())
         .arg("send")
         .args(["--collector", collector])
         .arg("--status-file")
@@ -63,10 +41,6 @@ fn send(collector: &str, spool: &Path, extra: &[&str]) -> Output {
         .arg("--spool-dir")
         .arg(spool)
         .args(extra)
-        .env_remove("DSREG_AGENT_CONFIG")
-        .env_remove("DSREG_COLLECTOR")
-        .env_remove("DSREG_SPOOL_DIR")
-        .stdin(Stdio::null())
         .output()
         .expect("run dsreg-agent send")
 }

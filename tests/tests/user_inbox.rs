@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use dsreg_e2e::agent::{agent_binary, output_text};
+use dsreg_e2e::agent::{agent_binary, isolated_agent, output_text};
 use dsreg_e2e::collector::CollectorProcess;
 use dsreg_e2e::prom::repo_root;
 
@@ -22,17 +22,13 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn send(collector: &str, status: &Path, extra: &[&str]) -> Output {
-    Command::new(agent_binary())
+    isolated_agent(&agent_binary())
         .arg("send")
         .args(["--collector", collector])
         .arg("--status-file")
         .arg(status)
         .args(["--machine-id", MACHINE, "--hostname", "INBOX-E2E"])
         .args(extra)
-        .env_remove("DSREG_AGENT_CONFIG")
-        .env_remove("DSREG_COLLECTOR")
-        .env_remove("DSREG_SPOOL_DIR")
-        .stdin(Stdio::null())
         .output()
         .expect("run dsreg-agent send")
 }
