@@ -25,6 +25,8 @@ const SERDE_MESSAGES: &[&str] = &[
     "Failure",
     "EventRecord",
     "ServerResponse",
+    "JoinConfig",
+    "Attempt",
 ];
 
 /// Optional error-code fields, rendered as `"0x%08x"`.
@@ -39,6 +41,9 @@ const CODE_FIELDS: &[&str] = &[
     "Failure.code",
     "Failure.sub_code",
     "EventRecord.exit_code",
+    "JoinConfig.task_last_result",
+    "Attempt.code",
+    "Attempt.sub_code",
 ];
 
 /// Enum fields and the adapter module that names their values.
@@ -46,6 +51,7 @@ const ENUM_FIELDS: &[(&str, &str)] = &[
     ("Snapshot.join_type", "join_type"),
     ("TestResult.result", "test_status"),
     ("Failure.phase", "phase"),
+    ("Attempt.phase", "phase"),
 ];
 
 /// Repeated fields left out of JSON when empty.
@@ -54,6 +60,8 @@ const VEC_FIELDS: &[&str] = &[
     "Snapshot.extra",
     "Snapshot.warnings",
     "Failure.evidence",
+    "Snapshot.attempts",
+    "Attempt.sources",
 ];
 
 fn main() -> anyhow::Result<()> {
