@@ -39,6 +39,13 @@ pub fn refine(code: Option<u32>, server: &ServerError<'_>) -> Option<&'static Ca
     refined_id(code, server).and_then(catalog::cause)
 }
 
+/// The refined cause of a PRT attempt (SSO State PRT diagnostics, AAD log): always judged with
+/// the sign-in rules, whatever the code, so AADSTS90002 is the user's UPN suffix here, never
+/// the SCP's tenant; `None` when the answer names no known sign-in error.
+pub fn refine_prt(server: &ServerError<'_>) -> Option<&'static Cause> {
+    Answer::new(server).prt_rule(true).and_then(catalog::cause)
+}
+
 /// The rules, as cause ids.
 fn refined_id(code: Option<u32>, server: &ServerError<'_>) -> Option<&'static str> {
     let answer = Answer::new(server);
@@ -92,7 +99,7 @@ impl Answer {
         if self.aadsts.contains(&50126) || self.has("invalid username or password") {
             Some("invalid_credentials")
         } else if self.aadsts.contains(&50155) || self.has("device authentication failed") {
-            Some("device_authentication_failed")
+            Some("device_auth_failed")
         } else if self.aadsts.contains(&50034)
             || (self.has("user account") && self.has("does not exist"))
         {
@@ -293,7 +300,7 @@ mod tests {
                 None,
                 "invalid_grant",
                 "AADSTS50155: Device authentication failed for user.",
-                "device_authentication_failed",
+                "device_auth_failed",
             ),
             (
                 Some(0xc000006d),
@@ -374,7 +381,7 @@ mod tests {
             "public_key_not_found",
             "sid_verification_pending",
             "invalid_credentials",
-            "device_authentication_failed",
+            "device_auth_failed",
             "user_not_in_tenant",
             "upn_suffix_not_verified",
             "adfs_device_not_registered",

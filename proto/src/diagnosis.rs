@@ -1,31 +1,37 @@
-//! Snapshot-level diagnosis: derives `join_type` and the current `failure` (DESIGN §4).
+//! Snapshot-level diagnosis: derives `join_type`, the join `attempts`, whether the device is
+//! meant to join (`not_targeted`) and the current `failure` (DESIGN §4, §4b).
 //!
-//! Pure functions over a parsed [`Snapshot`] and the event-log records read beside it. The
-//! failure is the first match of four rule groups, in this order:
+//! Pure functions over a parsed [`Snapshot`] (with its `join_config`) and the event-log
+//! records read beside it. A device that is not targeted (a domain controller, hybrid join
+//! turned off by policy) has no failure. Otherwise the failure is the first match of these
+//! rule groups, in this order:
 //!
-//! 1. the Previous Registration block, only while the device is not Entra joined (once joined,
-//!    the old failure is history); 1b. likewise, the join result a `dsregcmd /debug` trace
-//!    recorded (it has no Previous Registration block);
+//! 0. the join task is disabled (`join_task_disabled`), while the device is not joined;
+//! 1. the newest join attempt, while the device is not Entra joined (once joined, old attempts
+//!    are history): event records correlated into runs of the join task and classified once
+//!    each, with the Previous Registration block merged into the run it describes
+//!    (`attempts`, `correlate`); a newer success (306/335) clears it, a cycle without new
+//!    records does not; 1b. the join result a `dsregcmd /debug` trace recorded;
 //! 2. failing pre-join diagnostic tests, in chain order (AD connectivity → AD configuration →
-//!    DRS discovery → DRS connectivity → Kerberos ticket → token acquisition);
-//! 3. event-log failure records (201/204/220/304/305/307/333/334), the newest one, only while
-//!    the device is not joined and unless a newer 306 (success) or 335 (already joined) exists;
-//! 4. post-join problems on a joined device: DeviceAuthStatus FAILED, AadRecoveryEnabled YES,
-//!    KeySignTest failed, a PRT diagnostics block, no PRT.
-//!
-//! Rules 1–2 live here; 1b in `debug_trace`, rule 3 in `event_log`, rule 4 in `post_join`.
+//!    DRS discovery → DRS connectivity → Kerberos ticket → token acquisition), on builds that
+//!    have Diagnostic Data (1803+);
+//! 3. post-join problems on a joined device (`post_join`): DeviceAuthStatus, AadRecoveryEnabled,
+//!    KeySignTest, PRT diagnostics (judged with the PRT rules; 21H1+), dual state, a PRT not
+//!    renewed for a day, no PRT for an Entra user.
 //!
 //! Invariants: every `cause` is an id of the catalog's closed cause set (bounded metric labels);
 //! `evidence` lines are reconstructed as `Key : value` so a technician can find them in the
-//! capture; nothing here panics on any snapshot.
+//! capture; every attempt is classified once, with one cause; nothing here panics on any
+//! snapshot or records.
 
 use crate::catalog::{self, Cause};
 use crate::classify::{self, ServerError};
 use crate::v1::{DiagnosticTests, PreviousRegistration, TestResult};
 use crate::{EventRecord, ExecutionContext, Failure, JoinType, Phase, Snapshot, TestStatus, hex};
 
+mod attempts;
+pub mod correlate;
 mod debug_trace;
-mod event_log;
 mod post_join;
 #[cfg(test)]
 mod tests;
@@ -40,10 +46,31 @@ const GENERIC_CODES: &[u32] = &[
     0x801c_003d, // DSREG_AUTOJOIN_USERREALM_DISCOVERY_FAILED
     0xcaa1_002d, // ERROR_ADAL_OPERATION_PENDING
 ];
-/// Event IDs that report a failed join attempt (event-log.md §2.2).
-const FAILURE_EVENTS: &[u32] = &[201, 204, 220, 304, 305, 307, 333, 334];
-/// Event IDs that prove a later attempt worked: 306 succeeded, 335 already joined.
-const SUCCESS_EVENTS: &[u32] = &[306, 335];
+/// OS builds (the third part of `10.0.BUILD.UBR`) where dsregcmd's output gained a feature.
+pub mod builds {
+    /// Windows 10 1803: the Diagnostic Data section (pre-join tests, Previous Registration).
+    pub const DIAGNOSTIC_DATA: u32 = 17134;
+    /// Windows 10 1809: a failing TPM makes the join fall back to a software key.
+    pub const TPM_FALLBACK: u32 = 17763;
+    /// Windows 10 21H1: DeviceAuthStatus and the PRT diagnostics blocks.
+    pub const DEVICE_AUTH_STATUS: u32 = 19043;
+}
+
+/// The OS build number of the snapshot (`join_config.os_build`, `10.0.22631.4460` → 22631).
+pub fn os_build(snapshot: &Snapshot) -> Option<u32> {
+    let b = snapshot.join_config.as_ref()?.os_build.as_deref()?;
+    let mut parts = b.trim().split('.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(_), Some(build)) => build.parse().ok(),
+        (Some(build), None, None) => build.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Whether a rule that needs `build` applies: the build is unknown or at least that.
+fn since(snapshot: &Snapshot, build: u32) -> bool {
+    os_build(snapshot).is_none_or(|b| b >= build)
+}
 
 /// Derives the join type from Device State (and User State for Entra registered).
 ///
@@ -82,7 +109,51 @@ pub fn join_type(snapshot: &Snapshot) -> JoinType {
     }
 }
 
-/// Derives the current failure, or `None` when the device looks healthy.
+/// Why hybrid join is not intended for this device, or `None` when it is (or cannot be told):
+/// `domain_controller` (ProductType LanmanNT: hybrid join is not supported there) or
+/// `policy_disabled` (autoWorkplaceJoin = 0). A device that is already Entra joined is
+/// targeted, whatever its policy says now.
+pub fn not_targeted(snapshot: &Snapshot) -> Option<&'static str> {
+    let joined = snapshot
+        .device_state
+        .as_ref()
+        .and_then(|d| d.azure_ad_joined)
+        == Some(true);
+    let config = snapshot.join_config.as_ref()?;
+    if joined {
+        return None;
+    }
+    if config
+        .product_type
+        .as_deref()
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("LanmanNT"))
+    {
+        return Some("domain_controller");
+    }
+    if config.policy_auto_workplace_join == Some(false) {
+        return Some("policy_disabled");
+    }
+    None
+}
+
+/// The reasons [`not_targeted`] can give, for metric label sets.
+pub const NOT_TARGETED_REASONS: [&str; 2] = ["domain_controller", "policy_disabled"];
+
+/// Every join attempt the snapshot and the records show, newest first (at most
+/// [`attempts::MAX_ATTEMPTS`]).
+pub fn attempts(snapshot: &Snapshot, events: &[EventRecord]) -> Vec<crate::v1::Attempt> {
+    let mut all: Vec<_> = attempts::classify(snapshot, events)
+        .0
+        .into_iter()
+        .map(|c| c.attempt)
+        .collect();
+    if let Some(trace) = debug_trace::attempts(&snapshot.extra) {
+        all.extend(trace);
+    }
+    all
+}
+
+/// Derives the current failure, or `None` when the device looks healthy or is not targeted.
 ///
 /// `context` is who ran dsregcmd: a SYSTEM run never shows a user PRT, so "no PRT" is not a
 /// failure there.
@@ -91,27 +162,41 @@ pub fn failure(
     events: &[EventRecord],
     context: ExecutionContext,
 ) -> Option<Failure> {
+    let classified = attempts::classify(snapshot, events).0;
+    failure_with(snapshot, &classified, context)
+}
+
+fn failure_with(
+    snapshot: &Snapshot,
+    classified: &[attempts::Classified],
+    context: ExecutionContext,
+) -> Option<Failure> {
     let azure_ad_joined = snapshot
         .device_state
         .as_ref()
         .and_then(|d| d.azure_ad_joined);
     let joined = azure_ad_joined == Some(true);
-    let tests = snapshot.diagnostics.as_ref().and_then(|d| d.tests.as_ref());
-    let previous = snapshot
+    if not_targeted(snapshot).is_some() {
+        return None;
+    }
+    let tests = snapshot
         .diagnostics
         .as_ref()
-        .and_then(|d| d.previous_registration.as_ref());
+        .and_then(|d| d.tests.as_ref())
+        .filter(|_| since(snapshot, builds::DIAGNOSTIC_DATA));
 
-    if !joined && let Some(f) = previous.and_then(|p| from_previous_registration(p, tests)) {
+    if !joined && let Some(f) = task_disabled(snapshot) {
         return Some(f);
     }
-    if !joined && let Some(f) = debug_trace::from_debug_trace(&snapshot.extra) {
+    // The newest attempt decides: its failure stays until a newer attempt or a success.
+    if !joined && let Some(newest) = classified.first() {
+        if let Some(f) = &newest.failure {
+            return Some(f.clone());
+        }
+    } else if !joined && let Some(f) = debug_trace::from_debug_trace(&snapshot.extra) {
         return Some(f);
     }
     if let Some(f) = tests.and_then(from_tests) {
-        return Some(f);
-    }
-    if !joined && let Some(f) = event_log::from_events(events) {
         return Some(f);
     }
     // Post-join checks need a device that is (or may be, in a fragment without Device State)
@@ -122,17 +207,107 @@ pub fn failure(
     None
 }
 
-/// Sets `snapshot.join_type` and `snapshot.failure` from the snapshot and the events.
+/// Sets `join_type`, `attempts`, `not_targeted` and `failure` from the snapshot and the
+/// events; records of other channels and duplicates dropped on the way become warnings.
 pub fn apply(snapshot: &mut Snapshot, events: &[EventRecord], context: ExecutionContext) {
     snapshot.join_type = join_type(snapshot) as i32;
-    snapshot.failure = failure(snapshot, events, context);
+    snapshot.not_targeted = not_targeted(snapshot).map(str::to_owned);
+    let (classified, dropped) = attempts::classify(snapshot, events);
+    snapshot.failure = failure_with(snapshot, &classified, context);
+    let mut all: Vec<_> = classified.into_iter().map(|c| c.attempt).collect();
+    if let Some(trace) = debug_trace::attempts(&snapshot.extra) {
+        all.extend(trace);
+    }
+    snapshot.attempts = all;
+    let mut warn = |n: usize, what: &str| {
+        let message = format!("{n} event record(s) {what}; not read as join attempts");
+        if n > 0 && !snapshot.warnings.iter().any(|w| w.message == message) {
+            snapshot
+                .warnings
+                .push(crate::v1::ParseWarning { line: 0, message });
+        }
+    };
+    warn(dropped.foreign, "from another log or provider");
+    warn(dropped.duplicates, "repeated");
+    warn(dropped.over_limit, "over the correlation limit");
+}
+
+/// Whether the device's user is an Entra user: only such a user ever has a PRT. Positive
+/// evidence only — `IsUserAzureAD`, a WAM default account, or an Executing Account Name that
+/// is an `AzureAD\` account or carries a UPN (a synced AD user); a local account has none.
+pub fn is_entra_user(snapshot: &Snapshot) -> bool {
+    if let Some(b) = snapshot
+        .ngc_prerequisite_check
+        .as_ref()
+        .and_then(|n| n.is_user_azure_ad)
+    {
+        return b;
+    }
+    if snapshot.user_state.as_ref().and_then(|u| u.wam_default_set) == Some(true) {
+        return true;
+    }
+    let account = snapshot
+        .diagnostics
+        .as_ref()
+        .and_then(|d| d.executing_account_name.as_deref())
+        .unwrap_or("");
+    let (name, upn) = account.split_once(',').unwrap_or((account, ""));
+    let name = name.trim();
+    name.to_ascii_lowercase().starts_with("azuread\\")
+        || (upn.contains('@') && !name.ends_with('$'))
+}
+
+/// Whether the device counts as "without PRT" (`dsreg_devices_without_prt`): Entra or hybrid
+/// joined, PRT state read in the user's context, an Entra user, and AzureAdPrt NO.
+pub fn without_prt(snapshot: &Snapshot, context: ExecutionContext) -> bool {
+    let join = join_type(snapshot);
+    matches!(join, JoinType::HybridJoined | JoinType::EntraJoined)
+        && context != ExecutionContext::System
+        && snapshot.sso_state.as_ref().and_then(|s| s.azure_ad_prt) == Some(false)
+        && is_entra_user(snapshot)
+}
+
+// ── rule 0: the join task ───────────────────────────────────────────────────────────────────
+
+fn task_disabled(snapshot: &Snapshot) -> Option<Failure> {
+    let c = snapshot.join_config.as_ref()?;
+    let state_disabled = c
+        .task_state
+        .as_deref()
+        .is_some_and(|s| s.trim().eq_ignore_ascii_case("disabled"));
+    if c.task_enabled != Some(false) && !state_disabled {
+        return None;
+    }
+    let mut evidence = vec![
+        "Task \\Microsoft\\Windows\\Workplace Join\\Automatic-Device-Join : Disabled".to_owned(),
+    ];
+    push(
+        &mut evidence,
+        "Last Run Time",
+        c.task_last_run_time.as_deref(),
+    );
+    push(
+        &mut evidence,
+        "Last Result",
+        c.task_last_result.map(hex).as_deref(),
+    );
+    Some(Failure {
+        phase: Phase::PreCheck as i32,
+        cause: "join_task_disabled".to_owned(),
+        source: "join_task".to_owned(),
+        evidence,
+        ..Failure::default()
+    })
 }
 
 // ── rule 1: Previous Registration ───────────────────────────────────────────────────────────
 
+/// The failure a Previous Registration block records; `answer` is the server's answer (event
+/// 201/204) of the same run, used where the block itself has no server text.
 fn from_previous_registration(
     p: &PreviousRegistration,
     tests: Option<&DiagnosticTests>,
+    answer: Option<&EventRecord>,
 ) -> Option<Failure> {
     let code = p.client_error_code.filter(|c| *c != 0);
     let has_server = non_empty(p.server_error_code.as_deref()).is_some()
@@ -141,10 +316,14 @@ fn from_previous_registration(
     if code.is_none() && !has_server && error_phase.is_none() {
         return None;
     }
+    let response = answer.and_then(|a| a.server_response.as_ref());
     let server = ServerError {
-        error_code: non_empty(p.server_error_code.as_deref()),
-        sub_code: non_empty(p.server_error_sub_code.as_deref()),
-        message: non_empty(p.server_message.as_deref()),
+        error_code: non_empty(p.server_error_code.as_deref())
+            .or_else(|| response.and_then(|r| non_empty(r.error_type.as_deref()))),
+        sub_code: non_empty(p.server_error_sub_code.as_deref())
+            .or_else(|| response.and_then(|r| non_empty(r.sub_error_code.as_deref()))),
+        message: non_empty(p.server_message.as_deref())
+            .or_else(|| response.and_then(|r| non_empty(r.message.as_deref()))),
         operation: non_empty(p.server_operation.as_deref()),
     };
     let refined = classify::refine(code, &server);
@@ -214,17 +393,25 @@ fn special_cause(
     tests: Option<&DiagnosticTests>,
 ) -> Option<&'static str> {
     let code = code?;
-    let ad_config_no_scp = tests
+    // 0x80070002 means "no SCP" only as the AD Configuration Test's own code or sub-code.
+    let ad_config = tests
         .and_then(|t| t.ad_configuration.as_ref())
-        .is_some_and(|r| is_fail(r) && r.code == Some(FILE_NOT_FOUND));
-    if code == ADCONFIG_READ_FAILED && (ad_config_no_scp || sub_code == Some(FILE_NOT_FOUND)) {
-        return Some("scp_not_configured");
+        .filter(|r| is_fail(r));
+    if code == ADCONFIG_READ_FAILED
+        && let Some(r) = ad_config
+    {
+        let no_scp = r.code == Some(FILE_NOT_FOUND) || r.sub_code == Some(FILE_NOT_FOUND);
+        return Some(if no_scp {
+            "scp_not_configured"
+        } else {
+            "scp_read_failed"
+        });
     }
     generic_sub_cause(code, sub_code)
 }
 
 /// For a generic code whose sub-code the catalog knows, the sub-code's cause.
-fn generic_sub_cause(code: u32, sub_code: Option<u32>) -> Option<&'static str> {
+pub(crate) fn generic_sub_cause(code: u32, sub_code: Option<u32>) -> Option<&'static str> {
     if !GENERIC_CODES.contains(&code) {
         return None;
     }
@@ -376,3 +563,6 @@ fn push(evidence: &mut Vec<String>, key: &str, value: Option<&str>) {
         evidence.push(format!("{key} : {v}"));
     }
 }
+
+#[cfg(test)]
+mod attempt_tests;

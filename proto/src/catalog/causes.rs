@@ -27,6 +27,9 @@ macro_rules! causes {
 /// Every cause, grouped by phase in flow order.
 pub(super) const CAUSES: &[Cause] = causes! {
     // ── pre-check ────────────────────────────────────────────────────────────────────────────
+    join_task_disabled, PreCheck,
+        "The scheduled task Automatic-Device-Join is disabled, so the device never tries to join.",
+        "Enable \\Microsoft\\Windows\\Workplace Join\\Automatic-Device-Join (Task Scheduler, or the baseline/GPO that disabled it), then run it or sign in again.";
     dc_unreachable, PreCheck,
         "The device cannot locate or reach a domain controller (AD Connectivity Test FAIL, event 334).",
         "Connect the device to the corporate network or VPN so that it can see a DC, then rerun the join task.";
@@ -42,8 +45,8 @@ pub(super) const CAUSES: &[Cause] = causes! {
         "Tenant information could not be read from the service connection point in AD (also logged as event 220 at join time, then usually an AD replication issue).",
         "Read the AD Configuration Test sub-code; configure the SCP (Entra Connect or by hand) or the client-side CDJ\\AAD registry values; fix AD replication if event 220 shows it.";
     scp_not_configured, Discover,
-        "No service connection point exists in the forest, so the device does not know its tenant (AD Configuration Test FAIL [0x80070002]).",
-        "Create the SCP with Entra Connect or a script, or set TenantId/TenantName under HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\CDJ\\AAD.";
+        "No service connection point exists in the forest, so the device does not know its tenant (AD Configuration Test FAIL [0x80070002], or events 307/304 with 0x801c001d).",
+        "Expected where hybrid join is not intended (and hybrid join is unsupported on domain controllers): ignore it there. Where it is intended, create the SCP with Entra Connect or a script, or set TenantId/TenantName under HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\CDJ\\AAD.";
     discovery_failed, Discover,
         "Fetching the registration service's discovery metadata failed.",
         "Look at the second code of 'DRS Discovery Test : FAIL [...]' or at event 201 for the underlying error.";
@@ -59,6 +62,9 @@ pub(super) const CAUSES: &[Cause] = causes! {
     tenant_not_found, Discover,
         "The tenant named by the SCP is unknown to Entra, or it has no active subscription (AADSTS90002).",
         "Correct the tenant ID in the SCP (or the CDJ\\AAD registry values) and confirm the tenant's subscriptions are active.";
+    both_drs_configured, Discover,
+        "Both the Entra registration service and an on-premises (AD FS) one are configured; only one may be (event 330).",
+        "Remove the enterprise DRS configuration or the Entra SCP, whichever is not meant to be used.";
     tenant_id_not_found, Discover,
         "No tenant ID was available for the registration request (named only in the MDM docs).",
         "Verify the SCP or CDJ\\AAD registry values carry the tenant ID.";
@@ -131,7 +137,7 @@ pub(super) const CAUSES: &[Cause] = causes! {
         "Read Server Message / event 204; most often the device is simply not synced yet.";
     device_not_synced, Join,
         "Entra has no device object for this computer yet: expected until Entra Connect syncs it (or the object was deleted).",
-        "Wait for the next sync cycle; if it lasts, dsregcmd /leave, delete the MS-Organization-Access certificate, restart, then trigger a delta sync.";
+        "Wait for the next Entra Connect sync cycle. If it lasts, check that the computer's OU is in the sync scope and that its userCertificate attribute is populated (the join task writes it), then trigger a delta sync; only if the object still does not appear, dsregcmd /leave, delete the MS-Organization-Access certificate and restart.";
     throttled, Join,
         "The registration service throttled the device after too many requests.",
         "Nothing to fix; the next attempt after the cool-down (about five minutes) normally succeeds.";
@@ -193,10 +199,19 @@ pub(super) const CAUSES: &[Cause] = causes! {
     // ── post-join ────────────────────────────────────────────────────────────────────────────
     no_prt, PostJoin,
         "The device is joined but the user has no Primary Refresh Token, so cloud SSO does not work.",
-        "Read the PRT diagnostics (Attempt Status, server error) and AAD operational events 1006/1007.";
+        "Read the PRT diagnostics (Attempt Status, server error), the AAD Operational log (errors) and AAD Analytic events 1006/1007 (start and end of PRT acquisition).";
     device_auth_failed, PostJoin,
-        "Device authentication fails (DeviceAuthStatus FAILED): the device is disabled or deleted in Entra.",
+        "Entra refuses the device: it is disabled or deleted (DeviceAuthStatus FAILED. Device is either disabled or deleted, or AADSTS50155 during PRT acquisition).",
         "Enable the device object, or re-register the device the way its join type requires.";
+    device_auth_check_failed, PostJoin,
+        "The device authentication check could not reach Entra (DeviceAuthStatus FAILED. ERROR): nothing says the device is disabled or deleted.",
+        "Do not re-register: check that SYSTEM can reach login.microsoftonline.com and enterpriseregistration.windows.net through the proxy, then run dsregcmd /status again.";
+    prt_stale, PostJoin,
+        "The user's PRT has not been renewed for more than a day (AzureAdPrtUpdateTime), so SSO and Conditional Access run on an old token.",
+        "Lock and unlock or sign out and in; if it stays old, read the AAD Operational log (errors) and the AAD Analytic log (events 1006/1007) for the renewal error.";
+    dual_state, PostJoin,
+        "The device is hybrid (or domain) joined and the user also has it Entra registered (WorkplaceJoined YES): dual state confuses Conditional Access and Intune.",
+        "Remove the work account registration (Settings > Accounts > Access work or school), set BlockAADWorkplaceJoin=1 under HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows\\WorkplaceJoin; Windows 10 1803+ clears it by itself once hybrid joined.";
     aad_recovery_pending, PostJoin,
         "Windows has marked the join for recovery (AadRecoveryEnabled YES): the device keys no longer work.",
         "Sign in so that recovery runs, or re-join the device.";
@@ -248,9 +263,6 @@ pub(super) const CAUSES: &[Cause] = causes! {
     invalid_credentials, PostJoin,
         "Entra rejected the user's credentials; on hybrid devices often a new password not yet synced (AADSTS50126).",
         "Wait for password hash sync, then sign in again; otherwise check the password.";
-    device_authentication_failed, PostJoin,
-        "Entra could not authenticate the device during PRT acquisition (AADSTS50155): it is disabled or deleted.",
-        "Enable the device object, or re-register the device the way its join type requires.";
     user_not_in_tenant, PostJoin,
         "The user account does not exist in the tenant (AADSTS50034).",
         "Check the UPN the user signs in with and that the account is synced; event 1144 shows the UPN.";
@@ -282,13 +294,16 @@ pub(super) const CAUSES: &[Cause] = causes! {
         "Check TPM health in tpm.msc; consider disabling the TPM for registration.";
     unknown_ntstatus, PostJoin,
         "An undocumented NTSTATUS (0xc000) error, usually from PRT acquisition.",
-        "Read the PRT diagnostics and AAD operational events 1006/1007.";
+        "Read the PRT diagnostics, the AAD Operational log, and AAD Analytic events 1006/1007 (1007 holds the final error).";
     unknown_nt_hresult, PostJoin,
         "An undocumented NTSTATUS wrapped as an HRESULT (0xd...), usually from a user-state check.",
         "Clear bit 28 to get the NTSTATUS and look it up; rerun dsregcmd /status as the user.";
     unknown_security, Join,
         "An undocumented security or crypto provider (0x8009) error, often about the device key.",
         "Check the device key's provider and the TPM; read the registration log.";
+    unknown_cloudap, PostJoin,
+        "An undocumented CloudAP (0xc004/0x8004) error from the Entra sign-in plug-in, usually during PRT acquisition.",
+        "Read the PRT diagnostics, the AAD Operational log (errors), and AAD Analytic events 1006/1007.";
     unknown_mdm_enroll, PostJoin,
         "An undocumented MDM enrollment (0x8018) error, raised after the join.",
         "Read the DeviceManagement-Enterprise-Diagnostics-Provider admin log.";

@@ -93,13 +93,15 @@ pub enum Facility {
     Security,
     /// `0x8018xxxx`: MDM enrollment (`MENROLL_E_*`).
     MdmEnroll,
+    /// `0xc004xxxx` / `0x8004xxxx`: the CloudAP (Entra sign-in) plug-in.
+    CloudAp,
     /// Anything else.
     Other,
 }
 
 impl Facility {
     /// Every facility, in the order [`facility`] tests them.
-    pub const ALL: [Facility; 10] = [
+    pub const ALL: [Facility; 11] = [
         Facility::WinInet,
         Facility::Win32,
         Facility::Dsreg,
@@ -109,6 +111,7 @@ impl Facility {
         Facility::NtHresult,
         Facility::Security,
         Facility::MdmEnroll,
+        Facility::CloudAp,
         Facility::Other,
     ];
 
@@ -124,6 +127,7 @@ impl Facility {
             Facility::NtHresult => "nt_hresult",
             Facility::Security => "security",
             Facility::MdmEnroll => "mdm_enroll",
+            Facility::CloudAp => "cloudap",
             Facility::Other => "other",
         }
     }
@@ -140,6 +144,7 @@ impl Facility {
             Facility::NtHresult => "unknown_nt_hresult",
             Facility::Security => "unknown_security",
             Facility::MdmEnroll => "unknown_mdm_enroll",
+            Facility::CloudAp => "unknown_cloudap",
             Facility::Other => "unknown_other",
         };
         // The last cause is `unknown_other`; a test checks every `unknown_*` id exists.
@@ -159,6 +164,7 @@ pub fn facility(code: u32) -> Facility {
             0xc000 => Facility::NtStatus,
             0x8009 => Facility::Security,
             0x8018 => Facility::MdmEnroll,
+            0xc004 | 0x8004 => Facility::CloudAp,
             _ if code >> 20 == 0xcaa => Facility::Adal,
             _ if code >> 28 == 0xd => Facility::NtHresult,
             _ => Facility::Other,
@@ -217,7 +223,24 @@ pub fn causes() -> &'static [Cause] {
 
 /// The cause with this id.
 pub fn cause(id: &str) -> Option<&'static Cause> {
+    let id = canonical_cause(id);
     causes::CAUSES.iter().find(|c| c.id == id)
+}
+
+/// Cause ids that were merged into another one: `(old, kept)`. Ids are a public contract, so
+/// an old id keeps resolving (API filters, stored rows of older versions) to the kept one.
+pub const CAUSE_ALIASES: &[(&str, &str)] = &[
+    // Both meant "Entra refuses the device: disabled or deleted" (DeviceAuthStatus and
+    // AADSTS50155); one id, so one attempt is never counted under two causes.
+    ("device_authentication_failed", "device_auth_failed"),
+];
+
+/// The kept id for `id` (itself unless it was merged into another, see [`CAUSE_ALIASES`]).
+pub fn canonical_cause(id: &str) -> &str {
+    CAUSE_ALIASES
+        .iter()
+        .find(|(old, _)| *old == id)
+        .map_or(id, |(_, kept)| kept)
 }
 
 /// The entry for a code, matching its primary code first and then its aliases.

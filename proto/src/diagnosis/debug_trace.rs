@@ -5,7 +5,9 @@
 //! `Join HTTP status: 400`, `Join error code: DirectoryError`, `Join message: …` and the final
 //! `DsrDeviceAutoJoin failed 0x801c03f2.`. The last `… failed … 0x…` line of the join is the
 //! attempt's result; an earlier federated failure (`GetComputerTokenForADRS failed with error
-//! 0xcaa9002c`) followed by "Try synchronized join" is not, because dsregcmd went on.
+//! 0xcaa9002c`) followed by "Try synchronized join" is not, because dsregcmd went on — but it
+//! is kept, in order, in the evidence and as an attempt of its own ([`attempts`]), so the
+//! technician sees both the federated failure and the fallback sync join's.
 
 use super::{server_error_text, symbol};
 use crate::Failure;
@@ -39,6 +41,58 @@ fn after<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// Whether a trace line records a failed step with a code (`… join failed with error 0x…`,
+/// `GetComputerTokenForADRS failed with error 0x…`), other than the result line itself.
+fn is_step_failure(line: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    lower.contains("failed with error")
+        && !RESULT_MARKERS.iter().any(|m| line.contains(m))
+        && code_in(line).is_some_and(|c| c != 0)
+}
+
+/// The join tries a `/debug` trace records, newest first: each `… join failed with error
+/// 0x…` the join went on from (a federated join before the fallback sync join), then the
+/// result. `None` when the trace has no result line.
+pub(super) fn attempts(extra: &[ExtraField]) -> Option<Vec<crate::v1::Attempt>> {
+    let result = from_debug_trace(extra)?;
+    let mut out = vec![super::attempts::attempt_of(
+        &result,
+        None,
+        vec!["debug_trace".to_owned()],
+        None,
+    )];
+    let tries = extra
+        .iter()
+        .filter(|e| e.section.is_empty() && e.key.is_empty())
+        .map(|e| e.value.trim())
+        .filter(|l| l.to_ascii_lowercase().contains("join failed with error"))
+        .filter(|l| !RESULT_MARKERS.iter().any(|m| l.contains(m)));
+    for line in tries {
+        let Some(code) = code_in(line).filter(|c| *c != 0) else {
+            continue;
+        };
+        let described = catalog::describe(code);
+        let f = Failure {
+            phase: described.phase as i32,
+            code: Some(code),
+            symbol: symbol(Some(code)),
+            cause: described.cause.id.to_owned(),
+            source: "debug_trace".to_owned(),
+            evidence: vec![line.to_owned()],
+            ..Failure::default()
+        };
+        out.push(super::attempts::attempt_of(
+            &f,
+            None,
+            vec!["debug_trace".to_owned()],
+            None,
+        ));
+    }
+    // Lines were read oldest first after the result; the result is the newest.
+    out[1..].reverse();
+    Some(out)
+}
+
 /// The failure a `/debug` trace shows, if its join ended with an error code.
 pub(super) fn from_debug_trace(extra: &[ExtraField]) -> Option<Failure> {
     let trace: Vec<&str> = extra
@@ -57,7 +111,9 @@ pub(super) fn from_debug_trace(extra: &[ExtraField]) -> Option<Failure> {
     let mut message = None;
     let mut evidence = Vec::new();
     for line in &trace[..=result_at] {
-        if after(line, "Join HTTP status:").is_some() {
+        if is_step_failure(line) {
+            // An earlier failure the join went on from (federated → sync): kept in order.
+        } else if after(line, "Join HTTP status:").is_some() {
             // Evidence only: the status adds nothing to the cause beyond the error code.
         } else if let Some(v) = after(line, "Join error code:") {
             error_code = Some(v);

@@ -365,7 +365,7 @@ fn token_acquisition_fail_is_auth() {
 }
 
 #[test]
-fn tests_before_events() {
+fn latest_attempt_before_tests() {
     let mut s = domain_joined();
     tests(&mut s).ad_connectivity = fail(None, None);
     let events = [event(
@@ -375,6 +375,9 @@ fn tests_before_events() {
         Some(DIRECTORY_FAILURE),
     )];
     let f = failure(&s, &events, ExecutionContext::System).expect("failing");
+    assert_eq!(f.source, "event:204");
+    // Without an attempt the tests speak.
+    let f = failure(&s, &[], ExecutionContext::System).expect("failing");
     assert_eq!(f.source, "test:ad_connectivity");
 }
 
@@ -400,7 +403,8 @@ fn newest_failure_event_wins() {
     e304.error_phase = Some("join".into());
     let events = [directory_error_204("2024-05-01T10:00:05Z", 11), e304];
     let f = failure(&s, &events, ExecutionContext::System).expect("failing");
-    assert_eq!(f.source, "event:204");
+    // One run: the terminal 304 is the attempt's record, the 204 its server answer.
+    assert_eq!(f.source, "event:304");
     assert_eq!(phase(&f), Phase::Join);
     assert_eq!(f.code, Some(DIRECTORY_FAILURE));
     assert_eq!(f.cause, "device_not_synced");
@@ -411,6 +415,7 @@ fn newest_failure_event_wins() {
     assert_eq!(
         f.evidence,
         vec![
+            "event 304 at 2024-05-01T10:00:00Z: exit code 0x801c03f2, errorPhase join".to_owned(),
             "event 204 at 2024-05-01T10:00:05Z: exit code 0x801c03f2, HTTP 400, \
              DirectoryError: The device object by the given id (d) is not found."
                 .to_owned()
@@ -524,6 +529,12 @@ fn success_events_alone_are_healthy() {
 
 // ── rule 4: post-join ───────────────────────────────────────────────────────────────────────
 
+/// An Entra user's capture: the WAM default account is set.
+fn entra_user(mut s: Snapshot) -> Snapshot {
+    s.user_state.get_or_insert_default().wam_default_set = Some(true);
+    s
+}
+
 fn with_sso(mut s: Snapshot, prt: Option<bool>) -> Snapshot {
     s.sso_state = Some(SsoState {
         azure_ad_prt: prt,
@@ -634,7 +645,7 @@ fn prt_diagnostics_without_server_text_uses_catalog() {
 
 #[test]
 fn no_prt_only_outside_system_context() {
-    let s = with_sso(entra_joined(), Some(false));
+    let s = entra_user(with_sso(entra_joined(), Some(false)));
     let f = failure(&s, &[], ExecutionContext::User).expect("failing");
     assert_eq!(f.cause, "no_prt");
     assert_eq!(f.source, "prt");
@@ -651,7 +662,7 @@ fn no_post_join_rules_on_a_device_known_not_joined() {
 
 #[test]
 fn apply_sets_both_fields() {
-    let mut s = with_sso(entra_joined(), Some(false));
+    let mut s = entra_user(with_sso(entra_joined(), Some(false)));
     apply(&mut s, &[], ExecutionContext::User);
     assert_eq!(s.join_type, JoinType::EntraJoined as i32);
     assert_eq!(s.failure.map(|f| f.cause).as_deref(), Some("no_prt"));
