@@ -121,6 +121,7 @@ fn template(t: usize) -> DeviceFacts {
         without_prt: healthy && (r >> 28).is_multiple_of(40),
         agent_version: VERSIONS[(r >> 32) as usize % VERSIONS.len()].to_string(),
         spool_overflowing: (r >> 40).is_multiple_of(100),
+        not_targeted: (r >> 48).is_multiple_of(200).then_some("domain_controller"),
         failure,
     }
 }

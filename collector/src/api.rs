@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/devices/{key}", get(device))
         .route("/api/v1/devices/{key}/history", get(device_history))
+        .route("/api/v1/devices/{key}/attempts", get(device_attempts))
         .route("/api/v1/failures", get(failures))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/catalog", get(catalog_doc))
@@ -322,6 +323,17 @@ async fn device(
         serde_json::to_value(&d.snapshot).map_err(|e| Error::Internal(e.to_string()))?;
     doc["events"] = serde_json::to_value(&d.events).map_err(|e| Error::Internal(e.to_string()))?;
     doc["transitions"] = json!(d.history);
+    // The newest join attempts (all of them at `/attempts`) and whether the device is meant
+    // to join at all (DESIGN §4, §4b).
+    doc["attempts"] = serde_json::to_value(
+        d.snapshot
+            .attempts
+            .iter()
+            .take(RECENT_ATTEMPTS)
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    doc["targeted"] = targeted_doc(d.snapshot.not_targeted.as_deref());
     let id3 = id.clone();
     let parts = s.store.read(move |c| Ok(merge::parts(c, &id3)?)).await?;
     let view = merge::view(&parts);
@@ -407,6 +419,52 @@ async fn agents(State(s): State<AppState>) -> Result<axum::Json<Value>, Error> {
         "spool_overflowing": {"devices": counts.spool_overflowing, "sample": dropped},
         "not_delivered_1d": {"devices": counts.not_delivered_1d, "sample": undelivered},
     })))
+}
+
+/// How many attempts the device document carries.
+const RECENT_ATTEMPTS: usize = 5;
+
+/// `{"targeted": bool, "reason": …, "text": …}` for the device document.
+fn targeted_doc(not_targeted: Option<&str>) -> Value {
+    match not_targeted {
+        None => json!({"targeted": true}),
+        Some(reason) => json!({
+            "targeted": false,
+            "reason": reason,
+            "text": match reason {
+                "domain_controller" => "a domain controller: hybrid join is not supported there",
+                "policy_disabled" => "hybrid join is turned off by policy (autoWorkplaceJoin = 0)",
+                _ => "hybrid join is not intended for this device",
+            },
+        }),
+    }
+}
+
+/// `GET /api/v1/devices/{key}/attempts`: the device's join attempts, newest first (time,
+/// phase, code, symbol, cause with its text, server error type and message, source records).
+async fn device_attempts(
+    State(s): State<AppState>,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<axum::Json<Value>, Error> {
+    let Path(key) = key.map_err(|e| rejected("device key", e))?;
+    let id = resolve(&s, key).await?;
+    let cutoff = s.stale_cutoff();
+    let id2 = id.clone();
+    let d = s
+        .store
+        .read(move |c| read::device(c, &id2, cutoff, 0))
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("device {id:?} disappeared")))?;
+    let mut attempts = Vec::with_capacity(d.snapshot.attempts.len());
+    for a in &d.snapshot.attempts {
+        let mut v = serde_json::to_value(a).map_err(|e| Error::Internal(e.to_string()))?;
+        if let Some(c) = catalog::cause(&a.cause) {
+            v["cause_text"] = json!(c.text);
+            v["resolution"] = json!(c.resolution);
+        }
+        attempts.push(v);
+    }
+    Ok(axum::Json(json!({"machine_id": id, "attempts": attempts})))
 }
 
 async fn device_history(

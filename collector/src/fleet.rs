@@ -48,7 +48,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use devices::{
-    Device, Devices, NO_FAILURE, NOT_DELIVERED, SPOOL_OVERFLOWING, STALE, Slot, WITHOUT_PRT,
+    Device, Devices, NO_FAILURE, NOT_DELIVERED, NOT_TARGETED, SPOOL_OVERFLOWING, STALE, Slot,
+    WITHOUT_PRT,
 };
 use order::{Mark, Seen};
 use tally::Tally;
@@ -90,6 +91,17 @@ pub struct DeviceFacts {
     pub agent_version: String,
     /// That agent reported reports dropped by its spool overflow policy.
     pub spool_overflowing: bool,
+    /// Why hybrid join is not intended for the device (one of
+    /// [`dsreg_proto::diagnosis::NOT_TARGETED_REASONS`]), or `None` when it is targeted.
+    pub not_targeted: Option<&'static str>,
+}
+
+/// The closed-set reason for a stored or reported `not_targeted` text (`None` for anything
+/// else, which keeps `dsreg_devices_not_targeted` bounded).
+pub fn not_targeted_reason(reason: &str) -> Option<&'static str> {
+    dsreg_proto::diagnosis::NOT_TARGETED_REASONS
+        .into_iter()
+        .find(|r| *r == reason)
 }
 
 /// A failure as stored: raw code, labels not yet folded.
@@ -138,6 +150,8 @@ pub struct FleetCounts {
     pub agent_versions: BTreeMap<String, u64>,
     /// Devices whose agent reported `spool_dropped > 0`.
     pub spool_overflowing: u64,
+    /// Devices not meant to join, by reason (`domain_controller`, `policy_disabled`).
+    pub not_targeted: BTreeMap<String, u64>,
     /// Devices with no delivery (no report received) for [`NOT_DELIVERED_AFTER`].
     pub not_delivered_1d: u64,
 }
@@ -203,6 +217,8 @@ struct Inner {
     tests: [u64; 6],
     agent_versions: Tally<Box<str>>,
     spool_overflowing: u64,
+    /// Devices per [`dsreg_proto::diagnosis::NOT_TARGETED_REASONS`] entry.
+    not_targeted: [u64; 2],
     unknown_codes: HashSet<u32>,
     known_versions: HashSet<String>,
     /// Hashes labels for the tallies (a fixed function per table, as they require).
@@ -221,12 +237,9 @@ pub fn cause_label(cause: &str) -> String {
     cause_str(cause).to_string()
 }
 
-fn cause_str(cause: &str) -> &str {
-    if dsreg_proto::catalog::cause(cause).is_some() {
-        cause
-    } else {
-        OTHER
-    }
+/// The catalog's (canonical, see `catalog::CAUSE_ALIASES`) id of `cause`, else `other`.
+fn cause_str(cause: &str) -> &'static str {
+    dsreg_proto::catalog::cause(cause).map_or(OTHER, |c| c.id)
 }
 
 /// Counts one more device under a join type or version label and returns its id; a new label
@@ -257,6 +270,7 @@ impl Inner {
             tests: [0; 6],
             agent_versions: Tally::default(),
             spool_overflowing: 0,
+            not_targeted: [0; 2],
             unknown_codes: HashSet::new(),
             known_versions: HashSet::new(),
             hasher: RandomState::new(),
@@ -328,7 +342,15 @@ impl Inner {
                 *n += 1;
             }
         }
-        d.flags &= !(WITHOUT_PRT | SPOOL_OVERFLOWING);
+        d.flags &= !(WITHOUT_PRT | SPOOL_OVERFLOWING | NOT_TARGETED[0] | NOT_TARGETED[1]);
+        if let Some(i) = f.not_targeted.and_then(|r| {
+            dsreg_proto::diagnosis::NOT_TARGETED_REASONS
+                .iter()
+                .position(|x| *x == r)
+        }) {
+            d.flags |= NOT_TARGETED[i];
+            self.not_targeted[i] += 1;
+        }
         if f.without_prt {
             d.flags |= WITHOUT_PRT;
             let j = usize::from(d.join);
@@ -362,6 +384,11 @@ impl Inner {
         }
         if d.flags & SPOOL_OVERFLOWING != 0 {
             self.spool_overflowing = self.spool_overflowing.saturating_sub(1);
+        }
+        for (i, bit) in NOT_TARGETED.iter().enumerate() {
+            if d.flags & bit != 0 {
+                self.not_targeted[i] = self.not_targeted[i].saturating_sub(1);
+            }
         }
     }
 
@@ -486,6 +513,12 @@ impl Fleet {
                 .map(|(_, k, n)| (k.to_string(), n))
                 .collect(),
             spool_overflowing: inner.spool_overflowing,
+            not_targeted: dsreg_proto::diagnosis::NOT_TARGETED_REASONS
+                .iter()
+                .zip(inner.not_targeted)
+                .filter(|(_, n)| *n > 0)
+                .map(|(r, n)| (r.to_string(), n))
+                .collect(),
             not_delivered_1d: inner.not_delivered.count,
         }
     }

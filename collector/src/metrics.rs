@@ -108,6 +108,12 @@ impl Metrics {
             "Joined devices without an Entra PRT, by join type.",
         );
         d(
+            "dsreg_devices_not_targeted",
+            'g',
+            None,
+            "Devices where hybrid join is not intended (not failing), by reason: domain_controller, policy_disabled.",
+        );
+        d(
             "dsreg_devices_stale",
             'g',
             None,
@@ -259,6 +265,14 @@ impl Metrics {
         for (j, n) in &counts.without_prt {
             let series = ("dsreg_devices_without_prt", vec![("join_type", j.clone())]);
             now.push((series, *n as f64));
+        }
+        for r in dsreg_proto::diagnosis::NOT_TARGETED_REASONS {
+            let n = counts.not_targeted.get(r).copied().unwrap_or(0);
+            let series = (
+                "dsreg_devices_not_targeted",
+                vec![("reason", r.to_string())],
+            );
+            now.push((series, n as f64));
         }
         now.push((("dsreg_devices_stale", Vec::new()), counts.stale as f64));
         now.push((

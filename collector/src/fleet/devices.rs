@@ -55,6 +55,8 @@ pub(super) const SPOOL_OVERFLOWING: u8 = 2;
 pub(super) const STALE: u8 = 4;
 /// Counted in `not_delivered_1d` (its key is below the one-day sweep's mark).
 pub(super) const NOT_DELIVERED: u8 = 8;
+/// Not targeted, one bit per `NOT_TARGETED_REASONS` entry (domain controller, policy).
+pub(super) const NOT_TARGETED: [u8; 2] = [16, 32];
 
 impl Device {
     /// A record last seen at `last_seen`, with no labels yet; [`Devices::push`] fills in the id.

@@ -395,6 +395,9 @@ fn recount(model: &BTreeMap<String, (DeviceFacts, i64)>, now: i64, stale_ms: i64
             *c.without_prt.entry(f.join_type.clone()).or_default() += 1;
         }
         c.spool_overflowing += u64::from(f.spool_overflowing);
+        if let Some(r) = f.not_targeted {
+            *c.not_targeted.entry(r.to_string()).or_default() += 1;
+        }
         c.stale += u64::from(*seen < now - stale_ms);
         c.not_delivered_1d += u64::from(*seen < day);
         c.total += 1;
@@ -446,6 +449,12 @@ fn random_updates_match_a_recount_at_every_step() {
                 without_prt: rng.below(4) == 0,
                 agent_version: format!("1.{}", rng.below(MAX_AGENT_VERSIONS as u64)),
                 spool_overflowing: rng.below(10) == 0,
+                not_targeted: [
+                    None,
+                    None,
+                    Some("domain_controller"),
+                    Some("policy_disabled"),
+                ][rng.below(4) as usize],
             };
             f.set(&id, Some(&facts), seen);
             let old = model.get(&id).map_or(seen, |(_, s)| (*s).max(seen));

@@ -21,7 +21,7 @@
 
 use dsreg_proto::catalog;
 use dsreg_proto::v1::{Failure, Report, ReportResult, ReportStatus, Snapshot};
-use dsreg_proto::{ExecutionContext, JoinType, Phase, TestStatus};
+use dsreg_proto::{ExecutionContext, JoinType, Phase, TestStatus, diagnosis};
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -180,16 +180,17 @@ pub fn facts(snapshot: &Snapshot, context: ExecutionContext) -> DeviceFacts {
             }
         }
     }
-    // PRT state is only authoritative in the user's context: a SYSTEM collection always
-    // prints AzureAdPrt NO, which would flag every healthy device.
-    let without_prt = matches!(join, JoinType::HybridJoined | JoinType::EntraJoined)
-        && context != ExecutionContext::System
-        && snapshot.sso_state.as_ref().and_then(|s| s.azure_ad_prt) == Some(false);
+    // The same rule as the diagnosis: user context, an Entra user, AzureAdPrt NO.
+    let without_prt = diagnosis::without_prt(snapshot, context);
     DeviceFacts {
         join_type,
         failure,
         failing_tests,
         without_prt,
+        not_targeted: snapshot
+            .not_targeted
+            .as_deref()
+            .and_then(crate::fleet::not_targeted_reason),
         ..Default::default()
     }
 }
@@ -243,6 +244,22 @@ pub fn report(
     let collected = r.collected_at.as_ref().map(ts_ms);
     let empty = Snapshot::default();
     let own = r.snapshot.as_ref().unwrap_or(&empty);
+    // The diagnosis gates rules on the OS build it reads from `join_config`; an agent that
+    // did not put it there sent it in the envelope.
+    let with_build;
+    let own = if !r.os_build.is_empty()
+        && own
+            .join_config
+            .as_ref()
+            .is_none_or(|c| c.os_build.is_none())
+    {
+        let mut s = own.clone();
+        s.join_config.get_or_insert_default().os_build = Some(r.os_build.clone());
+        with_build = s;
+        &with_build
+    } else {
+        own
+    };
     let state = super::heartbeat::state_hash(r, context, own);
 
     // One read of the device row: its facts, and this part's latest collection time and
@@ -252,9 +269,9 @@ pub fn report(
         .query_row([&r.machine_id], |row| {
             Ok(Stored {
                 facts: super::facts_from_row(row, 0)?,
-                failing_since: row.get(9)?,
-                collected_at: row.get(10)?,
-                state_hash: row.get(11)?,
+                failing_since: row.get(super::FACT_COUNT)?,
+                collected_at: row.get(super::FACT_COUNT + 1)?,
+                state_hash: row.get(super::FACT_COUNT + 2)?,
             })
         })
         .optional()?;
@@ -279,7 +296,8 @@ pub fn report(
                 facts: None,
                 last_seen: now,
             }),
-            new_attempts: super::attempts::record(conn, r, own, now)?,
+            // A heartbeat brings no events and repeats its snapshot: no new attempt.
+            new_attempts: Vec::new(),
         });
     }
     let old = stored.map(|s| (s.facts, s.failing_since));
@@ -348,7 +366,14 @@ pub fn report(
             last_seen: now,
         })
     };
-    let new_attempts = super::attempts::record(conn, r, own, now)?;
+    // The attempts of the device view (stored context + this report), or, for a replayed older
+    // report, of the report alone.
+    let attempts = if newer {
+        std::mem::take(&mut snapshot.attempts)
+    } else {
+        diagnosis::attempts(own, &r.events)
+    };
+    let new_attempts = super::attempts::record(conn, r, &attempts, now)?;
     Ok(Applied {
         result: result(r, ReportStatus::Accepted, String::new()),
         fleet,
@@ -368,19 +393,43 @@ fn upsert_part(
     state: Option<i64>,
     now: i64,
 ) -> rusqlite::Result<()> {
-    let events = (!r.events.is_empty()).then(|| {
-        Report {
-            events: r.events.clone(),
-            ..Default::default()
-        }
-        .encode_to_vec()
-    });
+    // The part's event context: the stored records and the new ones, bounded (see
+    // `correlate::retain_context`), so the next diagnosis still sees the newest attempt.
+    let events = if r.events.is_empty() {
+        None
+    } else {
+        let stored: Option<Option<Vec<u8>>> = conn
+            .prepare_cached("SELECT events FROM device_parts WHERE machine_id = ?1 AND part = ?2")?
+            .query_row(params![r.machine_id, part.label()], |row| row.get(0))
+            .optional()?;
+        let stored = stored
+            .flatten()
+            .and_then(|b| Report::decode(b.as_slice()).ok())
+            .map(|r| r.events)
+            .unwrap_or_default();
+        let events = diagnosis::correlate::retain_context(stored, &r.events);
+        Some(
+            Report {
+                events,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        )
+    };
     let health = r.agent.unwrap_or_default();
+    // A report without events keeps the stored context (COALESCE).
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO device_parts (machine_id, part, context, report_id, collected_at,
+        "INSERT INTO device_parts (machine_id, part, context, report_id, collected_at,
             received_at, snapshot, events, agent_version, spool_depth, spool_dropped,
             last_delivery, parse_warnings)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT(machine_id, part) DO UPDATE SET context = excluded.context,
+            report_id = excluded.report_id, collected_at = excluded.collected_at,
+            received_at = excluded.received_at, snapshot = excluded.snapshot,
+            events = COALESCE(excluded.events, device_parts.events),
+            agent_version = excluded.agent_version, spool_depth = excluded.spool_depth,
+            spool_dropped = excluded.spool_dropped, last_delivery = excluded.last_delivery,
+            parse_warnings = excluded.parse_warnings",
     )?
     .execute(params![
         r.machine_id,
@@ -444,9 +493,9 @@ fn upsert_device(
             failing_tests, without_prt, first_seen, last_seen, collected_at, last_report_id,
             agent_version, os_build, execution_context, snapshot,
             {part}_report_id, {part}_collected_at, {part}_received_at, {part}_last_delivery,
-            {part}_state_hash)
+            {part}_state_hash, not_targeted)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-            ?15, ?14, ?13, ?20, ?21)
+            ?15, ?14, ?13, ?20, ?21, ?22)
          ON CONFLICT(machine_id) DO UPDATE SET
             hostname = excluded.hostname, ad_domain = excluded.ad_domain,
             entra_device_id = excluded.entra_device_id, join_type = excluded.join_type,
@@ -456,7 +505,8 @@ fn upsert_device(
             without_prt = excluded.without_prt, last_seen = MAX(last_seen, excluded.last_seen),
             collected_at = excluded.collected_at, last_report_id = excluded.last_report_id,
             agent_version = excluded.agent_version, os_build = excluded.os_build,
-            execution_context = excluded.execution_context, snapshot = excluded.snapshot"))?.execute(params![
+            execution_context = excluded.execution_context, snapshot = excluded.snapshot,
+            not_targeted = excluded.not_targeted"))?.execute(params![
             r.machine_id,
             hostname,
             ad_domain,
@@ -478,6 +528,7 @@ fn upsert_device(
             snapshot.encode_to_vec(),
             last_delivery,
             state,
+            f.not_targeted,
         ],
     )?;
     Ok(())

@@ -1,163 +1,123 @@
-//! Event records and failed registration attempts, inside the writer's transaction.
+//! Event records and failed join attempts, inside the writer's transaction.
 //!
-//! Events are stored once by (machine_id, record_id). A failed registration attempt is stored
-//! once by (machine_id, attempt minute, client code), from the Previous Registration block
-//! (time + client error code) and from NEW events 304/305/307 with a non-zero exit code. Times
-//! are cut to the minute so the 304 that Windows logs twice per attempt, and the same attempt
-//! seen in both sources, count once (an attempt straddling a minute boundary between the two
-//! sources may count twice; attempts are at least minutes apart). Only attempts inserted now
-//! are returned: they feed `dsreg_registration_failures_total`, which therefore counts unique
-//! attempts however many reports repeat them. Labels come from the same diagnosis rule that
-//! derives the device's failure (`diagnosis::failure` on the Previous Registration block alone,
-//! or on that one event alone), so `dsreg_registration_failures_total` and
-//! `dsreg_devices_failing` name an attempt alike; the catalog plus `classify::refine` is only
-//! the fallback when that rule says nothing.
+//! Events are stored once by (machine_id, record_id). Attempts are NOT derived here: the
+//! diagnosis in `dsreg-proto` correlates the device's records into runs of the join task and
+//! classifies each run once (`diagnosis::attempts`, the same function the agent uses); this
+//! module only stores the failed ones and says which are new, to feed
+//! `dsreg_registration_failures_total`, which therefore counts each attempt once, under the
+//! attempt's one cause, however many reports repeat it.
+//!
+//! An attempt is stored once by (machine_id, attempt minute, client code); an attempt of the
+//! same code within a minute either side is the same attempt seen through other records (the
+//! Previous Registration time and the 304 time differ by seconds; a run whose 304 arrives in
+//! the next report than its 204). An attempt counts only when this report brought one of its
+//! records (a new event record id, or — for an attempt known from Previous Registration
+//! alone — its first sight), so the stored context re-derived on every report never recounts
+//! old attempts. Attempts without a time (a `/debug` trace) are shown but not counted.
 
-use dsreg_proto::catalog;
-use dsreg_proto::classify::{self, ServerError};
-use dsreg_proto::v1::DeviceState;
-use dsreg_proto::v1::{EventRecord, Report, Snapshot};
-use dsreg_proto::{ExecutionContext, Phase, diagnosis};
+use dsreg_proto::v1::{Attempt, EventRecord, Report};
 use prost::Message;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::apply::failure_facts;
 use crate::fleet::FailureFacts;
 
-/// Cuts an RFC 3339 time to the minute (`2025-03-09T11:00Z`); other text is kept as is.
-fn attempt_minute(t: &str) -> String {
+/// Cuts an RFC 3339 time to the minute (`2025-03-09T11:00Z`), `offset_min` minutes moved.
+fn attempt_minute(t: &str, offset_min: i64) -> Option<String> {
     use time::format_description::well_known::Rfc3339;
-    match time::OffsetDateTime::parse(t.trim(), &Rfc3339) {
-        Ok(dt) => {
-            let dt = dt.to_offset(time::UtcOffset::UTC);
-            format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}Z",
-                dt.year(),
-                u8::from(dt.month()),
-                dt.day(),
-                dt.hour(),
-                dt.minute()
-            )
-        }
-        Err(_) => t.trim().to_string(),
-    }
+    let dt = time::OffsetDateTime::parse(t.trim(), &Rfc3339).ok()?;
+    let dt = dt.to_offset(time::UtcOffset::UTC) + time::Duration::minutes(offset_min);
+    Some(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}Z",
+        dt.year(),
+        u8::from(dt.month()),
+        dt.day(),
+        dt.hour(),
+        dt.minute()
+    ))
 }
 
-fn classify_attempt(code: u32, phase: Option<&str>, server: &ServerError<'_>) -> FailureFacts {
-    let d = catalog::describe(code);
-    let cause = classify::refine(Some(code), server).unwrap_or(d.cause);
-    FailureFacts {
-        phase: phase
-            .and_then(Phase::from_label)
-            .unwrap_or(d.phase)
-            .label()
-            .to_string(),
-        cause: cause.id.to_string(),
-        code: Some(code),
-        symbol: d.symbol.unwrap_or_default().to_string(),
-    }
-}
-
+/// Stores the report's new event records and the failed attempts not seen before; returns the
+/// labels of the attempts counted now.
 pub(crate) fn record(
     conn: &Connection,
     r: &Report,
-    snapshot: &Snapshot,
+    attempts: &[Attempt],
     now: i64,
 ) -> rusqlite::Result<Vec<FailureFacts>> {
-    let mut found: Vec<(String, FailureFacts, String)> = Vec::new();
-    if let Some(p) = snapshot
-        .diagnostics
-        .as_ref()
-        .and_then(|d| d.previous_registration.as_ref())
-        && let (Some(t), Some(code)) = (&p.time, p.client_error_code)
-        && code != 0
-    {
-        let server = ServerError {
-            error_code: p.server_error_code.as_deref(),
-            sub_code: p.server_error_sub_code.as_deref(),
-            message: p.server_message.as_deref(),
-            operation: p.server_operation.as_deref(),
-        };
-        // The same rule that derives the device's failure, so the counter and the gauges agree.
-        let alone = Snapshot {
-            device_state: Some(DeviceState {
-                azure_ad_joined: Some(false),
-                ..Default::default()
-            }),
-            diagnostics: snapshot.diagnostics.clone(),
-            ..Default::default()
-        };
-        let f = diagnosis::failure(&alone, &[], ExecutionContext::System)
-            .filter(|f| f.source == "previous_registration" && f.code == Some(code))
-            .map_or_else(
-                || classify_attempt(code, p.error_phase.as_deref(), &server),
-                |f| failure_facts(&f),
-            );
-        found.push((attempt_minute(t), f, "previous_registration".into()));
-    }
-    let not_joined = Snapshot {
-        device_state: Some(DeviceState {
-            azure_ad_joined: Some(false),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let mut new_records = Vec::new();
     for e in &r.events {
-        if store_event(conn, r, e, now)?
-            && matches!(e.event_id, 304 | 305 | 307)
-            && let Some(code) = e.exit_code.filter(|c| *c != 0)
-        {
-            let sr = e.server_response.as_ref();
-            let server = ServerError {
-                error_code: sr.and_then(|s| s.error_type.as_deref()),
-                sub_code: sr.and_then(|s| s.sub_error_code.as_deref()),
-                message: sr
-                    .and_then(|s| s.message.as_deref())
-                    .or(e.server_error.as_deref()),
-                operation: None,
-            };
-            let phase = e.error_phase.as_deref().or(match e.event_id {
-                305 => Some("auth"),
-                307 => Some("discover"),
-                _ => None,
-            });
-            let time = e
-                .time
-                .as_deref()
-                .map_or_else(|| format!("record:{}", e.record_id), attempt_minute);
-            // The diagnosis of this one event (as the device would get it from it alone).
-            let f = diagnosis::failure(
-                &not_joined,
-                std::slice::from_ref(e),
-                ExecutionContext::System,
-            )
-            .filter(|f| f.code == Some(code))
-            .map_or_else(
-                || classify_attempt(code, phase, &server),
-                |f| failure_facts(&f),
-            );
-            found.push((time, f, format!("event:{}", e.event_id)));
+        if store_event(conn, r, e, now)? {
+            new_records.push(format!("#{}", e.record_id));
         }
     }
-    let mut new = Vec::new();
-    for (time, f, source) in found {
-        let inserted = conn.prepare_cached("INSERT OR IGNORE INTO attempts (machine_id, attempt_time, code, phase, cause, symbol,
-                source, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![
+    let mut counted = Vec::new();
+    for a in attempts.iter().filter(|a| !a.succeeded) {
+        let Some(time) = a.time.as_deref() else {
+            continue;
+        };
+        let event_sources: Vec<&String> = a
+            .sources
+            .iter()
+            .filter(|s| s.starts_with("event:"))
+            .collect();
+        let brought_now = if event_sources.is_empty() {
+            true // Previous Registration alone: counted at first sight (the insert decides).
+        } else {
+            event_sources
+                .iter()
+                .any(|s| new_records.iter().any(|n| s.ends_with(n.as_str())))
+        };
+        if !brought_now {
+            continue;
+        }
+        let Some(minute) = attempt_minute(time, 0) else {
+            continue;
+        };
+        let code = a.code.map_or(0, i64::from);
+        let mut seen = false;
+        for offset in [-1, 1] {
+            if let Some(m) = attempt_minute(time, offset) {
+                seen |= conn
+                    .prepare_cached(
+                        "SELECT 1 FROM attempts WHERE machine_id = ?1 AND attempt_time = ?2
+                         AND code = ?3",
+                    )?
+                    .query_row(params![r.machine_id, m, code], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+            }
+        }
+        if seen {
+            continue;
+        }
+        let f = failure_facts(&dsreg_proto::Failure {
+            phase: a.phase,
+            code: a.code,
+            cause: a.cause.clone(),
+            ..Default::default()
+        });
+        let source = a.sources.join(" ");
+        let inserted = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO attempts (machine_id, attempt_time, code, phase, cause,
+                    symbol, source, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
                 r.machine_id,
-                time,
-                f.code.map(i64::from),
+                minute,
+                code,
                 f.phase,
                 f.cause,
                 f.symbol,
                 source,
                 now
-            ],
-        )?;
+            ])?;
         if inserted == 1 {
-            new.push(f);
+            counted.push(f);
         }
     }
-    Ok(new)
+    Ok(counted)
 }
 
 /// Stores an event record once; true when it was new.
@@ -182,60 +142,73 @@ fn store_event(conn: &Connection, r: &Report, e: &EventRecord, now: i64) -> rusq
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dsreg_proto::TestStatus;
-    use dsreg_proto::v1::{DiagnosticTests, Diagnostics, PreviousRegistration, TestResult};
+    use dsreg_proto::v1::{Diagnostics, PreviousRegistration, ServerResponse, Snapshot};
+    use dsreg_proto::{ExecutionContext, diagnosis};
 
-    #[test]
-    fn an_attempt_counts_under_the_labels_of_the_device_failure() {
-        // The domain-joined fixture: read failure 0x801c001d in discover, and the AD
-        // Configuration Test says there is no SCP at all (0x80070002).
+    fn conn() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut conn).unwrap();
-        let mut snapshot = Snapshot {
-            device_state: Some(DeviceState {
-                azure_ad_joined: Some(false),
-                domain_joined: Some(true),
+        conn
+    }
+
+    fn event(id: u32, record_id: u64, time: &str) -> EventRecord {
+        EventRecord {
+            event_id: id,
+            record_id,
+            time: Some(time.into()),
+            exit_code: (id != 4096).then_some(0x801c03f2),
+            ..Default::default()
+        }
+    }
+
+    fn not_synced(record_id: u64, time: &str) -> EventRecord {
+        EventRecord {
+            server_response: Some(ServerResponse {
+                error_type: Some("DirectoryError".into()),
+                message: Some("The device object by the given id (x) is not found.".into()),
                 ..Default::default()
             }),
-            diagnostics: Some(Diagnostics {
-                tests: Some(DiagnosticTests {
-                    ad_configuration: Some(TestResult {
-                        result: TestStatus::Fail as i32,
-                        code: Some(0x8007_0002),
-                        sub_code: None,
-                    }),
-                    ..Default::default()
-                }),
-                previous_registration: Some(PreviousRegistration {
-                    time: Some("2022-11-07T15:50:24Z".into()),
-                    client_error_code: Some(0x801c_001d),
-                    error_phase: Some("discover".into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        diagnosis::apply(&mut snapshot, &[], ExecutionContext::System);
-        let device = crate::store::apply::facts(&snapshot, ExecutionContext::System);
-        let r = Report {
-            machine_id: "m".into(),
-            ..Default::default()
-        };
-        let attempts = record(&conn, &r, &snapshot, 0).unwrap();
-        assert_eq!(attempts.len(), 1);
-        assert_eq!(Some(&attempts[0]), device.failure.as_ref());
-        assert_eq!(attempts[0].cause, "scp_not_configured");
+            ..event(204, record_id, time)
+        }
+    }
+
+    fn apply(conn: &Connection, r: &Report, snapshot: &Snapshot) -> Vec<FailureFacts> {
+        let attempts = diagnosis::attempts(snapshot, &r.events);
+        record(conn, r, &attempts, 0).unwrap()
     }
 
     #[test]
-    fn an_attempt_counts_once_across_sources_and_repeats() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        crate::store::schema::migrate(&mut conn).unwrap();
+    fn two_attempts_in_one_window_count_once_each_under_the_server_cause() {
+        let conn = conn();
+        let r = Report {
+            machine_id: "m".into(),
+            events: vec![
+                event(4096, 1, "2025-03-09T10:00:00Z"),
+                not_synced(2, "2025-03-09T10:00:04Z"),
+                event(304, 3, "2025-03-09T10:00:05Z"),
+                event(304, 4, "2025-03-09T10:00:05.5Z"),
+                event(4096, 5, "2025-03-09T11:00:00Z"),
+                not_synced(6, "2025-03-09T11:00:04Z"),
+                event(304, 7, "2025-03-09T11:00:05Z"),
+            ],
+            ..Default::default()
+        };
+        let counted = apply(&conn, &r, &Snapshot::default());
+        assert_eq!(counted.len(), 2, "{counted:?}");
+        assert!(
+            counted.iter().all(|f| f.cause == "device_not_synced"),
+            "{counted:?}"
+        );
+        assert!(apply(&conn, &r, &Snapshot::default()).is_empty(), "repeat");
+    }
+
+    #[test]
+    fn previous_registration_and_events_of_one_attempt_count_once() {
+        let conn = conn();
         let snapshot = Snapshot {
             diagnostics: Some(Diagnostics {
                 previous_registration: Some(PreviousRegistration {
-                    time: Some("2025-03-09T11:00:27Z".into()),
+                    time: Some("2025-03-09T11:00:59Z".into()),
                     client_error_code: Some(0x801c03f2),
                     error_phase: Some("join".into()),
                     ..Default::default()
@@ -244,39 +217,42 @@ mod tests {
             }),
             ..Default::default()
         };
-        let event = |record_id, time: &str| EventRecord {
-            event_id: 304,
-            record_id,
-            time: Some(time.into()),
-            exit_code: Some(0x801c03f2),
+        // First seen through Previous Registration alone.
+        let r = Report {
+            machine_id: "m".into(),
             ..Default::default()
         };
-        let mut r = Report {
+        assert_eq!(apply(&conn, &r, &snapshot).len(), 1);
+        // Then its records arrive, the 304 a minute boundary later: the same attempt.
+        let r = Report {
             machine_id: "m".into(),
             events: vec![
-                event(1, "2025-03-09T11:00:28Z"),
-                event(2, "2025-03-09T11:00:29.5Z"),
+                not_synced(2, "2025-03-09T11:00:58Z"),
+                event(304, 3, "2025-03-09T11:01:01Z"),
             ],
             ..Default::default()
         };
-        let first = record(&conn, &r, &snapshot, 0).unwrap();
-        assert_eq!(first.len(), 1, "{first:?}");
-        assert_eq!(first[0].phase, "join");
-        assert_eq!(first[0].symbol, "DSREG_E_DIRECTORY_FAILURE");
-        assert!(
-            record(&conn, &r, &snapshot, 1).unwrap().is_empty(),
-            "repeat report"
-        );
-        r.events = vec![event(3, "2025-03-10T08:00:00Z")];
+        assert!(apply(&conn, &r, &snapshot).is_empty());
+        // A new attempt an hour later counts.
+        let r = Report {
+            machine_id: "m".into(),
+            events: vec![event(304, 9, "2025-03-09T12:00:00Z")],
+            ..Default::default()
+        };
+        assert_eq!(apply(&conn, &r, &snapshot).len(), 1);
+        let _ = ExecutionContext::System;
+    }
+
+    #[test]
+    fn minutes() {
         assert_eq!(
-            record(&conn, &r, &snapshot, 2).unwrap().len(),
-            1,
-            "a new attempt"
+            attempt_minute("2025-03-09T12:00:27+01:00", 0).as_deref(),
+            Some("2025-03-09T11:00Z")
         );
         assert_eq!(
-            attempt_minute("2025-03-09T12:00:27+01:00"),
-            "2025-03-09T11:00Z"
+            attempt_minute("2025-03-09T23:59:27Z", 1).as_deref(),
+            Some("2025-03-10T00:00Z")
         );
-        assert_eq!(attempt_minute("garbage"), "garbage");
+        assert_eq!(attempt_minute("garbage", 0), None);
     }
 }

@@ -108,6 +108,10 @@ pub fn merge(device: Option<&Snapshot>, user: Option<&Snapshot>) -> (Snapshot, P
         Part::User,
         |s: &Snapshot| s.ie_proxy_config_for_current_user.is_some()
     );
+    // The join task, registry and policy are machine-wide, read by the SYSTEM service.
+    take!(join_config, Part::Device, |s: &Snapshot| s
+        .join_config
+        .is_some());
     // Unmapped lines and parse warnings of both parts, device part first: nothing is dropped.
     for s in [device, user].into_iter().flatten() {
         out.extra.extend(s.extra.iter().cloned());

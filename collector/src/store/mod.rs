@@ -362,6 +362,7 @@ pub(crate) fn facts_from_row(
     let without_prt: bool = row.get(first + 6)?;
     let agent_version: String = row.get(first + 7)?;
     let spool_overflowing: bool = row.get(first + 8)?;
+    let not_targeted: Option<String> = row.get(first + 9)?;
     Ok(DeviceFacts {
         join_type,
         failure: cause.map(|cause| FailureFacts {
@@ -374,11 +375,18 @@ pub(crate) fn facts_from_row(
         without_prt,
         agent_version,
         spool_overflowing,
+        not_targeted: not_targeted
+            .as_deref()
+            .and_then(crate::fleet::not_targeted_reason),
     })
 }
 
 /// The column list [`facts_from_row`] reads, in order.
-pub(crate) const FACT_COLUMNS: &str = "join_type, failure_phase, failure_cause, failure_code, failure_symbol, failing_tests, without_prt, agent_version, agent_spool_dropped > 0";
+pub(crate) const FACT_COLUMNS: &str = "join_type, failure_phase, failure_cause, failure_code, failure_symbol, failing_tests, without_prt, agent_version, agent_spool_dropped > 0, not_targeted";
+/// How many columns [`FACT_COLUMNS`] names (the first column after them is at this offset).
+pub(crate) const FACT_COUNT: usize = 10;
 
+#[cfg(test)]
+mod attempt_tests;
 #[cfg(test)]
 mod tests;

@@ -145,6 +145,21 @@ pub const MIGRATIONS: &[&str] = &[
             SELECT report_id, collected_at, received_at, last_delivery FROM device_parts p
             WHERE p.machine_id = devices.machine_id AND p.part = 'user');
     "#,
+    // 4: join attempts over time and join intent (DESIGN §4, §4b). `not_targeted` holds why
+    // hybrid join is not intended (`domain_controller`, `policy_disabled`). The cause id
+    // `device_authentication_failed` was merged into `device_auth_failed`
+    // (`catalog::CAUSE_ALIASES`): stored rows follow. The heartbeat state hashes are cleared so
+    // that every device's next report takes the full path and is diagnosed with the new rules.
+    r#"
+    ALTER TABLE devices ADD COLUMN not_targeted TEXT;
+    UPDATE devices SET failure_cause = 'device_auth_failed'
+        WHERE failure_cause = 'device_authentication_failed';
+    UPDATE history SET failure_cause = 'device_auth_failed'
+        WHERE failure_cause = 'device_authentication_failed';
+    UPDATE attempts SET cause = 'device_auth_failed'
+        WHERE cause = 'device_authentication_failed';
+    UPDATE devices SET device_state_hash = NULL, user_state_hash = NULL;
+    "#,
 ];
 
 /// Applies the missing migration steps; returns the resulting schema version.

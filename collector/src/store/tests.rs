@@ -67,6 +67,11 @@ fn report(n: u64, device: u64, variant: u64, collected_s: i64) -> Report {
             azure_ad_prt: Some(variant.is_multiple_of(2)),
             ..Default::default()
         }),
+        // An Entra user (only such a user has a PRT).
+        user_state: Some(dsreg_proto::v1::UserState {
+            wam_default_set: Some(true),
+            ..Default::default()
+        }),
         diagnostics: (!joined).then(|| Diagnostics {
             tests: Some(DiagnosticTests {
                 drs_discovery: Some(TestResult {
@@ -501,6 +506,11 @@ fn prt_report(n: u64, context: ExecutionContext, prt: bool, collected_s: i64) ->
             }),
             sso_state: Some(SsoState {
                 azure_ad_prt: Some(prt),
+                ..Default::default()
+            }),
+            // An Entra user (a local account never has a PRT).
+            user_state: Some(dsreg_proto::v1::UserState {
+                wam_default_set: Some(true),
                 ..Default::default()
             }),
             ..Default::default()
