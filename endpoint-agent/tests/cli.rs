@@ -190,10 +190,13 @@ fn diagnose_healthy_device() {
 }
 
 #[test]
-fn diagnose_system_context_suppresses_no_prt() {
+fn diagnose_local_account_never_has_a_prt() {
+    // AzureAdPrt NO, but the user is the local account AADJOIN02\PCUser (WamDefaultSet NO):
+    // a local account never has a PRT, so this is no finding in either context.
     let f = fixture("entra-joined-local-user-no-prt-partial.txt");
     let user = stdout(&run(&["diagnose", &f]));
-    assert!(user.contains("no_prt"), "{user}");
+    assert!(user.contains("healthy"), "{user}");
+    assert!(!user.contains("no_prt"), "{user}");
     let system = stdout(&run(&["diagnose", &f, "--context", "system"]));
     assert!(system.contains("healthy"), "{system}");
 }

@@ -92,11 +92,12 @@ const CASES: &[Expect] = &[
             "previous_registration",
         ),
     },
-    // Entra joined, AzureAdPrt NO, signed in as a local user: no PRT.
+    // Entra joined, AzureAdPrt NO, signed in as the local user AADJOIN02\PCUser (WamDefaultSet
+    // NO): a local account never has a PRT, so that is no finding (DESIGN §4).
     Expect {
         file: "entra-joined-local-user-no-prt-partial.txt",
         join_type: JoinType::EntraJoined,
-        failure: want(Phase::PostJoin, None, None, "no_prt", "prt"),
+        failure: None,
     },
     // Entra joined, AzureAdPrt YES, DeviceAuthStatus SUCCESS, KeySignTest PASSED.
     Expect {

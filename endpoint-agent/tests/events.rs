@@ -366,17 +366,28 @@ fn mixed_export_feeds_the_diagnosis() {
         diagnosis::failure(&domain_joined(), &records, ExecutionContext::System),
         None
     );
-    // Without the success records the newest failure is the 307 (0x801c001d): no SCP.
+    // Without the success records, the failures logged within seconds are one run of the join
+    // task, whose last terminal record is the 309 (DRS discovery failed, 0x801c0021); the
+    // 204's throttling answer belongs to the join phase and does not refine it.
     let failing: Vec<EventRecord> = records
         .into_iter()
         .filter(|r| r.event_id != 306 && r.event_id != 335)
         .collect();
     let f =
         diagnosis::failure(&domain_joined(), &failing, ExecutionContext::System).expect("failing");
-    assert_eq!(f.source, "event:307");
+    assert_eq!(f.source, "event:309");
     assert_eq!(f.phase, Phase::Discover as i32);
-    assert_eq!(f.code, Some(0x801c001d));
-    assert_eq!(f.cause, "scp_not_configured");
+    assert_eq!(f.code, Some(0x801c0021));
+    assert_ne!(f.cause, "throttled");
+    let all = diagnosis::attempts(&domain_joined(), &failing);
+    assert_eq!(all.len(), 1, "{all:?}");
+    // The 307 alone (0x801c001d) is the signature of a missing SCP.
+    let scp: Vec<EventRecord> = failing.into_iter().filter(|r| r.event_id == 307).collect();
+    let f = diagnosis::failure(&domain_joined(), &scp, ExecutionContext::System).expect("failing");
+    assert_eq!(
+        (f.source.as_str(), f.cause.as_str()),
+        ("event:307", "scp_not_configured")
+    );
 }
 
 #[test]

@@ -115,6 +115,12 @@ fn event(item: &Value, index: usize, warnings: &mut Vec<String>) -> RawEvent {
         message: field(item, "Message")
             .and_then(Value::as_str)
             .map(str::to_owned),
+        channel: field(item, "LogName").and_then(json_text),
+        provider: field(item, "ProviderName").and_then(json_text),
+        activity_id: field(item, "ActivityId").and_then(|v| match v {
+            Value::Object(_) => field(v, "Guid").and_then(json_text),
+            other => json_text(other),
+        }),
     }
 }
 

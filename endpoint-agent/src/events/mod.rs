@@ -59,6 +59,12 @@ pub(crate) struct RawEvent {
     pub data: Vec<(Option<String>, String)>,
     /// The rendered message, when the export carried one.
     pub message: Option<String>,
+    /// The log it came from (`System/Channel`, `LogName`).
+    pub channel: Option<String>,
+    /// The provider that wrote it (`System/Provider@Name`, `ProviderName`).
+    pub provider: Option<String>,
+    /// The activity id of the run (`System/Correlation@ActivityID`, `ActivityId`).
+    pub activity_id: Option<String>,
 }
 
 /// Parses a `wevtutil` XML or `Get-WinEvent | ConvertTo-Json` export (UTF-8, or UTF-16 with a
@@ -110,6 +116,8 @@ enum Slot {
     TenantName,
     RegistrationType,
     DebugOutput,
+    /// Free text whose first `0x…` token is the exit code (369).
+    StatusText,
 }
 
 /// The positional template of an event ID (recent builds), `%1` first.
@@ -118,6 +126,8 @@ fn template(event_id: u32) -> &'static [Slot] {
     match event_id {
         201 | 354 => &[ExitCode, HttpStatus, ServerResponse],
         204 => &[ExitCode, ActivityId, HttpStatus, ServerResponse],
+        // 369: the Workstation Service's text ("… initial state with status 0x80070003").
+        369 => &[StatusText],
         304 | 370 => &[
             ExitCode,
             ServerError,
@@ -126,7 +136,9 @@ fn template(event_id: u32) -> &'static [Slot] {
             DebugOutput,
         ],
         305 => &[ExitCode, ServerError, TenantType, TenantName],
-        200 | 202 | 203 | 205 | 206 | 220 | 239 | 240 | 244 | 245 | 307 | 309 => &[ExitCode],
+        200 | 202 | 203 | 205 | 206 | 220 | 239 | 240 | 244 | 245 | 307 | 309 | 344 | 345 => {
+            &[ExitCode]
+        }
         _ => &[],
     }
 }
@@ -140,6 +152,10 @@ pub(crate) fn map_event(raw: RawEvent, warnings: &mut Vec<String>) -> EventRecor
         record_id: raw.record_id.unwrap_or_default(),
         level: raw.level,
         message: raw.message.filter(|m| !m.trim().is_empty()),
+        channel: raw.channel.filter(|c| !c.trim().is_empty()),
+        provider: raw.provider.filter(|p| !p.trim().is_empty()),
+        // 204 names its activity in an insertion string too; that one wins when present.
+        activity_id: raw.activity_id.filter(|a| !a.trim().is_empty()),
         ..EventRecord::default()
     };
     let slots = template(event_id);
@@ -160,7 +176,7 @@ pub(crate) fn map_event(raw: RawEvent, warnings: &mut Vec<String>) -> EventRecor
                 }
                 // The debug blob is parsed for three keys; keep the rest (tenantId,
                 // adalCorrelationId, adalResponseCode, …) as printed.
-                let debug = *slot == Slot::DebugOutput
+                let debug = matches!(*slot, Slot::DebugOutput | Slot::StatusText)
                     || (*slot == Slot::TenantType && text::looks_like_debug(&value));
                 if (!fits || debug) && !is_blank(&value) {
                     data.insert(key, value);
@@ -215,6 +231,8 @@ fn apply_slot(rec: &mut EventRecord, slot: Slot, value: &str) -> bool {
         Slot::TenantName => rec.tenant_name = Some(v.to_owned()),
         Slot::RegistrationType => rec.registration_type = Some(v.to_owned()),
         Slot::DebugOutput => text::apply_debug(rec, v),
+        // The text itself is kept in `data` (see `map_event`).
+        Slot::StatusText => rec.exit_code = text::parse_code_text(v),
     }
     true
 }

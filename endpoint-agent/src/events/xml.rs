@@ -138,6 +138,8 @@ fn open(
             }
         }
         (Some("EventData"), "Data") => state.data_name = attr(start, "Name"),
+        (Some("System"), "Provider") => raw.provider = attr(start, "Name"),
+        (Some("System"), "Correlation") => raw.activity_id = attr(start, "ActivityID"),
         _ => {}
     }
     if in_user_data(state)
@@ -166,6 +168,7 @@ fn close(raw: &mut RawEvent, state: &mut State) {
         (Some("System"), "EventID") => raw.event_id = text.trim().parse().ok(),
         (Some("System"), "EventRecordID") => raw.record_id = text.trim().parse().ok(),
         (Some("System"), "Level") => raw.level = level_name(text.trim()).or(raw.level.take()),
+        (Some("System"), "Channel") => raw.channel = Some(text.trim().to_owned()),
         (Some("EventData"), "Data") => raw.data.push((state.data_name.take(), text)),
         (Some("RenderingInfo"), "Message") => raw.message = Some(text),
         (Some("RenderingInfo"), "Level") if !text.trim().is_empty() => {

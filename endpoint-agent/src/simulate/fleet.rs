@@ -9,7 +9,8 @@
 //! device's identity, which keeps report generation cheap enough for load tests.
 
 use dsreg_proto::v1::{
-    DeviceDetails, DeviceState, DiagnosticTests, PreviousRegistration, SsoState,
+    DeviceDetails, DeviceState, DiagnosticTests, EventRecord, PreviousRegistration, ServerResponse,
+    SsoState,
 };
 use dsreg_proto::{ExecutionContext, Report, Snapshot, diagnosis};
 use prost_types::Timestamp;
@@ -234,6 +235,8 @@ impl Templates {
                         if let Some(sso) = s.sso_state.as_mut() {
                             sso.azure_ad_prt = Some(false);
                         }
+                        // An Entra user (a local account never has a PRT).
+                        s.user_state.get_or_insert_default().wam_default_set = Some(true);
                         (s, p.context())
                     }
                     Profile::PrtUpnSuffix => (with_sso(PRT_UPN), p.context()),
@@ -295,13 +298,93 @@ impl Default for Templates {
     }
 }
 
+/// The server's answer of each directory-failure profile: (message, HTTP status).
+fn directory_answer(profile: Profile) -> Option<(&'static str, u32)> {
+    match profile {
+        Profile::DeviceNotSynced => Some((
+            "The device object by the given id (f87ed8ef-b923-4c78-8539-c9e49fd923e2) is not found.",
+            400,
+        )),
+        Profile::TenantNotFound => Some((
+            "AADSTS90002: Tenant 5c8e9c62-0000-0000-0000-000000000000 not found. This may happen if there are no active subscriptions for the tenant.",
+            400,
+        )),
+        Profile::Throttled => Some((
+            "Your request is throttled temporarily. Please try after 300 seconds.",
+            429,
+        )),
+        _ => None,
+    }
+}
+
+/// Join attempts kept in one report: the join task retries hourly and the agent collects less
+/// often than that after an outage or at start, so a window holds several.
+pub const ATTEMPTS_PER_REPORT: i64 = 2;
+
+/// Device `index` runs a build without Diagnostic Data (Windows Server 2016 / before 1803):
+/// one in five of the failing devices, whose events are the only evidence.
+pub fn is_legacy(index: u64) -> bool {
+    index % 5 == 0
+}
+
+/// The registration records of the attempts of the last [`ATTEMPTS_PER_REPORT`] hours, as a
+/// device logs them: 4096 (trigger), 204 (the server's answer), 304 twice. Record ids follow
+/// from the hour, so a repeated report repeats the same records (the collector stores them
+/// once and counts each attempt once).
+fn attempt_records(profile: Profile, now_s: i64) -> Vec<EventRecord> {
+    let Some((message, status)) = directory_answer(profile) else {
+        return Vec::new();
+    };
+    let hour = now_s.div_euclid(3600);
+    let rfc = |s: i64| {
+        time::OffsetDateTime::from_unix_timestamp(s)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+    };
+    let mut out = Vec::new();
+    for h in (hour - ATTEMPTS_PER_REPORT + 1)..=hour {
+        let base = u64::try_from(h).unwrap_or_default() * 4;
+        let at = h * 3600;
+        let record = |id: u32, n: u64, dt: i64, code: Option<u32>| EventRecord {
+            event_id: id,
+            record_id: base + n,
+            time: rfc(at + dt),
+            exit_code: code,
+            level: Some(if id == 4096 { "Information" } else { "Error" }.into()),
+            channel: Some(dsreg_proto::diagnosis::correlate::REGISTRATION_CHANNEL.into()),
+            provider: Some("Microsoft-Windows-User Device Registration".into()),
+            ..Default::default()
+        };
+        out.push(record(4096, 0, 0, None));
+        let mut answer = record(204, 1, 4, Some(0x801c_03f2));
+        answer.http_status = Some(status);
+        answer.server_response = Some(ServerResponse {
+            error_type: Some("DirectoryError".into()),
+            message: Some(message.into()),
+            ..Default::default()
+        });
+        out.push(answer);
+        for n in [2, 3] {
+            let mut e = record(304, n, 5, Some(0x801c_03f2));
+            e.error_phase = Some("join".into());
+            e.registration_type = Some("sync".into());
+            out.push(e);
+        }
+    }
+    out
+}
+
 /// Builds the report device `index` sends at `now_s` (unix seconds) while in `profile`.
 ///
-/// Identity is stamped into the snapshot (device name, domain, Entra device id once joined);
-/// a failing device's Previous Registration time is the top of the current hour (the join task
-/// retries about hourly), so repeated reports repeat the same attempt and a new hour brings a
-/// new one, and the stamped snapshot is diagnosed again (its evidence quotes that time).
-/// `report_id` is a fresh UUID every call.
+/// Identity is stamped into the snapshot (device name, domain, Entra device id once joined).
+/// A failing device retries hourly: a directory-failure profile's report carries the records
+/// of its last attempts ([`attempt_records`]; not in a heartbeat, which says nothing changed),
+/// and its Previous Registration block describes the newest one; a legacy build
+/// ([`is_legacy`]) has no Diagnostic Data, only the records. The stamped snapshot is diagnosed
+/// again (its evidence quotes the attempt time). `report_id` is a fresh UUID every call.
 pub fn build_report(
     templates: &Templates,
     seed: u64,
@@ -330,7 +413,8 @@ pub fn build_report(
         .as_mut()
         .and_then(|d| d.previous_registration.as_mut())
     {
-        let hour = now_s - now_s.rem_euclid(3600);
+        // The newest attempt's 304 (see `attempt_records`).
+        let hour = now_s - now_s.rem_euclid(3600) + 5;
         p.time = time::OffsetDateTime::from_unix_timestamp(hour)
             .ok()
             .and_then(|t| {
@@ -338,9 +422,22 @@ pub fn build_report(
                     .ok()
             });
     }
+    let events = if heartbeat {
+        Vec::new()
+    } else {
+        attempt_records(profile, now_s)
+    };
+    let legacy = !joined && directory_answer(profile).is_some() && is_legacy(index);
+    let os_build = if legacy {
+        snapshot.diagnostics = None;
+        "10.0.14393.7428"
+    } else {
+        "10.0.19045.5247"
+    };
+    snapshot.join_config.get_or_insert_default().os_build = Some(os_build.into());
     if !joined {
         // The evidence quotes the attempt time: diagnose the stamped snapshot again.
-        diagnosis::apply(&mut snapshot, &[], profile.context());
+        diagnosis::apply(&mut snapshot, &events, profile.context());
     }
     Report {
         report_id: crate::report::new_report_id(),
@@ -348,14 +445,14 @@ pub fn build_report(
         hostname: host,
         ad_domain: domain.to_string(),
         agent_version: AGENT_VERSION.to_string(),
-        os_build: "10.0.19045.5247".into(),
+        os_build: os_build.into(),
         collected_at: Some(Timestamp {
             seconds: now_s,
             nanos: 0,
         }),
         execution_context: profile.context() as i32,
         snapshot: Some(snapshot),
-        events: Vec::new(),
+        events,
         heartbeat,
         agent: None,
     }
@@ -372,7 +469,7 @@ mod tests {
         // Re-diagnose the stamped report as the collector does: it must agree with the template.
         let mut s = r.snapshot.clone().unwrap_or_default();
         let ctx = ExecutionContext::try_from(r.execution_context).unwrap_or_default();
-        diagnosis::apply(&mut s, &[], ctx);
+        diagnosis::apply(&mut s, &r.events, ctx);
         assert_eq!(Some(&s), r.snapshot.as_ref(), "{p:?} re-diagnoses the same");
         let join = JoinType::try_from(s.join_type).unwrap_or_default();
         let failure = s.failure.map(|f| {
@@ -515,7 +612,29 @@ mod tests {
                 .and_then(|p| p.time)
         };
         assert_eq!(time(1_700_000_000), time(1_700_000_100));
-        assert_eq!(time(1_700_000_000).as_deref(), Some("2023-11-14T22:00:00Z"));
+        assert_eq!(time(1_700_000_000).as_deref(), Some("2023-11-14T22:00:05Z"));
         assert_ne!(time(1_700_000_000), time(1_700_003_700));
+    }
+
+    #[test]
+    fn sync_lag_devices_log_hourly_attempts_that_classify_once_each() {
+        let t = Templates::new();
+        for index in [1, 5] {
+            let r = build_report(&t, 1, index, Profile::DeviceNotSynced, 1_700_000_000, false);
+            let ids: Vec<u32> = r.events.iter().map(|e| e.event_id).collect();
+            assert_eq!(ids, [4096, 204, 304, 304, 4096, 204, 304, 304]);
+            let s = r.snapshot.unwrap_or_default();
+            assert_eq!(s.attempts.len(), 2, "{:?}", s.attempts);
+            assert!(s.attempts.iter().all(|a| a.cause == "device_not_synced"));
+            // Index 5 is a legacy build: no Diagnostic Data, the events alone tell the cause.
+            assert_eq!(is_legacy(index), s.diagnostics.is_none());
+            assert_eq!(
+                s.failure.map(|f| f.cause).as_deref(),
+                Some("device_not_synced")
+            );
+        }
+        // A heartbeat says nothing changed: no records.
+        let hb = build_report(&t, 1, 1, Profile::DeviceNotSynced, 1_700_000_000, true);
+        assert!(hb.events.is_empty());
     }
 }

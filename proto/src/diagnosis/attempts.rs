@@ -217,13 +217,22 @@ pub(crate) fn attempt_of(
     }
 }
 
-/// The run's server answer: the newest 201/204/354 whose JSON names an error type or message.
+/// The run's server answer for its failure: the newest 201 (discover) or 204/354 (join) whose
+/// JSON names an error type or message — of the failure's own phase when the failure record
+/// tells it (a discover failure never takes a join answer's message, nor the reverse).
 fn server_answer<'a>(run: &Run<'a>) -> Option<&'a EventRecord> {
+    let wanted: &[u32] = match failure_record(run).map(|f| (f.event_id, f.error_phase.as_deref())) {
+        Some((201 | 307 | 309 | 330, _)) => &[201],
+        Some((304, Some(p))) if Phase::from_label(p) == Some(Phase::Discover) => &[201],
+        Some((305 | 333 | 334 | 369, _)) => &[],
+        Some((204 | 304 | 205 | 354, _)) => &[204, 354],
+        _ => &[201, 204, 354],
+    };
     run.records
         .iter()
         .rev()
         .find(|r| {
-            matches!(r.event_id, 201 | 204 | 354)
+            wanted.contains(&r.event_id)
                 && r.server_response.as_ref().is_some_and(|s| {
                     non_empty(s.error_type.as_deref()).is_some()
                         || non_empty(s.message.as_deref()).is_some()
