@@ -324,7 +324,7 @@ pub const ATTEMPTS_PER_REPORT: i64 = 2;
 /// Device `index` runs a build without Diagnostic Data (Windows Server 2016 / before 1803):
 /// one in five of the failing devices, whose events are the only evidence.
 pub fn is_legacy(index: u64) -> bool {
-    index % 5 == 0
+    index.is_multiple_of(5)
 }
 
 /// The registration records of the attempts of the last [`ATTEMPTS_PER_REPORT`] hours, as a
