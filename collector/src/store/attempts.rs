@@ -71,9 +71,8 @@ pub(crate) fn record(
         if !brought_now {
             continue;
         }
-        let Some(minute) = attempt_minute(time, 0) else {
-            continue;
-        };
+        // A time that is not RFC 3339 (an old agent's raw text) is its own key.
+        let minute = attempt_minute(time, 0).unwrap_or_else(|| time.trim().to_owned());
         let code = a.code.map_or(0, i64::from);
         let mut seen = false;
         for offset in [-1, 1] {
