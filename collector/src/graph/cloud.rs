@@ -10,7 +10,7 @@
 //! stored one, because delta rounds send only changed properties; the delta link is stored
 //! only when a round reached its end.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -241,7 +241,7 @@ pub fn apply_page(
     round: i64,
     now: i64,
 ) -> Result<PageStats, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut stats = PageStats::default();
     {
         let mut old_q =
@@ -309,7 +309,7 @@ pub fn finish_round(
     delta_link: &str,
     now: i64,
 ) -> Result<usize, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut gone = 0;
     if full {
         gone = tx.execute("DELETE FROM cloud_devices WHERE seen_round < ?1", [round])?;

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::Serialize;
 
 use super::cloud::{CloudDevice, CloudState};
@@ -349,7 +349,7 @@ struct SidJoinConfig {
 }
 
 /// Reads the reported devices; the SID is decoded only for devices that `need_sid` says
-/// are not matched by their Entra device id (a point read of the snapshot each).
+/// are not matched by their Entra device id (a point read of their stored parts each).
 pub fn load_reported(
     conn: &Connection,
     need_sid: impl Fn(&Reported) -> bool,
@@ -371,13 +371,21 @@ pub fn load_reported(
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut snap = conn.prepare_cached("SELECT snapshot FROM devices WHERE machine_id = ?1")?;
+    // From the stored parts (the SYSTEM part first), not the merged view: the join
+    // configuration is collected as SYSTEM, and the merged snapshot need not carry it.
+    let mut snap = conn.prepare_cached(
+        "SELECT snapshot FROM device_parts WHERE machine_id = ?1 ORDER BY part = 'device' DESC",
+    )?;
     for dev in out.iter_mut().filter(|d| need_sid(d)) {
-        let bytes: Option<Vec<u8>> = snap.query_row([&dev.machine_id], |r| r.get(0)).optional()?;
-        dev.computer_sid = bytes
-            .and_then(|b| <SidOnly as prost::Message>::decode(b.as_slice()).ok())
-            .and_then(|s| s.join_config?.computer_sid)
-            .filter(|s| !s.is_empty());
+        let parts: Vec<Vec<u8>> = snap
+            .query_map([&dev.machine_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        dev.computer_sid = parts.iter().find_map(|b| {
+            <SidOnly as prost::Message>::decode(b.as_slice())
+                .ok()
+                .and_then(|s| s.join_config?.computer_sid)
+                .filter(|s| !s.is_empty())
+        });
     }
     Ok(out)
 }
