@@ -142,6 +142,7 @@ fn entry_json(e: &Entry) -> Value {
     let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
     v["cloud"] = cloud_block(e.client, e.cloud, e.object.as_deref());
     v["client"] = json!(e.client.label());
+    v["object_id"] = json!(e.object.as_ref().map(|o| o.object_id.as_str()));
     v
 }
 

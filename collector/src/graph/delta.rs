@@ -141,20 +141,13 @@ impl Syncer {
 
     /// Refuses links outside the configured Graph origin (the token must not leave it).
     fn same_origin(&self, link: String) -> Result<String, GraphError> {
-        let origin = |u: &str| -> String {
-            let (scheme, rest) = u.split_once("://").unwrap_or(("", u));
-            let authority = rest.split(['/', '?']).next().unwrap_or_default();
-            format!("{}://{}", scheme, authority).to_ascii_lowercase()
-        };
-        if origin(&link) == origin(&self.settings.graph_url) {
-            Ok(link)
-        } else {
-            Err(GraphError::Decode(format!(
+        same_origin_link(&self.settings.graph_url, &link).ok_or_else(|| {
+            GraphError::Decode(format!(
                 "graph returned a link outside {}: {}",
                 self.settings.graph_url,
                 link.chars().take(200).collect::<String>()
-            )))
-        }
+            ))
+        })
     }
 
     /// GET one page: token, retries, 401 → new token once, errors classified.
@@ -220,4 +213,55 @@ fn graph_message(reply: &Reply) -> String {
     let code = v["error"]["code"].as_str().unwrap_or("");
     let msg = v["error"]["message"].as_str().unwrap_or("");
     format!("{code}: {msg}").chars().take(300).collect()
+}
+
+/// (scheme, authority) of a URL, lower-case.
+fn origin(u: &str) -> (String, String) {
+    let (scheme, rest) = u.split_once("://").unwrap_or(("", u));
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    (scheme.to_ascii_lowercase(), authority.to_ascii_lowercase())
+}
+
+/// `link` when it is on the origin of `base`: a relative link is resolved against it; on a
+/// loopback Graph (tests) `localhost`, `127.0.0.1` and `[::1]` with the same port are one
+/// origin. `None` for anything else.
+pub fn same_origin_link(base: &str, link: &str) -> Option<String> {
+    let (scheme, authority) = origin(base);
+    if link.starts_with('/') {
+        return Some(format!("{scheme}://{authority}{link}"));
+    }
+    let (l_scheme, l_authority) = origin(link);
+    let loopback = |a: &str| {
+        let host = a.rsplit_once(':').map_or(a, |(h, _)| h);
+        matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+    };
+    let port = |a: &str| a.rsplit_once(':').map(|(_, p)| p.to_string());
+    let same = l_scheme == scheme
+        && (l_authority == authority
+            || (loopback(&l_authority)
+                && loopback(&authority)
+                && port(&l_authority) == port(&authority)));
+    same.then(|| link.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_stay_on_the_graph_origin() {
+        let g = "https://graph.microsoft.com";
+        let next = "https://graph.microsoft.com/v1.0/devices/delta?$skiptoken=x";
+        assert_eq!(same_origin_link(g, next).as_deref(), Some(next));
+        assert_eq!(
+            same_origin_link(g, "/v1.0/devices/delta?$deltatoken=y").as_deref(),
+            Some("https://graph.microsoft.com/v1.0/devices/delta?$deltatoken=y")
+        );
+        assert!(same_origin_link(g, "https://evil.example/v1.0/devices/delta").is_none());
+        assert!(same_origin_link(g, "http://graph.microsoft.com/v1.0/x").is_none());
+        assert!(same_origin_link(g, "https://graph.microsoft.com.evil.example/x").is_none());
+        let t = "http://127.0.0.1:8080";
+        assert!(same_origin_link(t, "http://localhost:8080/v1.0/x").is_some());
+        assert!(same_origin_link(t, "http://localhost:9090/v1.0/x").is_none());
+    }
 }
