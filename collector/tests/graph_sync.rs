@@ -49,17 +49,21 @@ struct Fixture {
 const SECRET: &str = "s3cr3t-Value~0123456789";
 
 async fn fixture(secret_in_file: &str) -> Fixture {
-    let (base, standin) = graph_standin::start(SECRET, 2).await;
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("graph-secret");
     std::fs::write(&secret_file, format!("{secret_in_file}\n")).unwrap();
+    fixture_with(Credential::SecretFile(secret_file), dir).await
+}
+
+async fn fixture_with(credential: Credential, dir: tempfile::TempDir) -> Fixture {
+    let (base, standin) = graph_standin::start(SECRET, 2).await;
     let db = dir.path().join("g.db");
     let mut conn = Connection::open(&db).unwrap();
     dsreg_collector::store::schema::migrate(&mut conn).unwrap();
     let settings = GraphSettings {
         tenant_id: "contoso.onmicrosoft.com".into(),
         client_id: "11111111-2222-3333-4444-555555555555".into(),
-        credential: Credential::SecretFile(secret_file),
+        credential,
         interval: Duration::from_secs(900),
         login_url: base.clone(),
         graph_url: base,
@@ -252,4 +256,79 @@ async fn a_wrong_secret_names_the_setting_and_hides_the_secret() {
     assert!(msg.contains("AADSTS7000215"), "{msg}");
     assert!(!msg.contains(wrong) && !msg.contains(SECRET), "{msg}");
     assert!(f.stored().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_credentials_send_a_signed_client_assertion() {
+    use ring::signature::{RSA_PKCS1_2048_8192_SHA256, RsaKeyPair, UnparsedPublicKey};
+    use rustls_pki_types::PrivatePkcs8KeyDer;
+    use rustls_pki_types::pem::PemObject;
+
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (cert, key) = (
+        fixtures.join("graph-test-cert.pem"),
+        fixtures.join("graph-test-key.pem"),
+    );
+    let f = fixture_with(
+        Credential::Certificate {
+            cert,
+            key: key.clone(),
+        },
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    f.seed(1);
+    assert_eq!(f.round().await.unwrap().upserted, 1);
+    let assertion = f.standin.lock().unwrap().assertions[0].clone();
+    let parts: Vec<&str> = assertion.split('.').collect();
+    assert_eq!(parts.len(), 3, "{assertion}");
+    let b64 = |s: &str| -> Vec<u8> {
+        let mut bits = 0u32;
+        let mut n = 0;
+        let mut out = Vec::new();
+        for c in s.bytes() {
+            let v = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'-' => 62,
+                b'_' => 63,
+                _ => panic!("not base64url: {c}"),
+            };
+            bits = (bits << 6) | u32::from(v);
+            n += 6;
+            if n >= 8 {
+                n -= 8;
+                out.push((bits >> n) as u8);
+            }
+        }
+        out
+    };
+    let header: serde_json::Value = serde_json::from_slice(&b64(parts[0])).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&b64(parts[1])).unwrap();
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(
+        b64(header["x5t"].as_str().unwrap()).len(),
+        20,
+        "SHA-1 thumbprint"
+    );
+    assert_eq!(b64(header["x5t#S256"].as_str().unwrap()).len(), 32);
+    assert_eq!(claims["iss"], "11111111-2222-3333-4444-555555555555");
+    assert_eq!(claims["sub"], claims["iss"]);
+    assert!(
+        claims["aud"]
+            .as_str()
+            .unwrap()
+            .ends_with("/contoso.onmicrosoft.com/oauth2/v2.0/token"),
+        "{claims}"
+    );
+    assert!(claims["exp"].as_u64().unwrap() > claims["nbf"].as_u64().unwrap());
+    let der = PrivatePkcs8KeyDer::from_pem_file(&key).unwrap();
+    let pair = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, pair.public().as_ref())
+        .verify(
+            format!("{}.{}", parts[0], parts[1]).as_bytes(),
+            &b64(parts[2]),
+        )
+        .expect("the assertion is signed with the certificate's key");
 }

@@ -45,6 +45,9 @@ pub struct Standin {
     pub expired_before: u64,
     /// Graph calls: (full round?, had a delta token?).
     pub calls: Vec<String>,
+    /// Client assertions presented (certificate credentials), accepted as they come: the
+    /// test verifies them.
+    pub assertions: Vec<String>,
 }
 
 /// Shared handle.
@@ -178,6 +181,17 @@ async fn token(State((s, _)): State<(Shared, String)>, body: String) -> Response
             StatusCode::BAD_REQUEST,
             axum::Json(json!({"error": "unsupported_grant_type"})),
         )
+            .into_response();
+    }
+    if let Some(a) = f.get("client_assertion") {
+        assert_eq!(
+            f.get("client_assertion_type").map(String::as_str),
+            Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        );
+        st.assertions.push(a.clone());
+        let t = format!("tok-{}", st.token_requests);
+        st.tokens.insert(t.clone());
+        return axum::Json(json!({"token_type": "Bearer", "expires_in": 3599, "access_token": t}))
             .into_response();
     }
     let presented = f.get("client_secret").cloned().unwrap_or_default();
