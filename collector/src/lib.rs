@@ -232,7 +232,7 @@ pub async fn run(
         }
     };
     if let Some(g) = graph {
-        let _ = tokio::task::spawn_blocking(move || g.stop()).await;
+        g.shutdown().await;
     }
     store.close().await;
     tracing::info!("collector stopped");

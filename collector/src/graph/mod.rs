@@ -13,7 +13,8 @@
 //! thread and never touches the writer's queue — a failing or slow sync cannot affect
 //! ingest or `/readyz`. Each result of the reconciliation is published whole (an `Arc`
 //! swapped under a lock) for the API and the metrics. Shutdown sets a flag that every wait
-//! checks within 50 ms; an HTTP call in flight ends within its timeout.
+//! checks within 50 ms; the collector waits for the thread at most `SHUTDOWN_GRACE` (an HTTP
+//! call in flight is not waited for beyond that).
 
 pub mod assertion;
 pub mod cloud;
@@ -182,7 +183,12 @@ pub struct Graph {
     state: Arc<GraphState>,
     stop: Arc<AtomicBool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
 }
+
+/// How long [`Graph::shutdown`] waits for the sync thread (an HTTP call in flight may take
+/// longer; the process then exits without it — SQLite rolls back its open page).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 impl Graph {
     /// Opens the sync's connection to `db` (already migrated by the store) and starts the
@@ -235,20 +241,36 @@ impl Graph {
         let interval = settings.interval;
         let syncer = delta::Syncer::new(settings, http, conn, metrics.clone());
         let (st, stp) = (state.clone(), stop.clone());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("dsreg-graph-sync".into())
-            .spawn(move || sync_loop(syncer, st, metrics, stp, interval))
+            .spawn(move || {
+                sync_loop(syncer, st, metrics, stp, interval);
+                let _ = done_tx.send(());
+            })
             .map_err(|e| GraphError::Store(StoreError::Join(e.to_string())))?;
         Ok(Graph {
             state,
             stop,
             thread: Mutex::new(Some(thread)),
+            done: Mutex::new(Some(done_rx)),
         })
     }
 
     /// The shared state (for the API).
     pub fn state(&self) -> Arc<GraphState> {
         self.state.clone()
+    }
+
+    /// Asks the thread to stop and waits for it at most [`SHUTDOWN_GRACE`] (async callers).
+    pub async fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let done = self.done.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(done) = done
+            && tokio::time::timeout(SHUTDOWN_GRACE, done).await.is_err()
+        {
+            tracing::warn!("graph sync still in an HTTP call at shutdown; not waiting for it");
+        }
     }
 
     /// Asks the thread to stop and waits for it (call from a blocking context).

@@ -206,6 +206,39 @@ mod tests {
             Credential::SecretFile("/etc/dsreg/graph-secret".into())
         );
 
+        // The file layer, under env and flags.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "graph_tenant_id = \"from-file\"\ngraph_client_id = \"c\"\n\
+             graph_client_cert = \"c.pem\"\ngraph_client_key = \"k.pem\"\n\
+             graph_interval = \"1h\"\ngraph_url = \"https://graph.microsoft.us\"\n",
+        )
+        .unwrap();
+        let args = Args {
+            config: Some(file),
+            ..Args::default()
+        };
+        let mut env = HashMap::new();
+        env.insert("DSREG_GRAPH_TENANT_ID".to_string(), "from-env".to_string());
+        let g = Config::load(&args, &env).unwrap().graph().unwrap();
+        assert_eq!(g.tenant_id, "from-env", "env beats file");
+        assert_eq!(g.interval, Duration::from_secs(3600));
+        assert_eq!(g.graph_url, "https://graph.microsoft.us");
+        assert_eq!(
+            g.credential,
+            Credential::Certificate {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            }
+        );
+        assert_eq!(
+            crate::graph::scope(&g.graph_url),
+            "https://graph.microsoft.us/.default",
+            "national clouds ask for their own Graph"
+        );
+
         let args = Args {
             graph_tenant_id: Some("t".into()),
             ..Args::default()
