@@ -297,9 +297,9 @@ fn sync_loop(
     stop: Arc<AtomicBool>,
     interval: Duration,
 ) {
-    let mut exported = HashSet::new();
+    let mut cache = PublishCache::default();
     let stopped = || stop.load(Ordering::SeqCst);
-    publish(&syncer, &state, &metrics, &mut exported);
+    publish(&syncer, &state, &metrics, &mut cache);
     while !stopped() {
         let started = Instant::now();
         let result = syncer.round();
@@ -338,7 +338,7 @@ fn sync_loop(
                 }
             }
         }
-        publish(&syncer, &state, &metrics, &mut exported);
+        publish(&syncer, &state, &metrics, &mut cache);
         let next = Instant::now() + interval;
         loop {
             let left = next.saturating_duration_since(Instant::now());
@@ -351,7 +351,7 @@ fn sync_loop(
                 std::thread::sleep(Duration::from_millis(50).min(step));
             }
             if !stopped() && step == RECONCILE_EVERY {
-                publish(&syncer, &state, &metrics, &mut exported);
+                publish(&syncer, &state, &metrics, &mut cache);
             }
         }
     }
@@ -363,16 +363,16 @@ fn publish(
     syncer: &delta::Syncer,
     state: &GraphState,
     metrics: &Metrics,
-    exported: &mut HashSet<String>,
+    cache: &mut PublishCache,
 ) {
-    match compute(syncer.conn()) {
+    match compute(syncer.conn(), &mut cache.sids) {
         Ok(r) => {
             state
                 .status
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .complete = r.complete;
-            set_gauges(metrics, &r, exported);
+            set_gauges(metrics, &r, &mut cache.exported);
             state.publish(r);
         }
         Err(e) => {
@@ -382,19 +382,35 @@ fn publish(
     }
 }
 
+/// What the sync thread keeps between reconciliations.
+#[derive(Default)]
+struct PublishCache {
+    /// `cause` labels of `dsreg_devices_cloud_pending_over_1d` exported so far.
+    exported: HashSet<String>,
+    /// Decoded computer SIDs.
+    sids: reconcile::SidCache,
+}
+
 /// One reconciliation from the stored cloud devices and reported devices.
-pub fn compute(conn: &Connection) -> Result<Reconciled, GraphError> {
+pub fn compute(
+    conn: &Connection,
+    sids: &mut reconcile::SidCache,
+) -> Result<Reconciled, GraphError> {
     let complete = cloud::state(conn)?.last_complete_at.is_some();
     let objects = cloud::load_all(conn)?;
     let known: HashSet<&str> = objects
         .iter()
         .filter_map(|o| o.device_id.as_deref())
         .collect();
-    let reported = reconcile::load_reported(conn, |d| {
-        d.entra_device_id
-            .as_deref()
-            .is_none_or(|id| !known.contains(id.to_ascii_lowercase().as_str()))
-    })?;
+    let reported = reconcile::load_reported(
+        conn,
+        |d| {
+            d.entra_device_id
+                .as_deref()
+                .is_none_or(|id| !known.contains(id.to_ascii_lowercase().as_str()))
+        },
+        sids,
+    )?;
     Ok(reconcile::reconcile(&reported, objects, complete, now_ms()))
 }
 

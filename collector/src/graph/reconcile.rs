@@ -348,44 +348,76 @@ struct SidJoinConfig {
     computer_sid: Option<String>,
 }
 
-/// Reads the reported devices; the SID is decoded only for devices that `need_sid` says
-/// are not matched by their Entra device id (a point read of their stored parts each).
+/// Computer SIDs already decoded, by machine id, with the report ids they were read at: a
+/// device's stored parts are read again only when one of its parts has a newer report.
+#[derive(Debug, Default)]
+pub struct SidCache {
+    map: HashMap<String, (String, Option<String>)>,
+}
+
+/// Reads the reported devices; the SID is looked up only for devices that `need_sid` says
+/// are not matched by their Entra device id, and decoded (a point read of their stored
+/// parts) only when the device reported since the last look.
 pub fn load_reported(
     conn: &Connection,
     need_sid: impl Fn(&Reported) -> bool,
+    cache: &mut SidCache,
 ) -> Result<Vec<Reported>, StoreError> {
     let mut q = conn.prepare(
-        "SELECT machine_id, hostname, ad_domain, entra_device_id, join_type, failure_cause
+        "SELECT machine_id, hostname, ad_domain, entra_device_id, join_type, failure_cause,
+            COALESCE(device_report_id, '') || '/' || COALESCE(user_report_id, '')
          FROM devices",
     )?;
+    let mut stamps = Vec::new();
     let mut out = q
         .query_map([], |r| {
-            Ok(Reported {
-                machine_id: r.get(0)?,
-                hostname: r.get(1)?,
-                ad_domain: r.get(2)?,
-                entra_device_id: r.get(3)?,
-                join_type: r.get(4)?,
-                failure_cause: r.get(5)?,
-                computer_sid: None,
-            })
+            Ok((
+                Reported {
+                    machine_id: r.get(0)?,
+                    hostname: r.get(1)?,
+                    ad_domain: r.get(2)?,
+                    entra_device_id: r.get(3)?,
+                    join_type: r.get(4)?,
+                    failure_cause: r.get(5)?,
+                    computer_sid: None,
+                },
+                r.get::<_, String>(6)?,
+            ))
         })?
+        .map(|row| {
+            row.map(|(d, stamp)| {
+                stamps.push(stamp);
+                d
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     // From the stored parts (the SYSTEM part first), not the merged view: the join
     // configuration is collected as SYSTEM, and the merged snapshot need not carry it.
     let mut snap = conn.prepare_cached(
         "SELECT snapshot FROM device_parts WHERE machine_id = ?1 ORDER BY part = 'device' DESC",
     )?;
-    for dev in out.iter_mut().filter(|d| need_sid(d)) {
-        let parts: Vec<Vec<u8>> = snap
-            .query_map([&dev.machine_id], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        dev.computer_sid = parts.iter().find_map(|b| {
-            <SidOnly as prost::Message>::decode(b.as_slice())
-                .ok()
-                .and_then(|s| s.join_config?.computer_sid)
-                .filter(|s| !s.is_empty())
-        });
+    let mut seen = HashMap::with_capacity(cache.map.len());
+    for (dev, stamp) in out.iter_mut().zip(stamps) {
+        if !need_sid(dev) {
+            continue;
+        }
+        let sid = match cache.map.remove(&dev.machine_id) {
+            Some((at, sid)) if at == stamp => sid,
+            _ => {
+                let parts: Vec<Vec<u8>> = snap
+                    .query_map([&dev.machine_id], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                parts.iter().find_map(|b| {
+                    <SidOnly as prost::Message>::decode(b.as_slice())
+                        .ok()
+                        .and_then(|s| s.join_config?.computer_sid)
+                        .filter(|s| !s.is_empty())
+                })
+            }
+        };
+        dev.computer_sid = sid.clone();
+        seen.insert(dev.machine_id.clone(), (stamp, sid));
     }
+    cache.map = seen;
     Ok(out)
 }
