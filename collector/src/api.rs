@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/failures", get(failures))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/catalog", get(catalog_doc))
+        .route("/api/v1/reconcile", get(reconcile::list))
         .fallback(|| async { Error::NotFound("no such endpoint".into()) })
         .with_state(state)
 }
@@ -284,6 +285,7 @@ fn cause_doc(cause: &str) -> (Value, Value) {
 
 async fn device(
     State(s): State<AppState>,
+    graph: Option<axum::Extension<Arc<crate::graph::GraphState>>>,
     key: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<Value>, Error> {
     let Path(key) = key.map_err(|e| rejected("device key", e))?;
@@ -364,6 +366,9 @@ async fn device(
         "last_delivery": a.last_delivery.map(read::rfc3339),
         "parse_warnings": a.parse_warnings,
     });
+    if let Some(cloud) = reconcile::device_cloud(graph.as_deref().map(|g| g.as_ref()), &id) {
+        doc["cloud"] = cloud;
+    }
     Ok(axum::Json(doc))
 }
 
@@ -520,6 +525,8 @@ async fn catalog_doc() -> axum::Json<Value> {
         .collect();
     axum::Json(json!({"entries": entries, "causes": causes}))
 }
+
+pub mod reconcile;
 
 #[cfg(test)]
 mod tests;

@@ -141,6 +141,37 @@ pub struct Args {
     /// Write `grpc=ADDR http=ADDR` here once both listeners are bound. Env: DSREG_READY_FILE.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Entra tenant (GUID or verified domain) whose devices Microsoft Graph sync reads; with
+    /// --graph-client-id and a credential it turns the sync on [default: off].
+    /// Env: DSREG_GRAPH_TENANT_ID.
+    #[arg(long, value_name = "TENANT")]
+    pub graph_tenant_id: Option<String>,
+    /// Application (client) id of the app registration with Device.Read.All.
+    /// Env: DSREG_GRAPH_CLIENT_ID.
+    #[arg(long, value_name = "GUID")]
+    pub graph_client_id: Option<String>,
+    /// File holding the app's client secret (never logged; a WARN when others can read it).
+    /// Env: DSREG_GRAPH_CLIENT_SECRET_FILE.
+    #[arg(long, value_name = "FILE")]
+    pub graph_client_secret_file: Option<PathBuf>,
+    /// PEM certificate registered on the app, for certificate credentials instead of a
+    /// secret (with --graph-client-key). Env: DSREG_GRAPH_CLIENT_CERT.
+    #[arg(long, value_name = "FILE")]
+    pub graph_client_cert: Option<PathBuf>,
+    /// PEM (PKCS#8) RSA private key of --graph-client-cert. Env: DSREG_GRAPH_CLIENT_KEY.
+    #[arg(long, value_name = "FILE")]
+    pub graph_client_key: Option<PathBuf>,
+    /// Time between Graph device sync rounds [default: 15m]. Env: DSREG_GRAPH_INTERVAL.
+    #[arg(long, value_name = "DURATION")]
+    pub graph_interval: Option<String>,
+    /// Entra token endpoint base, for national clouds
+    /// [default: https://login.microsoftonline.com]. Env: DSREG_GRAPH_LOGIN_URL.
+    #[arg(long, value_name = "URL")]
+    pub graph_login_url: Option<String>,
+    /// Microsoft Graph base, for national clouds [default: https://graph.microsoft.com];
+    /// http:// only on loopback (tests). Env: DSREG_GRAPH_URL.
+    #[arg(long, value_name = "URL")]
+    pub graph_url: Option<String>,
 }
 
 /// The TOML file: the same settings as [`Args`], unknown keys refused.
@@ -164,6 +195,14 @@ struct FileConfig {
     agent_token_file: Option<PathBuf>,
     reader_token_file: Option<PathBuf>,
     metrics_token_file: Option<PathBuf>,
+    graph_tenant_id: Option<String>,
+    graph_client_id: Option<String>,
+    graph_client_secret_file: Option<PathBuf>,
+    graph_client_cert: Option<PathBuf>,
+    graph_client_key: Option<PathBuf>,
+    graph_interval: Option<String>,
+    graph_login_url: Option<String>,
+    graph_url: Option<String>,
 }
 
 /// The effective configuration.
@@ -203,6 +242,22 @@ pub struct Config {
     pub reader_token_file: Option<PathBuf>,
     /// Metrics token file.
     pub metrics_token_file: Option<PathBuf>,
+    /// Entra tenant of the Graph device sync (the sync is on when [`Config::graph`] is some).
+    pub graph_tenant_id: Option<String>,
+    /// Application (client) id for the Graph sync.
+    pub graph_client_id: Option<String>,
+    /// File with the client secret.
+    pub graph_client_secret_file: Option<PathBuf>,
+    /// Client certificate (PEM) for certificate credentials.
+    pub graph_client_cert: Option<PathBuf>,
+    /// Private key (PEM, PKCS#8) of `graph_client_cert`.
+    pub graph_client_key: Option<PathBuf>,
+    /// Time between sync rounds.
+    pub graph_interval: Duration,
+    /// Token endpoint base URL (no trailing slash).
+    pub graph_login_url: String,
+    /// Graph base URL (no trailing slash).
+    pub graph_url: String,
 }
 
 impl Default for Config {
@@ -225,6 +280,14 @@ impl Default for Config {
             agent_token_file: None,
             reader_token_file: None,
             metrics_token_file: None,
+            graph_tenant_id: None,
+            graph_client_id: None,
+            graph_client_secret_file: None,
+            graph_client_cert: None,
+            graph_client_key: None,
+            graph_interval: Duration::from_secs(15 * 60),
+            graph_login_url: "https://login.microsoftonline.com".into(),
+            graph_url: "https://graph.microsoft.com".into(),
         }
     }
 }
@@ -254,6 +317,14 @@ const KEYS: &[&str] = &[
     "agent_token_file",
     "reader_token_file",
     "metrics_token_file",
+    "graph_tenant_id",
+    "graph_client_id",
+    "graph_client_secret_file",
+    "graph_client_cert",
+    "graph_client_key",
+    "graph_interval",
+    "graph_login_url",
+    "graph_url",
 ];
 
 /// The settings that name files, as pushed by each layer.
@@ -320,6 +391,18 @@ impl Config {
         ]) {
             push(key, path.as_ref().map(|p| p.display().to_string()));
         }
+        push("graph_tenant_id", args.graph_tenant_id.clone());
+        push("graph_client_id", args.graph_client_id.clone());
+        for (key, path) in [
+            ("graph_client_secret_file", &args.graph_client_secret_file),
+            ("graph_client_cert", &args.graph_client_cert),
+            ("graph_client_key", &args.graph_client_key),
+        ] {
+            push(key, path.as_ref().map(|p| p.display().to_string()));
+        }
+        push("graph_interval", args.graph_interval.clone());
+        push("graph_login_url", args.graph_login_url.clone());
+        push("graph_url", args.graph_url.clone());
         cfg.apply(flags)?;
         cfg.check()?;
         Ok(cfg)
@@ -358,6 +441,30 @@ impl Config {
                 "agent_token_file" => self.agent_token_file = Some(PathBuf::from(&value)),
                 "reader_token_file" => self.reader_token_file = Some(PathBuf::from(&value)),
                 "metrics_token_file" => self.metrics_token_file = Some(PathBuf::from(&value)),
+                "graph_tenant_id" => {
+                    self.graph_tenant_id =
+                        Some(crate::graph::settings::graph_name(&value).map_err(|r| bad(&r))?)
+                }
+                "graph_client_id" => {
+                    self.graph_client_id =
+                        Some(crate::graph::settings::graph_name(&value).map_err(|r| bad(&r))?)
+                }
+                "graph_client_secret_file" => {
+                    self.graph_client_secret_file = Some(PathBuf::from(&value))
+                }
+                "graph_client_cert" => self.graph_client_cert = Some(PathBuf::from(&value)),
+                "graph_client_key" => self.graph_client_key = Some(PathBuf::from(&value)),
+                "graph_interval" => {
+                    self.graph_interval = parse_duration(&value).map_err(|r| bad(&r))?
+                }
+                "graph_login_url" => {
+                    self.graph_login_url =
+                        crate::graph::settings::graph_base_url(&value).map_err(|r| bad(&r))?
+                }
+                "graph_url" => {
+                    self.graph_url =
+                        crate::graph::settings::graph_base_url(&value).map_err(|r| bad(&r))?
+                }
                 _ => {}
             }
         }
@@ -377,6 +484,7 @@ impl Config {
                     .into(),
             ));
         }
+        self.check_graph()?;
         if self.insecure {
             return Ok(());
         }
@@ -482,6 +590,18 @@ fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
     ]) {
         push(key, path.map(|p| p.display().to_string()));
     }
+    push("graph_tenant_id", f.graph_tenant_id);
+    push("graph_client_id", f.graph_client_id);
+    for (key, path) in [
+        ("graph_client_secret_file", f.graph_client_secret_file),
+        ("graph_client_cert", f.graph_client_cert),
+        ("graph_client_key", f.graph_client_key),
+    ] {
+        push(key, path.map(|p| p.display().to_string()));
+    }
+    push("graph_interval", f.graph_interval);
+    push("graph_login_url", f.graph_login_url);
+    push("graph_url", f.graph_url);
     Ok(Layer {
         source: "file",
         values,

@@ -14,6 +14,7 @@
 //! - [`drain`]: in-flight gRPC calls, so shutdown waits for calls, not idle connections.
 //! - [`auth`]: agent / reader / metrics bearer tokens, constant-time, reloaded on SIGHUP.
 //! - [`tls`]: TLS on both listeners (rustls, ring), mTLS on gRPC.
+//! - [`graph`]: optional Microsoft Graph device sync and reconciliation (issue 13).
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so tests bind `127.0.0.1:0`.
 
@@ -23,6 +24,7 @@ pub mod config;
 pub mod drain;
 pub mod error;
 pub mod fleet;
+pub mod graph;
 pub mod ingest;
 pub mod metrics;
 pub mod signal;
@@ -84,6 +86,9 @@ pub enum RunError {
     /// The TLS files are unusable.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The Graph sync could not start.
+    #[error("cannot start the graph sync: {0}")]
+    Graph(#[from] graph::GraphError),
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
@@ -135,6 +140,16 @@ pub async fn run(
         stop_rx.clone(),
     ));
     tokio::spawn(auth.clone().reload_on_hangup(stop_rx.clone()));
+    let graph = match config.graph() {
+        Some(settings) => {
+            let (db, m) = (config.db.clone(), metrics.clone());
+            let g = tokio::task::spawn_blocking(move || graph::Graph::start(settings, &db, m))
+                .await
+                .map_err(|e| StoreError::Join(e.to_string()))??;
+            Some(Arc::new(g))
+        }
+        None => None,
+    };
 
     let ingest = Ingest::new(
         store.clone(),
@@ -178,7 +193,11 @@ pub async fn run(
         metrics,
         stale_after_ms: i64::try_from(config.stale_after.as_millis()).unwrap_or(i64::MAX),
     };
-    let app = api::router(state).layer(axum::middleware::from_fn_with_state(
+    let mut app = api::router(state);
+    if let Some(g) = &graph {
+        app = app.layer(axum::Extension(g.state()));
+    }
+    let app = app.layer(axum::middleware::from_fn_with_state(
         auth.clone(),
         auth::http_guard,
     ));
@@ -212,6 +231,9 @@ pub async fn run(
             Ok(())
         }
     };
+    if let Some(g) = graph {
+        g.shutdown().await;
+    }
     store.close().await;
     tracing::info!("collector stopped");
     result

@@ -161,6 +161,49 @@ impl Metrics {
             None,
             "Collector build; value is 1.",
         );
+        // Graph sync (issue 13): exported only when the sync is configured.
+        d(
+            "dsreg_devices_reconciled",
+            'g',
+            None,
+            "Devices by client state and Entra (cloud) state, from the Graph sync.",
+        );
+        d(
+            "dsreg_devices_cloud_pending_over_1d",
+            'g',
+            None,
+            "Not-joined devices whose Entra object has been Pending for over a day, by client cause.",
+        );
+        d(
+            "dsreg_graph_sync_last_success_timestamp_seconds",
+            'g',
+            Some(Unit::Seconds),
+            "Unix time of the last complete Graph device sync round.",
+        );
+        d(
+            "dsreg_graph_sync_started_timestamp_seconds",
+            'g',
+            Some(Unit::Seconds),
+            "Unix time the Graph device sync started in this process.",
+        );
+        d(
+            "dsreg_graph_sync_errors_total",
+            'c',
+            None,
+            "Graph sync incidents (retried or failing), by reason.",
+        );
+        d(
+            "dsreg_graph_names_ambiguous",
+            'g',
+            None,
+            "Computer names not matched to a cloud object because they are ambiguous.",
+        );
+        d(
+            "dsreg_graph_cloud_devices",
+            'g',
+            None,
+            "Device objects stored from Microsoft Graph.",
+        );
         recorder
             .register_gauge(
                 &key(
@@ -230,6 +273,21 @@ impl Metrics {
         self.recorder
             .register_histogram(&key("dsreg_store_commit_duration_seconds", &[]), &META)
             .record(d.as_secs_f64());
+    }
+
+    /// Sets one gauge outside the fleet aggregates (the Graph sync's families); labels must
+    /// come from closed sets.
+    pub fn set_gauge(&self, name: &'static str, labels: &[(&'static str, String)], v: f64) {
+        self.recorder
+            .register_gauge(&key(name, labels), &META)
+            .set(v);
+    }
+
+    /// Adds `n` to a counter outside the ingest path (the Graph sync's families).
+    pub fn add_counter(&self, name: &'static str, labels: &[(&'static str, String)], n: u64) {
+        self.recorder
+            .register_counter(&key(name, labels), &META)
+            .increment(n);
     }
 
     /// Sets the gauges from `counts` (zeroing vanished label sets) and renders the text format.

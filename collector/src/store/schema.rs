@@ -160,6 +160,35 @@ pub const MIGRATIONS: &[&str] = &[
         WHERE cause = 'device_authentication_failed';
     UPDATE devices SET device_state_hash = NULL, user_state_hash = NULL;
     "#,
+    // 5: Graph sync (issue 13): the cloud devices of Microsoft Graph `devices/delta`, one row per
+    // directory object (`doc` = the merged JSON Graph sent; the other columns are extracted
+    // from it for matching), and the one-row sync state with the delta link. `seen_round` is
+    // the complete round that last listed the object (objects a full round did not list are
+    // deleted at its end); `pending_since` is when the object was first read as pending.
+    // Written only by the graph sync's own connection (`graph::cloud`), never by the writer.
+    r#"
+    CREATE TABLE cloud_devices (
+        object_id     TEXT PRIMARY KEY NOT NULL,
+        device_id     TEXT,
+        display_name  TEXT NOT NULL DEFAULT '' COLLATE NOCASE,
+        trust_type    TEXT,
+        on_prem_sid   TEXT COLLATE NOCASE,
+        doc           TEXT NOT NULL,
+        read_at       INTEGER NOT NULL,
+        pending_since INTEGER,
+        seen_round    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX cloud_devices_device_id ON cloud_devices(device_id) WHERE device_id IS NOT NULL;
+    CREATE INDEX cloud_devices_round ON cloud_devices(seen_round);
+    CREATE TABLE graph_sync (
+        id               INTEGER PRIMARY KEY CHECK (id = 1),
+        delta_link       TEXT,
+        full_rounds      INTEGER NOT NULL DEFAULT 0,
+        last_complete_at INTEGER,
+        last_success_at  INTEGER
+    );
+    INSERT INTO graph_sync (id) VALUES (1);
+    "#,
 ];
 
 /// Applies the missing migration steps; returns the resulting schema version.

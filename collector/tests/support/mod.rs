@@ -1,0 +1,3 @@
+//! Shared test support for the collector's integration tests.
+
+pub mod graph_standin;
