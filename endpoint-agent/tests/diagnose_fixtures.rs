@@ -293,3 +293,82 @@ fn system_context_never_reports_no_prt() {
     diagnosis::apply(&mut s, &[], ExecutionContext::System);
     assert_eq!(s.failure, None);
 }
+
+/// A real capture with one line changed, diagnosed in `context`: the cause it gets.
+fn changed(file: &str, from: &str, to: &str, context: ExecutionContext) -> Option<String> {
+    let text = String::from_utf8_lossy(&read(file)).into_owned();
+    assert!(text.contains(from), "{file} has no {from:?}");
+    let mut s = dsreg_agent::dsregcmd::parse(text.replacen(from, to, 1).as_bytes());
+    diagnosis::apply(&mut s, &[], context);
+    s.failure.map(|f| f.cause)
+}
+
+#[test]
+fn device_auth_status_error_is_not_a_disabled_device() {
+    let file = "entra-joined-healthy-prt-cloud-tgt.txt";
+    let line = "DeviceAuthStatus : SUCCESS";
+    let user = ExecutionContext::User;
+    assert_eq!(
+        changed(file, line, "DeviceAuthStatus : FAILED. ERROR", user).as_deref(),
+        Some("device_auth_check_failed")
+    );
+    assert_eq!(
+        changed(
+            file,
+            line,
+            "DeviceAuthStatus : FAILED. Device is either disabled or deleted",
+            user
+        )
+        .as_deref(),
+        Some("device_auth_failed")
+    );
+}
+
+#[test]
+fn uncatalogued_cloudap_status_with_aadsts90002_is_the_upn_suffix() {
+    let file = "hybrid-prt-fail-0xc00000d0-aadsts90002-reformatted.txt";
+    let user = ExecutionContext::User;
+    assert_eq!(
+        changed(
+            file,
+            "Attempt Status : 0xc00000d0",
+            "Attempt Status : 0xc0041234",
+            user
+        )
+        .as_deref(),
+        Some("upn_suffix_not_verified")
+    );
+    // Without the server text the uncatalogued CloudAP status is its facility's cause.
+    let text = String::from_utf8_lossy(&read(file))
+        .replacen(
+            "Attempt Status : 0xc00000d0",
+            "Attempt Status : 0xc0041234",
+            1,
+        )
+        .replacen(
+            "Server Error Description : AADSTS90002: Tenant 'earthlocal.com' not found.",
+            "Server Error Description :",
+            1,
+        );
+    let mut s = dsreg_agent::dsregcmd::parse(text.as_bytes());
+    diagnosis::apply(&mut s, &[], user);
+    assert_eq!(
+        s.failure.map(|f| f.cause).as_deref(),
+        Some("unknown_cloudap")
+    );
+}
+
+#[test]
+fn hybrid_joined_and_workplace_joined_is_dual_state() {
+    let file = "hybrid-joined-whfb-cert-trust-fragments.txt";
+    assert_eq!(
+        changed(
+            file,
+            "WorkplaceJoined : NO",
+            "WorkplaceJoined : YES",
+            ExecutionContext::User
+        )
+        .as_deref(),
+        Some("dual_state")
+    );
+}

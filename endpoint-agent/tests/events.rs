@@ -438,3 +438,69 @@ proptest::proptest! {
         let _ = parse_events(json.to_string().as_bytes());
     }
 }
+
+/// A Windows 11 capture's JoinConfig build (Diagnostic Data present) or Server 2016's.
+fn on_build(build: &str) -> dsreg_proto::Snapshot {
+    let mut s = domain_joined();
+    s.join_config = Some(dsreg_proto::v1::JoinConfig {
+        os_build: Some(build.into()),
+        ..Default::default()
+    });
+    s
+}
+
+#[test]
+fn sync_lag_export_gives_two_attempts_each_device_not_synced() {
+    let (records, warnings) = parse("wevtutil-sync-lag-two-attempts.xml");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.channel.as_deref()
+                == Some("Microsoft-Windows-User Device Registration/Admin"))
+    );
+    assert!(records.iter().all(|r| r.activity_id.is_some()));
+    let s = on_build("10.0.22631.4460");
+    let all = diagnosis::attempts(&s, &records);
+    assert_eq!(all.len(), 2, "{all:?}");
+    for a in &all {
+        assert_eq!(a.cause, "device_not_synced");
+        assert_eq!(a.code, Some(0x801c_03f2));
+        assert_eq!(a.phase, Phase::Join as i32);
+        assert_eq!(a.sources.len(), 4, "{:?}", a.sources);
+    }
+    assert!(all[0].time > all[1].time, "newest first");
+    let f = diagnosis::failure(&s, &records, ExecutionContext::System).expect("failing");
+    assert_eq!(
+        (f.source.as_str(), f.cause.as_str()),
+        ("event:304", "device_not_synced")
+    );
+}
+
+#[test]
+fn legacy_server_2016_export_tells_wrong_tenant_from_throttling() {
+    let (records, _) = parse("wevtutil-legacy-ws2016-wrong-tenant-then-throttled.xml");
+    let s = on_build("10.0.14393.7428");
+    let mut snapshot = s.clone();
+    diagnosis::apply(&mut snapshot, &records, ExecutionContext::System);
+    let causes: Vec<&str> = snapshot.attempts.iter().map(|a| a.cause.as_str()).collect();
+    assert_eq!(causes, ["throttled", "tenant_not_found"]);
+    assert_eq!(
+        snapshot.failure.map(|f| f.cause).as_deref(),
+        Some("throttled"),
+        "the newest attempt is the failure"
+    );
+    // The down-level log's 201 ("succeeded") is not read as a registration record.
+    assert!(
+        snapshot
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("another log")),
+        "{:?}",
+        snapshot.warnings
+    );
+    // Without the newer run, the wrong tenant is the failure: it must not look like sync lag.
+    let older: Vec<_> = records.into_iter().filter(|r| r.record_id < 820).collect();
+    let f = diagnosis::failure(&s, &older, ExecutionContext::System).expect("failing");
+    assert_eq!(f.cause, "tenant_not_found");
+}
