@@ -38,6 +38,8 @@ pub(crate) struct Classified {
     pub failure: Option<Failure>,
     /// Sort key: epoch ms of the attempt (`None` sorts oldest).
     pub at: Option<i64>,
+    /// The index of its run in the correlated runs (for the evidence lines).
+    run: Option<usize>,
 }
 
 /// Every attempt the snapshot and the records show, newest first, and the count of dropped
@@ -74,7 +76,10 @@ pub(crate) fn classify(
         .enumerate()
         .map(|(i, run)| {
             let p = if described == Some(i) { previous } else { None };
-            from_run(run, p, tests, config)
+            Classified {
+                run: Some(i),
+                ..from_run(run, p, tests, config)
+            }
         })
         .collect();
     if let Some(p) = previous
@@ -90,12 +95,33 @@ pub(crate) fn classify(
             ),
             failure: Some(f),
             at: previous_at,
+            run: None,
         });
     }
     // Newest first; equal or unknown times keep the run order (stable sort, reversed input).
     out.reverse();
     out.sort_by_key(|c| std::cmp::Reverse(c.at));
     out.truncate(MAX_ATTEMPTS);
+    // Only the newest attempt can be the device's failure: only its evidence lines are built.
+    if let Some(Classified {
+        failure: Some(f),
+        run: Some(i),
+        ..
+    }) = out.first_mut()
+        && let Some(run) = runs.get(*i)
+    {
+        for r in run
+            .records
+            .iter()
+            .filter(|r| correlate::is_failure(r.event_id))
+        {
+            let line = event_line(r);
+            if !f.evidence.contains(&line) {
+                f.evidence.push(line);
+            }
+        }
+        f.evidence.truncate(MAX_EVIDENCE);
+    }
     (out, dropped)
 }
 
@@ -149,6 +175,7 @@ fn from_run(
                 ..Attempt::default()
             },
             failure: None,
+            run: None,
             at: at.or_else(|| {
                 run.records
                     .iter()
@@ -160,23 +187,10 @@ fn from_run(
     }
 
     let answer = server_answer(run);
-    let mut f = match previous.and_then(|p| from_previous_registration(p, tests, answer)) {
+    let f = match previous.and_then(|p| from_previous_registration(p, tests, answer)) {
         Some(f) => f,
         None => event_failure(run, answer, tests, config),
     };
-    let mut evidence = std::mem::take(&mut f.evidence);
-    for r in run
-        .records
-        .iter()
-        .filter(|r| correlate::is_failure(r.event_id))
-    {
-        let line = event_line(r);
-        if !evidence.contains(&line) {
-            evidence.push(line);
-        }
-    }
-    evidence.truncate(MAX_EVIDENCE);
-    f.evidence = evidence;
     let time = previous
         .and_then(|p| p.time.clone())
         .filter(|_| time.is_none())
@@ -185,6 +199,7 @@ fn from_run(
         attempt: attempt_of(&f, time, sources, activity),
         failure: Some(f),
         at,
+        run: None,
     }
 }
 

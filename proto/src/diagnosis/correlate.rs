@@ -56,8 +56,12 @@ pub fn is_registration_record(e: &EventRecord) -> bool {
         c.is_empty() || c.eq_ignore_ascii_case(REGISTRATION_CHANNEL)
     });
     let provider_ok = e.provider.as_deref().is_none_or(|p| {
-        let p = p.trim().to_ascii_lowercase();
-        p.is_empty() || p.ends_with(&REGISTRATION_PROVIDER.to_ascii_lowercase())
+        let p = p.trim();
+        let n = REGISTRATION_PROVIDER.len();
+        p.is_empty()
+            || (p.len() >= n
+                && p.is_char_boundary(p.len() - n)
+                && p[p.len() - n..].eq_ignore_ascii_case(REGISTRATION_PROVIDER))
     });
     channel_ok && provider_ok
 }
@@ -72,11 +76,64 @@ fn is_outcome(id: u32) -> bool {
     TERMINAL_FAILURES.contains(&id) || SUCCESSES.contains(&id)
 }
 
-/// A record's time as milliseconds since the Unix epoch.
+/// A record's time as milliseconds since the Unix epoch: the UTC form every record and block
+/// carries (`2025-03-09T11:00:27.5Z`) read directly, any other RFC 3339 form through `time`.
 pub fn epoch_ms(t: &str) -> Option<i64> {
-    use time::format_description::well_known::Rfc3339;
-    let dt = time::OffsetDateTime::parse(t.trim(), &Rfc3339).ok()?;
-    i64::try_from(dt.unix_timestamp_nanos() / 1_000_000).ok()
+    let t = t.trim();
+    fast_utc_ms(t).or_else(|| {
+        use time::format_description::well_known::Rfc3339;
+        let dt = time::OffsetDateTime::parse(t, &Rfc3339).ok()?;
+        i64::try_from(dt.unix_timestamp_nanos() / 1_000_000).ok()
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fff…]Z` → epoch ms without allocating (the hot path: every record's
+/// time is read once per diagnosis); `None` for anything else.
+fn fast_utc_ms(t: &str) -> Option<i64> {
+    let b = t.as_bytes();
+    if b.len() < 20 || !matches!(b[b.len() - 1], b'Z' | b'z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = b.get(r)?;
+        s.iter().try_fold(0i64, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
+    };
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let frac = &b[19..b.len() - 1];
+    let ms = match frac.split_first() {
+        None => 0,
+        Some((b'.', digits)) if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => {
+            digits
+                .iter()
+                .chain(std::iter::repeat(&b'0'))
+                .take(3)
+                .fold(0i64, |acc, c| acc * 10 + i64::from(c - b'0'))
+        }
+        _ => return None,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms)
 }
 
 /// The records of one run, oldest first.
@@ -84,17 +141,21 @@ pub fn epoch_ms(t: &str) -> Option<i64> {
 pub struct Run<'a> {
     /// The records, in time order.
     pub records: Vec<&'a EventRecord>,
+    /// The first record's time (epoch ms), read once.
+    first: Option<i64>,
+    /// The last record's time (epoch ms), read once.
+    last: Option<i64>,
 }
 
 impl<'a> Run<'a> {
     /// The first record's time.
     pub fn first_ms(&self) -> Option<i64> {
-        self.records.iter().find_map(|r| time_ms(r))
+        self.first
     }
 
     /// The last record's time.
     pub fn last_ms(&self) -> Option<i64> {
-        self.records.iter().rev().find_map(|r| time_ms(r))
+        self.last
     }
 
     /// The last outcome record (terminal failure or success), if the run ended.
@@ -153,22 +214,24 @@ pub struct Dropped {
 /// Groups registration records into runs, oldest first (see the module docs).
 pub fn runs(events: &[EventRecord]) -> (Vec<Run<'_>>, Dropped) {
     let mut dropped = Dropped::default();
-    let mut records: Vec<&EventRecord> = Vec::with_capacity(events.len().min(MAX_RECORDS));
+    // Each record's time is read once.
+    let mut records: Vec<(Option<i64>, &EventRecord)> =
+        Vec::with_capacity(events.len().min(MAX_RECORDS));
     for e in events {
         if !is_registration_record(e) {
             dropped.foreign += 1;
         } else {
-            records.push(e);
+            records.push((time_ms(e), e));
         }
     }
     // Time order; a record without a time sorts by its record id among its neighbours' ids.
-    records.sort_by_key(|r| (time_ms(r).unwrap_or(i64::MIN), r.record_id));
+    records.sort_by_key(|(t, r)| (t.unwrap_or(i64::MIN), r.record_id));
     let before = records.len();
-    records.dedup_by(|b, a| same_record(a, b));
+    records.dedup_by(|b, a| same_record(a.1, b.1));
     // `dedup_by` only drops neighbours; equal record ids with different times are rare
     // enough to be caught by a second pass.
     let mut seen = std::collections::HashSet::new();
-    records.retain(|r| r.record_id == 0 || seen.insert(r.record_id));
+    records.retain(|(_, r)| r.record_id == 0 || seen.insert(r.record_id));
     dropped.duplicates = before - records.len();
     if records.len() > MAX_RECORDS {
         dropped.over_limit = records.len() - MAX_RECORDS;
@@ -176,15 +239,21 @@ pub fn runs(events: &[EventRecord]) -> (Vec<Run<'_>>, Dropped) {
     }
 
     let mut runs: Vec<Run<'_>> = Vec::new();
-    for r in records {
+    for (t, r) in records {
         let starts_new = match runs.last() {
             None => true,
-            Some(run) => starts_new_run(run, r),
+            Some(run) => starts_new_run(run, r, t),
         };
         if starts_new {
-            runs.push(Run { records: vec![r] });
+            runs.push(Run {
+                records: vec![r],
+                first: t,
+                last: t,
+            });
         } else if let Some(run) = runs.last_mut() {
             run.records.push(r);
+            run.first = run.first.or(t);
+            run.last = t.or(run.last);
         }
     }
     runs.retain(Run::is_attempt);
@@ -198,7 +267,7 @@ fn same_record(a: &EventRecord, b: &EventRecord) -> bool {
     a == b
 }
 
-fn starts_new_run(run: &Run<'_>, r: &EventRecord) -> bool {
+fn starts_new_run(run: &Run<'_>, r: &EventRecord, t: Option<i64>) -> bool {
     if let (Some(a), Some(b)) = (run.activity(), activity(r))
         && !a.eq_ignore_ascii_case(b)
     {
@@ -207,7 +276,6 @@ fn starts_new_run(run: &Run<'_>, r: &EventRecord) -> bool {
     if r.event_id == TRIGGER {
         return true;
     }
-    let t = time_ms(r);
     if let (Some(first), Some(t)) = (run.first_ms(), t)
         && t - first > RUN_WINDOW_MS
     {
@@ -388,6 +456,20 @@ mod tests {
 
     #[test]
     fn epoch_ms_reads_rfc3339() {
+        // The fast path agrees with the `time` crate on every form it takes.
+        for t in [
+            "1970-01-01T00:00:00Z",
+            "2025-03-09T11:00:27.5Z",
+            "2024-02-29T23:59:59.9999999Z",
+            "2000-03-01T00:00:00.001Z",
+            "1999-12-31T12:30:45.123456Z",
+        ] {
+            use time::format_description::well_known::Rfc3339;
+            let slow = time::OffsetDateTime::parse(t, &Rfc3339).unwrap();
+            let want = i64::try_from(slow.unix_timestamp_nanos() / 1_000_000).unwrap();
+            assert_eq!(fast_utc_ms(t), Some(want), "{t}");
+        }
+        assert_eq!(fast_utc_ms("2025-13-09T11:00:27Z"), None);
         assert_eq!(epoch_ms("1970-01-01T00:00:01.5Z"), Some(1500));
         assert_eq!(epoch_ms("1970-01-01T01:00:00+01:00"), Some(0));
         assert_eq!(epoch_ms("garbage"), None);
