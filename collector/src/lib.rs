@@ -14,6 +14,7 @@
 //! - [`drain`]: in-flight gRPC calls, so shutdown waits for calls, not idle connections.
 //! - [`auth`]: agent / reader / metrics bearer tokens, constant-time, reloaded on SIGHUP.
 //! - [`tls`]: TLS on both listeners (rustls, ring), mTLS on gRPC.
+//! - [`ui`]: the read-only web UI (`/`, `/ui/devices`, `/ui/devices/{key}`, login cookie).
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so tests bind `127.0.0.1:0`.
 
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod signal;
 pub mod store;
 pub mod tls;
+pub mod ui;
 pub mod validate;
 
 use std::future::Future;

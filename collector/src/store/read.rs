@@ -40,7 +40,7 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 /// A failure as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FailureView {
     /// Phase label.
     pub phase: String,
@@ -54,7 +54,7 @@ pub struct FailureView {
 }
 
 /// One row of `/api/v1/devices`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeviceSummary {
     /// The device key.
     pub machine_id: String,
@@ -205,7 +205,7 @@ pub fn list_devices(
 }
 
 /// A history row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryRow {
     /// When it was received.
     pub at: String,
@@ -393,4 +393,62 @@ pub fn failure_groups(conn: &Connection) -> Result<Vec<FailureGroupRow>, StoreEr
             .collect::<Result<_, _>>()?;
     }
     Ok(groups)
+}
+
+/// A device listed under an agent-health problem.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AgentSample {
+    /// The device key.
+    pub machine_id: String,
+    /// Host name.
+    pub hostname: String,
+    /// dsreg-agent version.
+    pub agent_version: String,
+    /// Reports its spool dropped since install.
+    pub spool_dropped: i64,
+    /// Reports waiting in its spool.
+    pub spool_depth: i64,
+    /// Its last acknowledged delivery.
+    pub last_delivery: Option<String>,
+    /// Last report received.
+    pub last_seen: String,
+}
+
+/// Samples of agent-health problems: (agents that dropped spooled reports, most first;
+/// devices not heard from since `not_delivered_before`, oldest first), `limit` each.
+pub fn agent_samples(
+    conn: &Connection,
+    not_delivered_before: i64,
+    limit: usize,
+) -> Result<(Vec<AgentSample>, Vec<AgentSample>), StoreError> {
+    let sample = |sql: &str, arg: i64| -> Result<Vec<AgentSample>, StoreError> {
+        let mut q = conn.prepare(sql)?;
+        let rows = q.query_map([arg, limit as i64], |r| {
+            Ok(AgentSample {
+                machine_id: r.get(0)?,
+                hostname: r.get(1)?,
+                agent_version: r.get(2)?,
+                spool_dropped: r.get(3)?,
+                spool_depth: r.get(4)?,
+                last_delivery: r.get::<_, Option<i64>>(5)?.map(rfc3339),
+                last_seen: rfc3339(r.get(6)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    };
+    let cols = "machine_id, hostname, agent_version, agent_spool_dropped, \
+        agent_spool_depth, agent_last_delivery, last_seen FROM devices";
+    Ok((
+        sample(
+            &format!(
+                "SELECT {cols} WHERE agent_spool_dropped > ?1 \
+                 ORDER BY agent_spool_dropped DESC LIMIT ?2"
+            ),
+            0,
+        )?,
+        sample(
+            &format!("SELECT {cols} WHERE last_seen < ?1 ORDER BY last_seen LIMIT ?2"),
+            not_delivered_before,
+        )?,
+    ))
 }
