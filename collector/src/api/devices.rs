@@ -199,13 +199,17 @@ pub fn parse_filter(q: &HashMap<String, String>) -> Result<DeviceFilter, Error> 
         f.join_type = Some(v.to_string());
     }
     if let Some(v) = get("phase") {
-        let p = Phase::from_label(v).ok_or_else(|| {
-            bad(
-                "phase",
-                v,
-                "expected pre-check, discover, auth, join or post-join",
-            )
-        })?;
+        // Exactly a label (the document's enum), not the lenient dsregcmd spellings.
+        let p = Phase::ALL
+            .into_iter()
+            .find(|p| p.label() == v)
+            .ok_or_else(|| {
+                bad(
+                    "phase",
+                    v,
+                    "expected pre-check, discover, auth, join or post-join",
+                )
+            })?;
         f.phase = Some(p.label().to_string());
     }
     if let Some(v) = get("cause") {
@@ -445,7 +449,7 @@ pub async fn device_document(s: &AppState, key: String) -> Result<DeviceDocument
 #[utoipa::path(
     get,
     path = "/api/v1/devices/{key}",
-    params(("key" = String, Path, description = "Machine id, host name (case-insensitive) or Entra device id.")),
+    params(("key" = String, Path, example = "PC-0001", description = "Machine id, host name (case-insensitive) or Entra device id.")),
     responses(
         (status = 200, description = "OK", body = DeviceDocument),
         (status = 404, description = "No device has that key.", body = ErrorBody),
@@ -466,7 +470,7 @@ pub async fn device(
 #[utoipa::path(
     get,
     path = "/api/v1/devices/{key}/history",
-    params(("key" = String, Path, description = "Machine id, host name (case-insensitive) or Entra device id.")),
+    params(("key" = String, Path, example = "PC-0001", description = "Machine id, host name (case-insensitive) or Entra device id.")),
     responses(
         (status = 200, description = "OK", body = DeviceHistory),
         (status = 404, description = "No device has that key.", body = ErrorBody),

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use dsreg_proto::{JoinType, Phase, catalog};
 use serde::Serialize;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, Required};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -82,27 +82,52 @@ impl Modify for Contract {
     }
 }
 
-fn query(name: &str, description: &str, schema: ObjectBuilder) -> Parameter {
+fn query(name: &str, description: &str, schema: Schema) -> Parameter {
     ParameterBuilder::new()
         .name(name)
         .parameter_in(ParameterIn::Query)
         .required(Required::False)
         .description(Some(description))
-        .schema(Some(schema.build()))
+        .schema(Some(schema))
         .build()
 }
 
-fn string_enum(values: impl IntoIterator<Item = String>) -> ObjectBuilder {
+/// An empty (or blank) value: the filter is off, as if the parameter were left out.
+fn blank() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^\s*$"))
+        .build()
+        .into()
+}
+
+/// `schemas`, or a blank value.
+fn or_blank(schemas: impl IntoIterator<Item = Schema>) -> Schema {
+    let mut any = AnyOfBuilder::new().item(blank());
+    for s in schemas {
+        any = any.item(s);
+    }
+    any.build().into()
+}
+
+fn string_enum(values: impl IntoIterator<Item = String>) -> Schema {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .enum_values(Some(values.into_iter().collect::<Vec<_>>()))
+        .build()
+        .into()
 }
 
-fn string() -> ObjectBuilder {
-    ObjectBuilder::new().schema_type(Type::String)
+fn pattern(p: &str) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(p))
+        .build()
+        .into()
 }
 
-/// The query parameters of `/api/v1/devices` (what [`devices::parse_filter`] accepts).
+/// The query parameters of `/api/v1/devices` (what [`devices::parse_filter`] accepts). Every
+/// one may be given empty, which turns its filter off.
 fn list_parameters() -> Vec<Parameter> {
     let join_types = JoinType::ALL
         .iter()
@@ -117,55 +142,61 @@ fn list_parameters() -> Vec<Parameter> {
         .collect();
     symbols.sort();
     symbols.dedup();
+    let limit: Schema = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(MAX_LIMIT as f64))
+        .build()
+        .into();
     vec![
         query(
             "join_type",
             "Only devices of this join type.",
-            string_enum(join_types),
+            or_blank([string_enum(join_types)]),
         ),
         query(
             "phase",
             "Only devices failing in this phase.",
-            string_enum(phases),
+            or_blank([string_enum(phases)]),
         ),
         query(
             "cause",
             "Only devices failing with this cause id (see /api/v1/catalog).",
-            string_enum(causes),
+            or_blank([string_enum(causes)]),
         ),
         query(
             "code",
-            "Only devices failing with this code: 0x-hex (a decimal code or a catalog symbol \
-             is accepted too), or `none` for failures without a code.",
-            string().pattern(Some("^(0x[0-9a-fA-F]{8}|none)$")),
+            "Only devices failing with this code: 0x-hex, a decimal code or a catalog symbol; \
+             `none` for failures without a code.",
+            or_blank([
+                pattern("^0[xX][0-9a-fA-F]{1,8}$"),
+                pattern("^[0-9]{1,9}$"),
+                string_enum(std::iter::once("none".to_string()).chain(symbols.clone())),
+            ]),
         ),
         query(
             "symbol",
             "Only devices failing with this catalog symbol.",
-            string_enum(symbols),
+            or_blank([string_enum(symbols)]),
         ),
         query(
             "hostname",
             "Host name prefix, case-insensitive (an exact name is its own prefix).",
-            string(),
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .build()
+                .into(),
         ),
         query(
             "stale",
             "Only stale (true) or only fresh (false) devices.",
-            ObjectBuilder::new().schema_type(Type::Boolean),
+            or_blank([string_enum(["true", "false", "1", "0"].map(String::from))]),
         ),
-        query(
-            "limit",
-            "Page size (default 100).",
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(1))
-                .maximum(Some(MAX_LIMIT as f64)),
-        ),
+        query("limit", "Page size (default 100).", or_blank([limit])),
         query(
             "cursor",
             "The `next_cursor` of the previous page (opaque).",
-            string().pattern(Some("^c1([2-7][0-9a-f])+$")),
+            or_blank([pattern("^c1([2-7][0-9a-f])+$")]),
         ),
     ]
 }
@@ -213,10 +244,12 @@ mod tests {
                 .find(|p| p["name"] == n)
                 .unwrap_or_else(|| panic!("{n}"))
         };
-        assert_eq!(param("limit")["schema"]["maximum"], MAX_LIMIT as f64);
-        let causes = param("cause")["schema"]["enum"].as_array().unwrap();
+        // Each parameter: a blank value (no filter) or its constrained form.
+        let constrained = |n: &str| param(n)["schema"]["anyOf"][1].clone();
+        assert_eq!(constrained("limit")["maximum"], MAX_LIMIT as f64);
+        let causes = constrained("cause")["enum"].as_array().unwrap().clone();
         assert!(causes.iter().any(|c| c == "device_not_synced"));
-        let phases = param("phase")["schema"]["enum"].as_array().unwrap();
+        let phases = constrained("phase")["enum"].as_array().unwrap().clone();
         assert_eq!(phases.len(), Phase::ALL.len());
         // Every documented query parameter is one the handler accepts, and the other way round.
         let mut names: Vec<&str> = params.iter().filter_map(|p| p["name"].as_str()).collect();

@@ -12,7 +12,7 @@ use dsreg_proto::{JoinType, Phase, catalog};
 use maud::{Markup, html};
 
 use super::fleet::shown_name;
-use super::layout::{PageError, device_href, list_href, page};
+use super::layout::{PageError, device_href, list_href, page, short};
 use crate::api::devices::{self, parse_filter};
 use crate::api::{AppState, rejected};
 use crate::store::read::DeviceSummary;
@@ -100,8 +100,8 @@ fn next_href(q: &HashMap<String, String>, cursor: &str) -> String {
 fn row(d: &DeviceSummary) -> Markup {
     html! {
         tr {
-            td { a href=(device_href(&d.machine_id)) { (shown_name(&d.hostname, &d.machine_id)) } }
-            td { (d.ad_domain) }
+            td { a href=(device_href(&d.machine_id)) { (short(shown_name(&d.hostname, &d.machine_id))) } }
+            td { (short(&d.ad_domain)) }
             td { (d.join_type) }
             @if let Some(f) = &d.failure {
                 td { (f.phase) }

@@ -7,7 +7,7 @@
 use axum::extract::State;
 use maud::{Markup, html};
 
-use super::layout::{PageError, count, device_href, list_href, page};
+use super::layout::{PageError, count, device_href, list_href, page, short};
 use crate::api::AppState;
 use crate::api::failures::{self, FailureGroup};
 use crate::store::now_ms;
@@ -55,7 +55,10 @@ pub async fn page_handler(State(s): State<AppState>) -> Result<Markup, PageError
         table.kv {
             tbody {
                 @for v in &agents.versions {
-                    tr { th { "dsreg-agent " (v.version) } td { (count(v.devices, "device")) } }
+                    tr {
+                        th { "dsreg-agent " @if v.version.is_empty() { "(version not reported)" } @else { (v.version) } }
+                        td { (count(v.devices, "device")) }
+                    }
                 }
             }
         }
@@ -64,7 +67,7 @@ pub async fn page_handler(State(s): State<AppState>) -> Result<Markup, PageError
             p {
                 @for (i, d) in agents.not_delivered_1d.sample.iter().enumerate() {
                     @if i > 0 { ", " }
-                    a href=(device_href(&d.machine_id)) { (shown_name(&d.hostname, &d.machine_id)) }
+                    a href=(device_href(&d.machine_id)) { (short(shown_name(&d.hostname, &d.machine_id))) }
                 }
             }
         }
@@ -73,7 +76,7 @@ pub async fn page_handler(State(s): State<AppState>) -> Result<Markup, PageError
             p {
                 @for (i, d) in agents.spool_overflowing.sample.iter().enumerate() {
                     @if i > 0 { ", " }
-                    a href=(device_href(&d.machine_id)) { (shown_name(&d.hostname, &d.machine_id)) }
+                    a href=(device_href(&d.machine_id)) { (short(shown_name(&d.hostname, &d.machine_id))) }
                     " (" (d.spool_dropped) " dropped)"
                 }
             }
@@ -96,14 +99,14 @@ fn group_row(g: &FailureGroup) -> Markup {
     let filter = list_href(&[("phase", &g.phase), ("cause", &g.cause), ("code", code)]);
     html! {
         tr {
-            td { (g.phase) }
+            td.nowrap { (g.phase) }
             td { a href=(filter) { code { (g.cause) } } }
             td {
                 @if let Some(c) = &g.code { code { (c) } br; }
                 @if !g.symbol.is_empty() { span.muted.mono { (g.symbol) } }
             }
             td { a href=(filter) { b { (g.devices) } } }
-            td.muted { (g.first_seen.as_deref().unwrap_or("")) }
+            td.muted { (g.first_seen.as_deref().map_or("", |t| t.get(..10).unwrap_or(t))) }
             td {
                 @if let Some(t) = &g.cause_text { (t) }
                 @if let Some(r) = &g.resolution { br; b { "Do: " } (r) }
@@ -111,7 +114,7 @@ fn group_row(g: &FailureGroup) -> Markup {
             td {
                 @for (i, d) in g.sample_devices.iter().enumerate() {
                     @if i > 0 { ", " }
-                    a href=(device_href(d)) { (d) }
+                    a href=(device_href(d)) { (short(d)) }
                 }
             }
         }

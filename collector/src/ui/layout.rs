@@ -26,7 +26,9 @@ h1 { font-size:1.5rem; margin:.6rem 0; overflow-wrap:anywhere; }
 h2 { font-size:1.15rem; margin:1.6rem 0 .5rem; border-bottom:1px solid var(--line); padding-bottom:.2rem; }
 h3 { font-size:1rem; margin:1rem 0 .3rem; }
 table { border-collapse: collapse; width:100%; margin:.4rem 0; }
-th, td { text-align:left; vertical-align:top; padding:.3rem .5rem; border-bottom:1px solid var(--line); overflow-wrap:anywhere; }
+th, td { text-align:left; vertical-align:top; padding:.3rem .5rem; border-bottom:1px solid var(--line); overflow-wrap:break-word; }
+td.mono, td pre { overflow-wrap:anywhere; }
+.nowrap { white-space:nowrap; }
 th { background: var(--bg2); font-weight:600; }
 table.kv th { width: 16rem; }
 code, pre, .mono { font-family: ui-monospace, SFMono-Regular, Consolas, monospace; font-size: .88em; }
@@ -140,6 +142,17 @@ impl IntoResponse for PageError {
     }
 }
 
+/// Characters of a device-sent name shown in a list (the drill-down shows it whole).
+pub const SHORT: usize = 48;
+
+/// `s` cut to [`SHORT`] characters, with `…` when cut.
+pub fn short(s: &str) -> String {
+    match s.char_indices().nth(SHORT) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_string(),
+    }
+}
+
 /// A count with its noun, e.g. `1 device`, `3 devices`.
 pub fn count(n: u64, noun: &str) -> String {
     if n == 1 {
@@ -163,6 +176,8 @@ mod tests {
             "/ui/devices?cause=device_not_synced"
         );
         assert_eq!(list_href(&[]), "/ui/devices");
+        assert_eq!(short("PC-1"), "PC-1");
+        assert_eq!(short(&"é".repeat(100)).chars().count(), SHORT + 1);
     }
 
     #[test]

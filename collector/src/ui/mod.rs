@@ -9,9 +9,9 @@
 //! behind the same reader token ([`crate::auth::http_guard`] also accepts the login cookie).
 //!
 //! - [`layout`]: the shell, stylesheet, error page and URL helpers.
-//! - [`fleet`]: `/`.
-//! - [`devices`]: `/ui/devices`.
-//! - [`device`]: `/ui/devices/{key}`.
+//! - [`fleet`]: the fleet page, `/`.
+//! - [`devices`]: the device list, `/ui/devices`.
+//! - [`device`]: the drill-down, `/ui/devices/{key}`.
 //! - [`login`]: `/ui/login`, `/ui/logout` and the cookie.
 
 pub mod device;
