@@ -1,8 +1,9 @@
 //! `/api/v1/agents`: fleet agent health — devices per agent version, spool overflow and
 //! devices not delivered for a day, each with a few sample devices.
 //!
-//! Counts come from the in-memory aggregates (versions beyond the cap fold into `other`, as in
-//! the metrics); the sample lists are bounded to [`AGENT_SAMPLES`].
+//! Counts and the sample devices come from the in-memory aggregates (versions beyond the cap
+//! fold into `other`, as in the metrics); only the sampled devices' rows are read, by key, so
+//! the cost does not grow with the fleet. Samples are bounded to [`AGENT_SAMPLES`].
 
 use axum::extract::State;
 use serde::Serialize;
@@ -53,10 +54,19 @@ pub async fn health(s: &AppState) -> Result<Agents, Error> {
     let now = now_ms();
     let counts = s.fleet.counts(now);
     let day = now.saturating_sub(crate::fleet::NOT_DELIVERED_AFTER.as_millis() as i64);
-    let (dropped, undelivered) = s
+    // The sample devices come from the aggregates' indexes; only their rows are read.
+    let dropped_ids = s.fleet.spool_overflowing_sample(AGENT_SAMPLES);
+    let undelivered_ids = s.fleet.seen_before(day, AGENT_SAMPLES);
+    let (mut dropped, undelivered) = s
         .store
-        .read(move |c| read::agent_samples(c, day, AGENT_SAMPLES))
+        .read(move |c| {
+            Ok((
+                read::agent_rows(c, &dropped_ids)?,
+                read::agent_rows(c, &undelivered_ids)?,
+            ))
+        })
         .await?;
+    dropped.sort_by_key(|a| std::cmp::Reverse(a.spool_dropped));
     Ok(Agents {
         devices: counts.total,
         versions: counts

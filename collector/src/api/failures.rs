@@ -1,5 +1,6 @@
 //! `/api/v1/failures`: the failing fleet grouped by phase, cause, code and symbol, with the
-//! catalog's texts and a few recently seen sample devices per group.
+//! catalog's texts and a few recently seen sample devices per group, from the in-memory
+//! aggregates (kept on the writer path, `fleet/groups.rs`).
 
 use axum::extract::State;
 use dsreg_proto::catalog;
@@ -9,7 +10,8 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::openapi::ErrorBody;
 use crate::error::Error;
-use crate::store::read::{self, FailureView};
+use crate::fleet::FailureKey;
+use crate::store::read;
 
 /// One failure group.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -18,7 +20,8 @@ pub struct FailureGroup {
     pub phase: String,
     /// Cause id.
     pub cause: String,
-    /// `0x%08x`, absent when the failures had no code.
+    /// `0x%08x` (`other` for unknown codes beyond the label cap, as in the metrics), absent
+    /// when the failures had no code.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// Catalog symbol, `""` when unknown.
@@ -44,29 +47,31 @@ pub struct Failures {
     pub groups: Vec<FailureGroup>,
 }
 
-/// The failure groups with the catalog's texts, largest first.
+/// The failure groups with the catalog's texts, largest first. Read from the in-memory
+/// aggregates: the cost depends on the number of groups, not on the number of devices.
 pub async fn groups(s: &AppState) -> Result<Failures, Error> {
-    let groups = s.store.read(read::failure_groups).await?;
-    let groups = groups
+    let groups = s
+        .fleet
+        .failure_groups()
         .into_iter()
         .map(|g| {
-            let FailureView {
+            let FailureKey {
                 phase,
                 cause,
                 code,
                 symbol,
-            } = g.failure;
+            } = g.key;
             let doc = catalog::cause(&cause);
             FailureGroup {
                 cause_text: doc.map(|c| c.text.to_string()),
                 resolution: doc.map(|c| c.resolution.to_string()),
                 phase,
                 cause,
-                code,
+                code: (!code.is_empty()).then_some(code),
                 symbol,
                 devices: g.devices,
-                first_seen: g.first_seen,
-                last_seen: g.last_seen,
+                first_seen: g.first_seen.map(read::rfc3339),
+                last_seen: g.last_seen.map(read::rfc3339),
                 sample_devices: g.sample_devices,
             }
         })

@@ -16,15 +16,26 @@ use crate::fleet::Fleet;
 /// Loads every device's facts into `fleet` (start-up only); returns the device count.
 pub fn rebuild_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT machine_id, last_seen, {FACT_COLUMNS} FROM devices"
+        "SELECT machine_id, last_seen, hostname, failing_since, {FACT_COLUMNS} FROM devices"
     ))?;
     let mut rows = stmt.query([])?;
     let mut n = 0;
     while let Some(row) = rows.next()? {
         let id: String = row.get(0)?;
         let seen: i64 = row.get(1)?;
-        let facts = facts_from_row(row, 2)?;
-        fleet.set(&id, Some(&facts), seen);
+        let hostname = row.get_ref(2)?.as_str().unwrap_or_default();
+        let failing_since: Option<i64> = row.get(3)?;
+        let facts = facts_from_row(row, 4)?;
+        let name = if hostname.is_empty() {
+            id.as_str()
+        } else {
+            hostname
+        };
+        let sighting = crate::fleet::Sighting {
+            name,
+            failing_since,
+        };
+        fleet.set_seen(&id, Some(&facts), seen, Some(sighting));
         n += 1;
     }
     Ok(n)
@@ -414,41 +425,31 @@ pub struct AgentSample {
     pub last_seen: String,
 }
 
-/// Samples of agent-health problems: (agents that dropped spooled reports, most first;
-/// devices not heard from since `not_delivered_before`, oldest first), `limit` each.
-pub fn agent_samples(
+/// The agent-health rows of these devices (in the given order; unknown ids skipped).
+pub fn agent_rows(
     conn: &Connection,
-    not_delivered_before: i64,
-    limit: usize,
-) -> Result<(Vec<AgentSample>, Vec<AgentSample>), StoreError> {
-    let sample = |sql: &str, arg: i64| -> Result<Vec<AgentSample>, StoreError> {
-        let mut q = conn.prepare(sql)?;
-        let rows = q.query_map([arg, limit as i64], |r| {
-            Ok(AgentSample {
-                machine_id: r.get(0)?,
-                hostname: r.get(1)?,
-                agent_version: r.get(2)?,
-                spool_dropped: r.get(3)?,
-                spool_depth: r.get(4)?,
-                last_delivery: r.get::<_, Option<i64>>(5)?.map(rfc3339),
-                last_seen: rfc3339(r.get(6)?),
+    machine_ids: &[String],
+) -> Result<Vec<AgentSample>, StoreError> {
+    let mut q = conn.prepare_cached(
+        "SELECT machine_id, hostname, agent_version, agent_spool_dropped, agent_spool_depth,
+            agent_last_delivery, last_seen FROM devices WHERE machine_id = ?1",
+    )?;
+    let mut out = Vec::with_capacity(machine_ids.len());
+    for id in machine_ids {
+        let row = q
+            .query_row([id], |r| {
+                Ok(AgentSample {
+                    machine_id: r.get(0)?,
+                    hostname: r.get(1)?,
+                    agent_version: r.get(2)?,
+                    spool_dropped: r.get(3)?,
+                    spool_depth: r.get(4)?,
+                    last_delivery: r.get::<_, Option<i64>>(5)?.map(rfc3339),
+                    last_seen: rfc3339(r.get(6)?),
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    };
-    let cols = "machine_id, hostname, agent_version, agent_spool_dropped, \
-        agent_spool_depth, agent_last_delivery, last_seen FROM devices";
-    Ok((
-        sample(
-            &format!(
-                "SELECT {cols} WHERE agent_spool_dropped > ?1 \
-                 ORDER BY agent_spool_dropped DESC LIMIT ?2"
-            ),
-            0,
-        )?,
-        sample(
-            &format!("SELECT {cols} WHERE last_seen < ?1 ORDER BY last_seen LIMIT ?2"),
-            not_delivered_before,
-        )?,
-    ))
+            .optional()?;
+        out.extend(row);
+    }
+    Ok(out)
 }
