@@ -45,12 +45,12 @@ fn report(n: u32) -> Report {
         hostname: format!("PC-{n:04}"),
         snapshot: Some(Snapshot {
             device_state: Some(DeviceState {
-                azure_ad_joined: Some(n % 3 == 0),
+                azure_ad_joined: Some(n.is_multiple_of(3)),
                 domain_joined: Some(true),
                 ..Default::default()
             }),
             diagnostics: Some(Diagnostics {
-                previous_registration: (n % 3 != 0).then(|| PreviousRegistration {
+                previous_registration: (!n.is_multiple_of(3)).then(|| PreviousRegistration {
                     time: Some("2026-11-30T08:00:00Z".into()),
                     client_error_code: Some(0x801c03f2),
                     error_phase: Some("join".into()),

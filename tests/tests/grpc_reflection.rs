@@ -9,9 +9,12 @@ use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
 
 async fn ask(url: &str, request: MessageRequest) -> MessageResponse {
-    let mut client = ServerReflectionClient::connect(url.to_string())
+    let channel = tonic::transport::Channel::from_shared(url.to_string())
+        .unwrap()
+        .connect()
         .await
         .unwrap();
+    let mut client = ServerReflectionClient::new(channel);
     let req = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(request),
