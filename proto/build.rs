@@ -70,6 +70,12 @@ fn main() -> anyhow::Result<()> {
         println!("cargo:rerun-if-changed={p}");
     }
     let fds = protox::compile(protos, ["."])?;
+    // The encoded descriptor set, for the collector's gRPC reflection service.
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("dsreg_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
 
     let mut builder = tonic_prost_build::configure();
     for m in SERDE_MESSAGES {

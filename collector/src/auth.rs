@@ -182,6 +182,8 @@ pub struct Auth {
     pub reader: Option<Arc<TokenFile>>,
     /// Metrics tokens (`/metrics`).
     pub metrics: Option<Arc<TokenFile>>,
+    /// The HTTP listener has TLS: the UI's login cookie is `Secure`.
+    pub secure_cookie: bool,
 }
 
 impl Auth {
@@ -196,6 +198,7 @@ impl Auth {
             agent: load("agent_token_file", &config.agent_token_file)?,
             reader: load("reader_token_file", &config.reader_token_file)?,
             metrics: load("metrics_token_file", &config.metrics_token_file)?,
+            secure_cookie: config.tls_cert.is_some(),
         };
         auth.log_counts("tokens loaded");
         Ok(auth)
@@ -297,12 +300,18 @@ impl tonic::service::Interceptor for GrpcAuth {
 }
 
 /// The HTTP guard: `/healthz` and `/readyz` are open; `/metrics` needs a metrics token when
-/// metrics tokens are configured; every other path (the API and unknown paths alike) needs a
-/// reader token when reader tokens are configured.
-pub async fn http_guard(State(auth): State<Auth>, req: Request, next: Next) -> Response {
+/// metrics tokens are configured; every other path (the API, the UI and unknown paths alike)
+/// needs a reader token when reader tokens are configured, as a bearer header or as the UI's
+/// login cookie. The login page itself is open (it checks the token it is given), and a web
+/// page asked for without a token is answered with a redirect to it instead of a JSON 401.
+pub async fn http_guard(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let (role, tokens) = match path {
         "/healthz" | "/readyz" => return next.run(req).await,
+        crate::ui::login::LOGIN_PATH | crate::ui::login::LOGOUT_PATH => {
+            req.extensions_mut().insert(auth.clone());
+            return next.run(req).await;
+        }
         "/metrics" => ("metrics", &auth.metrics),
         _ => ("reader", &auth.reader),
     };
@@ -314,13 +323,24 @@ pub async fn http_guard(State(auth): State<Auth>, req: Request, next: Next) -> R
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer);
-    match presented {
-        Some(t) if tokens.accepts(t) => next.run(req).await,
-        _ => {
-            tracing::debug!(path, "http request refused: bad {role} token");
-            refused(role).into_response()
+    let accepted = match presented {
+        Some(t) => tokens.accepts(t),
+        None if role == "reader" => {
+            crate::ui::login::cookie_token(req.headers()).is_some_and(|t| tokens.accepts(&t))
         }
+        None => false,
+    };
+    if accepted {
+        return next.run(req).await;
     }
+    tracing::debug!(path, "http request refused: bad {role} token");
+    if role == "reader"
+        && crate::ui::login::is_page(path)
+        && req.method() == axum::http::Method::GET
+    {
+        return crate::ui::login::login_redirect(req.uri());
+    }
+    refused(role).into_response()
 }
 
 #[cfg(test)]

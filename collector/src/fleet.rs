@@ -35,12 +35,13 @@
 //! its id reused.
 
 mod devices;
+mod groups;
 mod order;
 mod tally;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -51,6 +52,8 @@ use devices::{
     Device, Devices, NO_FAILURE, NOT_DELIVERED, NOT_TARGETED, SPOOL_OVERFLOWING, STALE, Slot,
     WITHOUT_PRT,
 };
+use groups::GroupInfo;
+pub use groups::{FailureGroup, SAMPLES, Sighting};
 use order::{Mark, Seen};
 use tally::Tally;
 
@@ -223,6 +226,10 @@ struct Inner {
     known_versions: HashSet<String>,
     /// Hashes labels for the tallies (a fixed function per table, as they require).
     hasher: RandomState,
+    /// Per failure label id: first/last seen and sample devices (`fleet/groups.rs`).
+    groups: HashMap<u32, GroupInfo>,
+    /// Devices whose agent dropped spooled reports (the `/api/v1/agents` sample).
+    overflowing: BTreeSet<Slot>,
 }
 
 /// The in-memory aggregates (shared behind a mutex; every operation is short).
@@ -274,6 +281,8 @@ impl Inner {
             unknown_codes: HashSet::new(),
             known_versions: HashSet::new(),
             hasher: RandomState::new(),
+            groups: HashMap::new(),
+            overflowing: BTreeSet::new(),
         }
     }
 
@@ -431,37 +440,60 @@ impl Fleet {
     /// Sets a device's state (`Some`) or only its `last_seen` (`None`, e.g. an out-of-order
     /// report older than the stored snapshot). O(1) maps plus O(log n) for the stale index.
     pub fn set(&self, machine_id: &str, facts: Option<&DeviceFacts>, last_seen_ms: i64) {
+        self.set_seen(machine_id, facts, last_seen_ms, None);
+    }
+
+    /// [`Fleet::set`], also telling the device's failure group its name and since when it
+    /// fails (the writer path and the rebuild pass it; the group keeps samples from it).
+    pub fn set_seen(
+        &self,
+        machine_id: &str,
+        facts: Option<&DeviceFacts>,
+        last_seen_ms: i64,
+        sighting: Option<Sighting<'_>>,
+    ) {
         let mut g = self.lock();
         let inner = &mut *g;
-        let Some(slot) = inner.devices.find(machine_id) else {
-            let Some(facts) = facts else {
-                return;
-            };
-            let mut d = Device::new(last_seen_ms);
-            inner.add(facts, &mut d);
-            match inner.devices.push(machine_id, d) {
-                Some(slot) => inner.place(slot, last_seen_ms),
-                // No slot left: leave the device out of every count rather than half in.
-                None => inner.sub(&d),
+        let (slot, old) = match inner.devices.find(machine_id) {
+            Some(slot) => match inner.devices.get(slot) {
+                Some(&old) => (slot, Some(old)),
+                None => return,
+            },
+            None => {
+                let Some(facts) = facts else {
+                    return;
+                };
+                let mut d = Device::new(last_seen_ms);
+                inner.add(facts, &mut d);
+                match inner.devices.push(machine_id, d) {
+                    Some(slot) => {
+                        inner.place(slot, last_seen_ms);
+                        (slot, None)
+                    }
+                    // No slot left: leave the device out of every count rather than half in.
+                    None => {
+                        inner.sub(&d);
+                        return;
+                    }
+                }
             }
-            return;
         };
-        let Some(&old) = inner.devices.get(slot) else {
-            return;
-        };
-        if let Some(facts) = facts {
-            // Add before subtracting, so a label kept by this device keeps its id.
-            let mut d = old;
-            inner.add(facts, &mut d);
-            inner.sub(&old);
-            if let Some(r) = inner.devices.get_mut(slot) {
-                *r = d;
+        if let Some(old) = old {
+            if let Some(facts) = facts {
+                // Add before subtracting, so a label kept by this device keeps its id.
+                let mut d = old;
+                inner.add(facts, &mut d);
+                inner.sub(&old);
+                if let Some(r) = inner.devices.get_mut(slot) {
+                    *r = d;
+                }
+            }
+            if last_seen_ms > old.last_seen {
+                inner.unplace(slot);
+                inner.place(slot, last_seen_ms);
             }
         }
-        if last_seen_ms > old.last_seen {
-            inner.unplace(slot);
-            inner.place(slot, last_seen_ms);
-        }
+        inner.track(slot, old.map(|o| o.failure), last_seen_ms, sighting);
     }
 
     /// The `code` label for a code, admitting a new unknown code while under the cap.

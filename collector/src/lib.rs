@@ -15,6 +15,7 @@
 //! - [`auth`]: agent / reader / metrics bearer tokens, constant-time, reloaded on SIGHUP.
 //! - [`tls`]: TLS on both listeners (rustls, ring), mTLS on gRPC.
 //! - [`graph`]: optional Microsoft Graph device sync and reconciliation (issue 13).
+//! - [`ui`]: the read-only web UI (`/`, `/ui/devices`, `/ui/devices/{key}`, login cookie).
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so tests bind `127.0.0.1:0`.
 
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod signal;
 pub mod store;
 pub mod tls;
+pub mod ui;
 pub mod validate;
 
 use std::future::Future;
@@ -89,6 +91,9 @@ pub enum RunError {
     /// The Graph sync could not start.
     #[error("cannot start the graph sync: {0}")]
     Graph(#[from] graph::GraphError),
+    /// The gRPC reflection service could not read the descriptor set.
+    #[error("grpc reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
@@ -160,6 +165,14 @@ pub async fn run(
     let flight = drain::InFlight::default();
     let telemetry =
         TelemetryServer::new(ingest).max_decoding_message_size(config.max_message_bytes);
+    // gRPC reflection (v1 and v1alpha): `grpcurl` works without the `.proto` files. It serves
+    // only the schema, so it needs no token, like grpc.health.v1.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(dsreg_proto::FILE_DESCRIPTOR_SET)
+    };
+    let (reflection_v1, reflection_v1alpha) =
+        (reflection().build_v1()?, reflection().build_v1alpha()?);
     let mut grpc_builder = tonic::transport::Server::builder();
     if let Some(t) = &tls {
         grpc_builder = grpc_builder.tls_config(t.grpc.clone())?;
@@ -176,6 +189,8 @@ pub async fn run(
             too_large_is_resource_exhausted,
         ))
         .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(telemetry, auth.grpc()))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), {
             let rx = stop_rx.clone();

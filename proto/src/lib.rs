@@ -25,6 +25,11 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/dsreg.v1.rs"));
 }
 
+/// The encoded `FileDescriptorSet` of `dsreg/v1/*.proto` (for gRPC reflection, so `grpcurl`
+/// works against the collector without the `.proto` files).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/dsreg_descriptor.bin"));
+
 pub use v1::{
     EventRecord, ExecutionContext, Failure, JoinType, Phase, Report, ReportAck, ReportBatch,
     ReportResult, ReportStatus, Snapshot, TestStatus,
@@ -62,5 +67,28 @@ fn non_empty_or(given: &str, printed: Option<&str>) -> String {
         printed.unwrap_or_default().to_string()
     } else {
         given.to_string()
+    }
+}
+
+#[cfg(test)]
+mod descriptor_tests {
+    use prost::Message;
+
+    #[test]
+    fn descriptor_set_names_the_telemetry_service() {
+        let fds = prost_types::FileDescriptorSet::decode(super::FILE_DESCRIPTOR_SET).unwrap();
+        let services: Vec<String> = fds
+            .file
+            .iter()
+            .flat_map(|f| {
+                f.service
+                    .iter()
+                    .map(move |s| format!("{}.{}", f.package(), s.name()))
+            })
+            .collect();
+        assert!(
+            services.contains(&"dsreg.v1.Telemetry".to_string()),
+            "{services:?}"
+        );
     }
 }

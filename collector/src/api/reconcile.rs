@@ -14,7 +14,8 @@ use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use serde_json::{Value, json};
 
-use super::{DEFAULT_LIMIT, MAX_LIMIT, bad, decode_cursor, encode_cursor, rejected};
+use super::devices::{decode_cursor, encode_cursor};
+use super::{DEFAULT_LIMIT, MAX_LIMIT, bad, rejected};
 use crate::error::Error;
 use crate::graph::GraphState;
 use crate::graph::cloud::{CloudDevice, CloudState};

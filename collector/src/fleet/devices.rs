@@ -184,7 +184,6 @@ impl Devices {
     }
 
     /// The machine id of `slot` (`""` for a slot that does not exist).
-    #[cfg(test)]
     pub(super) fn id(&self, slot: Slot) -> &str {
         self.get(slot)
             .map_or("", |d| self.ids.get(d.id_at, d.id_len))

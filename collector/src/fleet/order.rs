@@ -29,6 +29,11 @@ impl Seen {
         }
     }
 
+    /// The device this key places.
+    pub(super) fn slot(self) -> Slot {
+        self.slot
+    }
+
     /// The first key at or after `last_seen`: every key below it was seen before.
     pub(super) fn cutoff(last_seen: i64) -> Seen {
         Seen::new(last_seen, 0)

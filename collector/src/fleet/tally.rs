@@ -100,7 +100,6 @@ impl<K> Tally<K> {
     }
 
     /// The label of `id` while a device has it.
-    #[cfg(test)]
     pub(super) fn key(&self, id: u32) -> Option<&K> {
         self.entries
             .get(id as usize)

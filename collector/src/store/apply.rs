@@ -44,6 +44,11 @@ pub struct FleetUpdate {
     pub facts: Option<DeviceFacts>,
     /// Receive time.
     pub last_seen: i64,
+    /// Host name (else machine id) and failing-since for the failure group's samples; empty
+    /// name when the report did not change the state.
+    pub name: String,
+    /// Since when the current failure is seen.
+    pub failing_since: Option<i64>,
 }
 
 /// The read of [`Stored`] for a report of `part`.
@@ -295,6 +300,8 @@ pub fn report(
                 machine_id: r.machine_id.clone(),
                 facts: None,
                 last_seen: now,
+                name: String::new(),
+                failing_since: None,
             }),
             // A heartbeat brings no events and repeats its snapshot: no new attempt.
             new_attempts: Vec::new(),
@@ -350,10 +357,16 @@ pub fn report(
             Some((o, _)) => o.join_type != new.join_type || !same_failure(&o.failure, &new.failure),
         };
         history(conn, r, &new, transition, now, history_per_device)?;
+        let name = match snapshot.hostname_or(&r.hostname) {
+            h if h.is_empty() => r.machine_id.clone(),
+            h => h,
+        };
         Some(FleetUpdate {
             machine_id: r.machine_id.clone(),
             facts: Some(new),
             last_seen: now,
+            name,
+            failing_since,
         })
     } else {
         conn.prepare_cached(
@@ -364,6 +377,8 @@ pub fn report(
             machine_id: r.machine_id.clone(),
             facts: None,
             last_seen: now,
+            name: String::new(),
+            failing_since: None,
         })
     };
     // The attempts of the device view (stored context + this report), or, for a replayed older

@@ -16,15 +16,26 @@ use crate::fleet::Fleet;
 /// Loads every device's facts into `fleet` (start-up only); returns the device count.
 pub fn rebuild_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreError> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT machine_id, last_seen, {FACT_COLUMNS} FROM devices"
+        "SELECT machine_id, last_seen, hostname, failing_since, {FACT_COLUMNS} FROM devices"
     ))?;
     let mut rows = stmt.query([])?;
     let mut n = 0;
     while let Some(row) = rows.next()? {
         let id: String = row.get(0)?;
         let seen: i64 = row.get(1)?;
-        let facts = facts_from_row(row, 2)?;
-        fleet.set(&id, Some(&facts), seen);
+        let hostname = row.get_ref(2)?.as_str().unwrap_or_default();
+        let failing_since: Option<i64> = row.get(3)?;
+        let facts = facts_from_row(row, 4)?;
+        let name = if hostname.is_empty() {
+            id.as_str()
+        } else {
+            hostname
+        };
+        let sighting = crate::fleet::Sighting {
+            name,
+            failing_since,
+        };
+        fleet.set_seen(&id, Some(&facts), seen, Some(sighting));
         n += 1;
     }
     Ok(n)
@@ -40,7 +51,7 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 /// A failure as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FailureView {
     /// Phase label.
     pub phase: String,
@@ -54,7 +65,7 @@ pub struct FailureView {
 }
 
 /// One row of `/api/v1/devices`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeviceSummary {
     /// The device key.
     pub machine_id: String,
@@ -205,7 +216,7 @@ pub fn list_devices(
 }
 
 /// A history row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryRow {
     /// When it was received.
     pub at: String,
@@ -393,4 +404,52 @@ pub fn failure_groups(conn: &Connection) -> Result<Vec<FailureGroupRow>, StoreEr
             .collect::<Result<_, _>>()?;
     }
     Ok(groups)
+}
+
+/// A device listed under an agent-health problem.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AgentSample {
+    /// The device key.
+    pub machine_id: String,
+    /// Host name.
+    pub hostname: String,
+    /// dsreg-agent version.
+    pub agent_version: String,
+    /// Reports its spool dropped since install.
+    pub spool_dropped: i64,
+    /// Reports waiting in its spool.
+    pub spool_depth: i64,
+    /// Its last acknowledged delivery.
+    pub last_delivery: Option<String>,
+    /// Last report received.
+    pub last_seen: String,
+}
+
+/// The agent-health rows of these devices (in the given order; unknown ids skipped).
+pub fn agent_rows(
+    conn: &Connection,
+    machine_ids: &[String],
+) -> Result<Vec<AgentSample>, StoreError> {
+    let mut q = conn.prepare_cached(
+        "SELECT machine_id, hostname, agent_version, agent_spool_dropped, agent_spool_depth,
+            agent_last_delivery, last_seen FROM devices WHERE machine_id = ?1",
+    )?;
+    let mut out = Vec::with_capacity(machine_ids.len());
+    for id in machine_ids {
+        let row = q
+            .query_row([id], |r| {
+                Ok(AgentSample {
+                    machine_id: r.get(0)?,
+                    hostname: r.get(1)?,
+                    agent_version: r.get(2)?,
+                    spool_dropped: r.get(3)?,
+                    spool_depth: r.get(4)?,
+                    last_delivery: r.get::<_, Option<i64>>(5)?.map(rfc3339),
+                    last_seen: rfc3339(r.get(6)?),
+                })
+            })
+            .optional()?;
+        out.extend(row);
+    }
+    Ok(out)
 }

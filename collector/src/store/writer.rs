@@ -305,8 +305,16 @@ impl Writer {
                 let mut o = BatchOutcome::default();
                 for a in applied {
                     if let Some(update) = &a.fleet {
-                        self.fleet
-                            .set(&update.machine_id, update.facts.as_ref(), update.last_seen);
+                        let sighting = (!update.name.is_empty()).then(|| crate::fleet::Sighting {
+                            name: &update.name,
+                            failing_since: update.failing_since,
+                        });
+                        self.fleet.set_seen(
+                            &update.machine_id,
+                            update.facts.as_ref(),
+                            update.last_seen,
+                            sighting,
+                        );
                     }
                     o.new_attempts.extend(a.new_attempts);
                     o.results.push(a.result);

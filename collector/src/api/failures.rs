@@ -1,0 +1,95 @@
+//! `/api/v1/failures`: the failing fleet grouped by phase, cause, code and symbol, with the
+//! catalog's texts and a few recently seen sample devices per group, from the in-memory
+//! aggregates (kept on the writer path, `fleet/groups.rs`).
+
+use axum::extract::State;
+use dsreg_proto::catalog;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::openapi::ErrorBody;
+use crate::error::Error;
+use crate::fleet::FailureKey;
+use crate::store::read;
+
+/// One failure group.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FailureGroup {
+    /// Phase label.
+    pub phase: String,
+    /// Cause id.
+    pub cause: String,
+    /// `0x%08x` (`other` for unknown codes beyond the label cap, as in the metrics), absent
+    /// when the failures had no code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Catalog symbol, `""` when unknown.
+    pub symbol: String,
+    /// Devices in the group.
+    pub devices: u64,
+    /// Earliest `failing_since` in the group.
+    pub first_seen: Option<String>,
+    /// Latest `last_seen` in the group.
+    pub last_seen: Option<String>,
+    /// What the cause means (null outside the catalog).
+    pub cause_text: Option<String>,
+    /// What to do about it.
+    pub resolution: Option<String>,
+    /// Up to five most recently seen devices: host name, or machine id when it has none.
+    pub sample_devices: Vec<String>,
+}
+
+/// `/api/v1/failures`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Failures {
+    /// The groups, largest first.
+    pub groups: Vec<FailureGroup>,
+}
+
+/// The failure groups with the catalog's texts, largest first. Read from the in-memory
+/// aggregates: the cost depends on the number of groups, not on the number of devices.
+pub async fn groups(s: &AppState) -> Result<Failures, Error> {
+    let groups = s
+        .fleet
+        .failure_groups()
+        .into_iter()
+        .map(|g| {
+            let FailureKey {
+                phase,
+                cause,
+                code,
+                symbol,
+            } = g.key;
+            let doc = catalog::cause(&cause);
+            FailureGroup {
+                cause_text: doc.map(|c| c.text.to_string()),
+                resolution: doc.map(|c| c.resolution.to_string()),
+                phase,
+                cause,
+                code: (!code.is_empty()).then_some(code),
+                symbol,
+                devices: g.devices,
+                first_seen: g.first_seen.map(read::rfc3339),
+                last_seen: g.last_seen.map(read::rfc3339),
+                sample_devices: g.sample_devices,
+            }
+        })
+        .collect();
+    Ok(Failures { groups })
+}
+
+/// `GET /api/v1/failures`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/failures",
+    responses(
+        (status = 200, description = "OK", body = Failures),
+        (status = 400, description = "A bad parameter, named in the message.", body = ErrorBody),
+        (status = 401, description = "No reader token, or a wrong one.", body = ErrorBody),
+        (status = 503, description = "The store is unavailable (shutting down, disk full).", body = ErrorBody),
+    ),
+)]
+pub async fn failures(State(s): State<AppState>) -> Result<axum::Json<Failures>, Error> {
+    Ok(axum::Json(groups(&s).await?))
+}
