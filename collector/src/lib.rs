@@ -145,6 +145,10 @@ pub async fn run(
     let flight = drain::InFlight::default();
     let telemetry =
         TelemetryServer::new(ingest).max_decoding_message_size(config.max_message_bytes);
+    // gzip both ways when the agent asks (grpc-encoding); the size limit applies decompressed.
+    let telemetry = telemetry
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
     let mut grpc_builder = tonic::transport::Server::builder();
     if let Some(t) = &tls {
         grpc_builder = grpc_builder.tls_config(t.grpc.clone())?;
