@@ -28,7 +28,12 @@ fn send(collector: &str, spool: &Path) -> Output {
         .arg("--task-file")
         .arg(data.join("joinconfig/schtasks-list-en-disabled-never-ran.txt"))
         .args(["--computer-sid", SID])
-        .args(["--machine-id", "joincfg-e2e-0001", "--hostname", "JOINCFG-E2E"])
+        .args([
+            "--machine-id",
+            "joincfg-e2e-0001",
+            "--hostname",
+            "JOINCFG-E2E",
+        ])
         .arg("--spool-dir")
         .arg(spool)
         .output()
@@ -63,7 +68,13 @@ fn the_report_carries_the_join_configuration_and_is_delivered_with_gzip() {
     // The collector takes the gzip-compressed call: the spooled report and the new one.
     let c = CollectorProcess::start(&dir.path().join("dsreg.db"), dir.path(), &[]).unwrap();
     let out = send(&c.grpc_url(), &spool);
-    assert_eq!(out.status.code(), Some(0), "{}\n{}", output_text(&out), c.log());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        output_text(&out),
+        c.log()
+    );
     let text = output_text(&out);
     assert!(text.contains("2 accepted"), "{text}");
     let (status, doc) = c

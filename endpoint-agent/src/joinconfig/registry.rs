@@ -186,9 +186,7 @@ fn value_line(line: &str) -> Option<(&str, &str, &str)> {
         let before = line.get(..at)?;
         let boundary = before.is_empty() || before.ends_with(' ') || before.ends_with('\t');
         let after = line.get(at..)?;
-        let kind_len = after
-            .find([' ', '\t'])
-            .unwrap_or(after.len());
+        let kind_len = after.find([' ', '\t']).unwrap_or(after.len());
         let kind = after.get(..kind_len)?;
         let kind_ok = kind.len() > 4
             && kind
