@@ -356,7 +356,7 @@ pub fn render_diagnosis(d: &Diagnosed) -> String {
         }
     }
     crate::diagnose::write_attempts(&mut out, &s.attempts, 10);
-    crate::diagnose::write_join_config(&mut out, s.join_config.as_ref(), LABEL);
+    crate::diagnose::write_join_config(&mut out, s.join_config.as_ref(), LABEL + 2);
     let warnings = s.warnings.len() + d.event_warnings.len();
     let _ = writeln!(out);
     let _ = write!(out, "{:<LABEL$}: {warnings}", "Parse warnings");

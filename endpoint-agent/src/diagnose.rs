@@ -110,7 +110,8 @@ pub fn document(s: &Snapshot, event_records: usize, event_warnings: usize) -> Va
     })
 }
 
-/// Appends the join configuration section (nothing when none was read).
+/// Appends the join configuration section (nothing when none was read); `label` is the width
+/// of the label column including its two-space indent.
 pub fn write_join_config(out: &mut String, c: Option<&JoinConfig>, label: usize) {
     let Some(c) = c else { return };
     let _ = writeln!(out, "\nJoin configuration:");
