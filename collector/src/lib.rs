@@ -173,6 +173,10 @@ pub async fn run(
     };
     let (reflection_v1, reflection_v1alpha) =
         (reflection().build_v1()?, reflection().build_v1alpha()?);
+    // gzip both ways when the agent asks (grpc-encoding); the size limit applies decompressed.
+    let telemetry = telemetry
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
     let mut grpc_builder = tonic::transport::Server::builder();
     if let Some(t) = &tls {
         grpc_builder = grpc_builder.tls_config(t.grpc.clone())?;

@@ -28,14 +28,21 @@
       other users' files; SYSTEM and Administrators have full control.
     - The spool lives in "$env:ProgramData\dsreg-agent\spool" (SYSTEM), so reports survive
       days offline; user reports join it through the inbox.
+    - Registers the event source "dsreg-agent" in the Application log: the agent writes its
+      own warnings (event id 1001) and errors (event id 1000) there, for WEF / a SIEM; the
+      log file keeps everything.
 
     Intune: package this folder (dsreg-agent.exe, agent.toml, both scripts) with
     IntuneWinAppUtil.exe, install command
       powershell.exe -ExecutionPolicy Bypass -File .\Install-DsregAgent.ps1 -Collector https://collector.contoso.com:50051
     uninstall command
       powershell.exe -ExecutionPolicy Bypass -File .\Uninstall-DsregAgent.ps1
-    and detection rule: file "%ProgramFiles%\dsreg-agent\dsreg-agent.exe" exists. Install as
-    System.
+    and detection rule: File, path "%ProgramFiles%\dsreg-agent", file "dsreg-agent.exe",
+    detection method "String (version)", operator "Greater than or equal to", value = this
+    package's version (dsreg-agent.exe carries a VERSIONINFO resource whose FileVersion is the
+    crate version, e.g. 0.1.0.0; `dsreg-agent --version` prints it). A newer package then
+    supersedes the old one, and a device with an older binary is detected as "not installed"
+    and upgraded. Install as System.
 
 .PARAMETER Collector
     The collector's gRPC URL. https:// in production; http:// only on a lab network.
@@ -118,6 +125,12 @@ Remove-SystemTask
 
 New-Item -ItemType Directory -Force -Path $binDir, $dataDir, (Join-Path $dataDir 'spool'), $userInbox | Out-Null
 Copy-Item -Force (Join-Path $Source 'dsreg-agent.exe') $exe
+
+# The agent's own warnings and errors go to the Application log under this source.
+# New-EventLog is Windows PowerShell 5.1 only; the .NET call works in PowerShell 7 too.
+if (-not [System.Diagnostics.EventLog]::SourceExists($serviceName)) {
+    [System.Diagnostics.EventLog]::CreateEventSource($serviceName, 'Application')
+}
 
 if (-not (Test-Path $config)) {
     $lines = @(

@@ -1,6 +1,7 @@
 <#
 .SYNOPSIS
-    Removes dsreg-agent: the service (stopped first), the scheduled tasks, the binary and (with
+    Removes dsreg-agent: the service (stopped first), the scheduled tasks, the Application
+    event log source "dsreg-agent" (its past events stay in the log), the binary and (with
     -RemoveData) the config, log and spool.
 
 .PARAMETER RemoveData
@@ -28,6 +29,9 @@ foreach ($name in 'dsreg-agent (SYSTEM)', 'dsreg-agent (user)') {
         Stop-ScheduledTask -TaskPath $taskPath -TaskName $name -ErrorAction SilentlyContinue
         Unregister-ScheduledTask -TaskPath $taskPath -TaskName $name -Confirm:$false
     }
+}
+if ([System.Diagnostics.EventLog]::SourceExists($serviceName)) {
+    [System.Diagnostics.EventLog]::DeleteEventSource($serviceName)
 }
 Remove-Item -Recurse -Force -ErrorAction SilentlyContinue (Join-Path $env:ProgramFiles 'dsreg-agent')
 if ($RemoveData) {

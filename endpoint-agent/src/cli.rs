@@ -3,9 +3,11 @@
 //!
 //! `main.rs` only parses flags and maps errors to exit codes; everything here takes plain
 //! options and returns text, so tests reach it without a process. Reading: a capture path, or
-//! standard input for `-` / no path; optional event-log export (`--events`). Then
-//! [`crate::dsregcmd::parse`] → [`dsreg_proto::diagnosis::apply`] → one of three renderings:
-//! the DESIGN §3 JSON, a flat `section.key: value` listing, or the diagnosis report.
+//! standard input for `-` / no path; optional event-log export (`--events`) and join
+//! configuration files (`--registry-file`, `--task-file`, [`crate::joinconfig`]). Then
+//! [`crate::dsregcmd::parse`] → join configuration → [`dsreg_proto::diagnosis::apply`] → one
+//! of four renderings: the DESIGN §3 JSON, a flat `section.key: value` listing, the diagnosis
+//! report, or its JSON document ([`crate::diagnose`]).
 //!
 //! Errors: [`CliError`] names the file and the OS error; `main` exits 2 on any of them.
 
@@ -18,6 +20,7 @@ use dsreg_proto::{EventRecord, ExecutionContext, JoinType, Phase, Snapshot, cata
 use serde_json::Value;
 
 use crate::events::{EventsError, parse_events};
+use crate::joinconfig::{self, JoinConfigError};
 
 /// Why a subcommand could not run: always an input problem (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,9 @@ pub enum CliError {
         /// What was wrong.
         source: EventsError,
     },
+    /// A join configuration file could not be read, or `--computer-sid` is not a SID.
+    #[error(transparent)]
+    JoinConfig(#[from] JoinConfigError),
     /// The snapshot could not be serialised (should not happen; reported, not panicked).
     #[error("cannot render the snapshot as JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -71,6 +77,10 @@ pub struct Input {
     pub events: Option<PathBuf>,
     /// Who ran dsregcmd; `Unspecified` when not said.
     pub context: ExecutionContext,
+    /// Join configuration captures (`--registry-file`, `--task-file`, `--computer-sid`).
+    pub join: joinconfig::Files,
+    /// Without captures: read this device's join configuration (Windows).
+    pub this_device: bool,
 }
 
 /// A parsed and diagnosed capture.
@@ -119,12 +129,19 @@ pub fn load(input: &Input) -> Result<Diagnosed, CliError> {
         }
         None => (Vec::new(), Vec::new()),
     };
+    let join = match input.join.read()? {
+        None if input.this_device => Some(joinconfig::read_this_device(
+            std::time::Duration::from_secs(30),
+        )),
+        read => read,
+    };
     let bytes = read_input(input.capture.as_deref(), "capture")?;
-    Ok(diagnose_bytes(
+    Ok(diagnose_with(
         &bytes,
         events,
         event_warnings,
         input.context,
+        join,
     ))
 }
 
@@ -135,7 +152,22 @@ pub fn diagnose_bytes(
     event_warnings: Vec<String>,
     context: ExecutionContext,
 ) -> Diagnosed {
+    diagnose_with(capture, events, event_warnings, context, None)
+}
+
+/// [`diagnose_bytes`] with a join configuration, set on the snapshot before the diagnosis
+/// runs (the diagnosis reads it).
+pub fn diagnose_with(
+    capture: &[u8],
+    events: Vec<EventRecord>,
+    event_warnings: Vec<String>,
+    context: ExecutionContext,
+    join: Option<joinconfig::Read>,
+) -> Diagnosed {
     let mut snapshot = crate::dsregcmd::parse(capture);
+    if let Some(read) = join {
+        joinconfig::apply(&mut snapshot, read);
+    }
     diagnosis::apply(&mut snapshot, &events, context);
     Diagnosed {
         snapshot,
@@ -153,9 +185,23 @@ pub fn parse_command(input: &Input, format: Format) -> Result<String, CliError> 
     }
 }
 
-/// `dsreg-agent diagnose`: the technician's report.
-pub fn diagnose_command(input: &Input) -> Result<String, CliError> {
-    Ok(render_diagnosis(&load(input)?))
+/// `dsreg-agent diagnose`: the technician's report (`Format::Text`) or the JSON document of
+/// [`crate::diagnose::document`], and the verdict that `--detect` turns into an exit code.
+pub fn diagnose_command(
+    input: &Input,
+    format: Format,
+) -> Result<(String, crate::diagnose::Verdict), CliError> {
+    let d = load(input)?;
+    let verdict = crate::diagnose::verdict(&d.snapshot);
+    let out = match format {
+        Format::Text => render_diagnosis(&d),
+        Format::Json => {
+            let doc =
+                crate::diagnose::document(&d.snapshot, d.events.len(), d.event_warnings.len());
+            serde_json::to_string_pretty(&doc)? + "\n"
+        }
+    };
+    Ok((out, verdict))
 }
 
 /// The snapshot as pretty JSON (DESIGN §3 paths; absent fields stay absent).
@@ -264,7 +310,15 @@ pub fn render_diagnosis(d: &Diagnosed) -> String {
         other => other.label(),
     };
     line("Join type", join_label);
+    let not_targeted = s.not_targeted.as_deref().filter(|r| !r.is_empty());
     match s.failure.as_ref() {
+        None if not_targeted.is_some() => line(
+            "Status",
+            &format!(
+                "not targeted ({}): hybrid join is not intended for this device",
+                not_targeted.unwrap_or_default()
+            ),
+        ),
         None => line("Status", "healthy: no failure found"),
         Some(f) => {
             let phase = Phase::try_from(f.phase).unwrap_or_default();
@@ -301,6 +355,8 @@ pub fn render_diagnosis(d: &Diagnosed) -> String {
             }
         }
     }
+    crate::diagnose::write_attempts(&mut out, &s.attempts, 10);
+    crate::diagnose::write_join_config(&mut out, s.join_config.as_ref(), LABEL + 2);
     let warnings = s.warnings.len() + d.event_warnings.len();
     let _ = writeln!(out);
     let _ = write!(out, "{:<LABEL$}: {warnings}", "Parse warnings");

@@ -209,7 +209,12 @@ pub async fn connect(cfg: &DeliveryConfig) -> Result<Client, DeliveryError> {
             }
         }
     })?;
-    Ok(TelemetryClient::with_interceptor(channel, authorize))
+    // gzip both ways: a report is repetitive text (keys, GUIDs, the same codes), so it
+    // shrinks several-fold (figures in the README). The collector must accept gzip (it does
+    // since this change): upgrade collectors before agents.
+    Ok(TelemetryClient::with_interceptor(channel, authorize)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip))
 }
 
 /// The hint of a [`DeliveryError::TokenRefused`].

@@ -6,6 +6,11 @@
 //!   panic (encodings, both layouts, copy-paste damage, wrapped lines, `/debug` traces).
 //! - [`events`]: `wevtutil` XML and `Get-WinEvent` JSON exports of the registration log.
 //! - [`cli`]: `parse` and `diagnose`, the technician's view of one capture.
+//! - [`diagnose`]: `diagnose --format json` (the API's failure document) and the `--detect`
+//!   verdict; the join configuration and attempts sections of the report.
+//! - [`joinconfig`]: the join task, the client-side SCP, the join policy, product type, OS
+//!   build and computer SID → `snapshot.join_config` (`reg query` / `schtasks` captures, or
+//!   the machine itself on Windows).
 //! - [`identity`]: machine id, host name, domain and build behind a platform seam.
 //! - [`report`]: one collection → a report envelope (diagnosed locally).
 //! - [`spool`]: the durable, bounded on-disk queue; a report leaves it only on ack.
@@ -22,16 +27,20 @@
 //! - [`scm`]: `run --service`, the Windows service lifecycle (control → graceful stop, status
 //!   sequence) kept platform-neutral and tested here; only its SCM glue is `cfg(windows)`.
 //! - [`simulate`]: a synthetic fleet for demos and load tests.
+//! - [`winlog`]: the agent's own warnings and errors in the Windows Application event log
+//!   (source `dsreg-agent`); formatting tested everywhere, the sink is `cfg(windows)`.
 //!
 //! The binary (`main.rs`) only parses flags, calls these, and maps errors to exit codes.
 
 pub mod cli;
 pub mod credentials;
 pub mod deliver;
+pub mod diagnose;
 pub mod dsregcmd;
 pub mod events;
 pub mod identity;
 pub mod inbox;
+pub mod joinconfig;
 pub mod report;
 pub mod runner;
 pub mod scm;
@@ -40,3 +49,4 @@ pub mod settings;
 pub mod simulate;
 pub mod spool;
 pub mod tlsprobe;
+pub mod winlog;

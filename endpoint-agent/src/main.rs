@@ -24,6 +24,16 @@ Exit codes:
   2  an input could not be read (missing file, a directory, no permission) or the events
      file is neither wevtutil XML nor Get-WinEvent JSON";
 
+/// Exit codes of `diagnose` (`--detect` adds 1 for a device that needs remediation).
+const DIAGNOSE_EXIT_CODES: &str = "\
+Exit codes:
+  0  the capture was diagnosed; with --detect: healthy, or not targeted (domain controller,
+     hybrid join turned off by policy)
+  1  with --detect: failing, or not joined although targeted (an Intune Remediations
+     detection script); without --detect: internal error
+  2  an input could not be read (missing file, a directory, no permission), the events file
+     is neither wevtutil XML nor Get-WinEvent JSON, or --computer-sid is not a SID";
+
 /// Input formats, shown in `parse` and `diagnose` help.
 const INPUTS: &str = "\
 Inputs:
@@ -33,7 +43,10 @@ Inputs:
                  wevtutil qe \"Microsoft-Windows-User Device Registration/Admin\" /f:xml
                  (or /f:RenderedXml), or
                  Get-WinEvent -LogName 'Microsoft-Windows-User Device Registration/Admin' |
-                 ConvertTo-Json -Depth 4   (PowerShell 5.1 or 7)";
+                 ConvertTo-Json -Depth 4   (PowerShell 5.1 or 7)
+  --registry-file  reg query output of the join configuration keys (see the README)
+  --task-file      schtasks /query /tn \"\\Microsoft\\Windows\\Workplace Join\\Automatic-Device-Join\"
+                   /xml, or /v /fo list (English or German); may be given twice";
 
 /// Collects Microsoft Entra hybrid join state from `dsregcmd /status` and the device
 /// registration event log, and explains the current failure.
@@ -57,8 +70,8 @@ enum Command {
     ///
     /// Prints the join type, "healthy" or the failing phase, the error code with its symbol
     /// and sub-code, the cause and its resolution, and the capture lines that show it.
-    #[command(after_help = format!("{INPUTS}\n\n{EXIT_CODES}"))]
-    Diagnose(InputArgs),
+    #[command(after_help = format!("{INPUTS}\n\n{DIAGNOSE_EXIT_CODES}"))]
+    Diagnose(DiagnoseArgs),
     /// Collect once and deliver to the collector (scheduled tasks, logon tasks, tests).
     ///
     /// The report is written to the on-disk spool first and removed only when the collector
@@ -195,6 +208,9 @@ struct ServiceArgs {
     /// Kill dsregcmd / wevtutil after this long, e.g. 30s [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     status_timeout: Option<Duration>,
+    /// Join configuration captures instead of the registry and Task Scheduler (off Windows).
+    #[command(flatten)]
+    join: dsreg_agent::joinconfig::Files,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -222,6 +238,7 @@ impl ServiceArgs {
             client_key: self.client_key,
             log_file: None,
             user_inbox: self.user_inbox,
+            join: self.join,
         }
     }
 }
@@ -248,6 +265,27 @@ struct InputArgs {
     /// "no PRT" finding. Not given: judged as a user run.
     #[arg(long, value_enum)]
     context: Option<ContextArg>,
+    /// Join configuration captures (registry, scheduled task, computer SID).
+    #[command(flatten)]
+    join: dsreg_agent::joinconfig::Files,
+}
+
+#[derive(Debug, Args)]
+struct DiagnoseArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Output format: `text` (the report) or `json` (the failure document of the collector's
+    /// device API, with attempts, not_targeted and join_config).
+    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+    format: FormatArg,
+    /// Exit 1 when the device is failing or not joined although targeted, 0 when healthy or
+    /// not targeted: an Intune Remediations detection script.
+    #[arg(long)]
+    detect: bool,
+    /// Read this device's join configuration (registry, join task, computer SID; Windows
+    /// only) when no --registry-file / --task-file is given.
+    #[arg(long)]
+    this_device: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -272,13 +310,16 @@ impl InputArgs {
                 Some(ContextArg::User) => ExecutionContext::User,
                 None => ExecutionContext::Unspecified,
             },
+            join: self.join,
+            this_device: false,
         }
     }
 }
 
-/// What `run` produced: text for standard output, or an exit code already decided.
+/// What `run` produced: text for standard output (and the exit code after it), or an exit
+/// code already decided.
 enum Outcome {
-    Print(String),
+    Print(String, ExitCode),
     Exit(ExitCode),
 }
 
@@ -291,11 +332,25 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
             };
             cli::parse_command(&args.input.into_input(), format)?
         }
-        Command::Diagnose(args) => cli::diagnose_command(&args.into_input())?,
+        Command::Diagnose(args) => {
+            let format = match args.format {
+                FormatArg::Json => Format::Json,
+                FormatArg::Text => Format::Text,
+            };
+            let mut input = args.input.into_input();
+            input.this_device = args.this_device;
+            let (out, verdict) = cli::diagnose_command(&input, format)?;
+            let code = if args.detect && verdict.needs_remediation() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+            return Ok(Outcome::Print(out, code));
+        }
         Command::Send(_) | Command::Run(_) => return Ok(Outcome::Exit(service(cli.command))),
         Command::Simulate(args) => return Ok(Outcome::Exit(dsreg_agent::simulate::main(args))),
     };
-    Ok(Outcome::Print(out))
+    Ok(Outcome::Print(out, ExitCode::SUCCESS))
 }
 
 /// `send` and `run`: async, with their own exit codes.
@@ -410,22 +465,29 @@ fn service(command: Command) -> ExitCode {
     }
 }
 
-/// Logs to `log_file` (appended, no colours) or standard error.
+/// Logs to `log_file` (appended, no colours) or standard error; on Windows warnings and
+/// errors also go to the Application event log (source `dsreg-agent`).
 fn init_tracing(log_file: Option<&std::path::Path>) -> std::io::Result<()> {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_env("DSREG_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(dsreg_agent::winlog::system_layer());
     match log_file {
         Some(path) => {
             let file = service::open_log_file(path)?;
-            fmt.with_writer(std::sync::Mutex::new(file))
-                .with_ansi(false)
-                .init();
+            let fmt = tracing_subscriber::fmt::layer()
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false);
+            registry.with(fmt).init();
         }
-        None => fmt
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+        None => {
+            let fmt = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+            registry.with(fmt).init();
+        }
     }
     Ok(())
 }
@@ -477,14 +539,14 @@ fn main() -> ExitCode {
     let parsed = Cli::parse();
     match run(parsed) {
         Ok(Outcome::Exit(code)) => code,
-        Ok(Outcome::Print(out)) => {
+        Ok(Outcome::Print(out, code)) => {
             let mut stdout = std::io::stdout().lock();
             match stdout
                 .write_all(out.as_bytes())
                 .and_then(|()| stdout.flush())
             {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Ok(()) => code,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
                 Err(e) => {
                     eprintln!("dsreg-agent: cannot write output: {e}");
                     ExitCode::from(1)

@@ -20,6 +20,8 @@ pub struct Capture<'a> {
     pub status: &'a [u8],
     /// Parsed event records read since the last collection.
     pub events: &'a [EventRecord],
+    /// The join configuration read this collection, if any (set before the diagnosis).
+    pub join_config: Option<&'a crate::joinconfig::Read>,
 }
 
 /// Builds the report for one collection. `report_id` is a fresh UUID; it stays the same
@@ -32,6 +34,9 @@ pub fn build(
     agent: AgentHealth,
 ) -> Report {
     let mut snapshot = crate::dsregcmd::parse(capture.status);
+    if let Some(read) = capture.join_config {
+        crate::joinconfig::apply(&mut snapshot, read.clone());
+    }
     dsreg_proto::diagnosis::apply(&mut snapshot, capture.events, context);
     let ad_domain = snapshot.ad_domain_or(&identity.ad_domain);
     let hostname = snapshot.hostname_or(&identity.hostname);
@@ -90,6 +95,7 @@ mod tests {
             Capture {
                 status,
                 events: &[],
+                join_config: None,
             },
             &id,
             ExecutionContext::System,

@@ -7,8 +7,10 @@
 //! the collector's retry hint), never more often than the backoff allows.
 //!
 //! The Windows calls sit behind [`Source`]: [`CommandSource`] runs `dsregcmd` and `wevtutil`
-//! with a hard timeout and reads raw stdout bytes (the parser handles UTF-16 and code pages);
-//! [`FileSource`] reads captures from files, so the same loop runs in tests on Linux.
+//! with a hard timeout and reads raw stdout bytes (the parser handles UTF-16 and code pages),
+//! and on Windows reads the join configuration ([`crate::joinconfig::native`]);
+//! [`FileSource`] reads captures from files (also `--registry-file` / `--task-file`), so the
+//! same loop runs in tests on Linux.
 //!
 //! State that must survive restarts (the event bookmark, the last state fingerprint, when the
 //! last report was queued) lives in `agent-state.json` beside the spool.
@@ -58,6 +60,9 @@ pub enum SourceError {
     /// The event export could not be parsed.
     #[error("event export: {0}")]
     Events(String),
+    /// A join configuration file could not be read.
+    #[error(transparent)]
+    JoinConfig(#[from] crate::joinconfig::JoinConfigError),
 }
 
 /// Where the agent gets `dsregcmd /status` output and registration events.
@@ -70,6 +75,13 @@ pub trait Source {
         &mut self,
         after_record: Option<u64>,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, SourceError>> + Send;
+    /// The join configuration (task, registry, computer SID), or `None` when this source has
+    /// none. Content problems are warnings inside the result, never an error.
+    fn join_config(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<crate::joinconfig::Read>, SourceError>> + Send {
+        async { Ok(None) }
+    }
 }
 
 /// Reads captures from files (tests, Linux, and `send --status-file`).
@@ -79,6 +91,8 @@ pub struct FileSource {
     pub status_file: PathBuf,
     /// An event export, if any.
     pub events_file: Option<PathBuf>,
+    /// Join configuration captures, if any.
+    pub join: crate::joinconfig::Files,
 }
 
 fn read_path(path: &Path) -> Result<Vec<u8>, SourceError> {
@@ -101,6 +115,10 @@ impl Source for FileSource {
 
     async fn events(&mut self, _after: Option<u64>) -> Result<Option<Vec<u8>>, SourceError> {
         self.events_file.as_deref().map(read_path).transpose()
+    }
+
+    async fn join_config(&mut self) -> Result<Option<crate::joinconfig::Read>, SourceError> {
+        Ok(self.join.read()?)
     }
 }
 
@@ -133,7 +151,10 @@ impl CommandSource {
     }
 }
 
-async fn run_command(argv: &[String], timeout: Duration) -> Result<Vec<u8>, SourceError> {
+pub(crate) async fn run_command(
+    argv: &[String],
+    timeout: Duration,
+) -> Result<Vec<u8>, SourceError> {
     let command = argv.join(" ");
     let (program, args) = argv.split_first().ok_or_else(|| SourceError::Command {
         command: command.clone(),
@@ -177,6 +198,17 @@ impl Source for CommandSource {
         let argv: Vec<String> = cmd.iter().map(|a| a.replace("{after}", &after)).collect();
         run_command(&argv, self.timeout).await.map(Some)
     }
+
+    async fn join_config(&mut self) -> Result<Option<crate::joinconfig::Read>, SourceError> {
+        #[cfg(windows)]
+        {
+            Ok(Some(crate::joinconfig::native::read(self.timeout).await))
+        }
+        #[cfg(not(windows))]
+        {
+            Ok(None)
+        }
+    }
 }
 
 /// What the loop remembers across restarts.
@@ -218,6 +250,11 @@ pub fn fingerprint(snapshot: &Snapshot) -> u64 {
     let mut s = snapshot.clone();
     if let Some(d) = s.diagnostics.as_mut() {
         d.client_time = None;
+    }
+    if let Some(j) = s.join_config.as_mut() {
+        // The join task runs at every logon and on its triggers: its run time alone is no
+        // change (its result is).
+        j.task_last_run_time = None;
     }
     if let Some(sso) = s.sso_state.as_mut() {
         sso.azure_ad_prt_update_time = None;
@@ -292,6 +329,7 @@ pub async fn cycle(
 ) -> Result<CycleOutcome, CycleError> {
     let mut state = AgentState::load(spool_dir);
     let status = source.status().await?;
+    let join = source.join_config().await?;
     let events = match source.events(state.event_bookmark).await? {
         Some(bytes) => parse_events(&bytes)?,
         None => Vec::new(),
@@ -314,6 +352,7 @@ pub async fn cycle(
         Capture {
             status: &status,
             events: &new_events,
+            join_config: join.as_ref(),
         },
         &cfg.identity,
         cfg.context,

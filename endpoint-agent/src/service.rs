@@ -67,6 +67,8 @@ pub struct Request {
     /// The user-context handoff directory: written by a `--user-context` send, ingested by the
     /// SYSTEM agent.
     pub user_inbox: Option<PathBuf>,
+    /// Join configuration captures (`--registry-file`, `--task-file`, `--computer-sid`).
+    pub join: crate::joinconfig::Files,
 }
 
 /// Why `send` or `run` could not do its job.
@@ -138,6 +140,8 @@ pub struct Resolved {
     pub status_file: Option<PathBuf>,
     /// Events to read.
     pub events_file: Option<PathBuf>,
+    /// Join configuration captures; empty on Windows reads the machine itself.
+    pub join: crate::joinconfig::Files,
     /// Timeout of dsregcmd / wevtutil.
     pub status_timeout: Duration,
     /// `run`: the log file (standard error when `None`).
@@ -235,6 +239,7 @@ impl Request {
             },
             status_file: self.status_file.clone(),
             events_file: self.events_file.clone(),
+            join: self.join.clone(),
             status_timeout,
             log_file: self.log_file.clone().or(file.log_file),
             hand_off_to: user_inbox.filter(|_| self.user_context),
@@ -321,10 +326,12 @@ pub async fn send(r: &Resolved) -> Result<SendOutcome, ServiceError> {
 async fn hand_off(r: &Resolved, dir: &std::path::Path) -> Result<SendOutcome, ServiceError> {
     let mut src = source(r)?;
     let status = src.status().await?;
+    let join = src.join_config().await?;
     let report = crate::report::build(
         crate::report::Capture {
             status: &status,
             events: &[],
+            join_config: join.as_ref(),
         },
         &r.run.cycle.identity,
         r.run.cycle.context,
@@ -373,6 +380,7 @@ fn source(r: &Resolved) -> Result<ConfiguredSource, ServiceError> {
         Some(f) => Ok(ConfiguredSource::Files(FileSource {
             status_file: f.clone(),
             events_file: r.events_file.clone(),
+            join: r.join.clone(),
         })),
         None if cfg!(windows) => Ok(ConfiguredSource::Commands(CommandSource::windows(
             r.status_timeout,
@@ -393,6 +401,13 @@ impl Source for ConfiguredSource {
         match self {
             ConfiguredSource::Files(s) => s.events(after).await,
             ConfiguredSource::Commands(s) => s.events(after).await,
+        }
+    }
+
+    async fn join_config(&mut self) -> Result<Option<crate::joinconfig::Read>, SourceError> {
+        match self {
+            ConfiguredSource::Files(s) => s.join_config().await,
+            ConfiguredSource::Commands(s) => s.join_config().await,
         }
     }
 }
