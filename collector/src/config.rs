@@ -141,6 +141,28 @@ pub struct Args {
     /// Write `grpc=ADDR http=ADDR` here once both listeners are bound. Env: DSREG_READY_FILE.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Connections open at once on the gRPC listener; at the cap the oldest connection with
+    /// no call in flight is closed to make room [default: 8192]. Both caps shrink to fit the
+    /// file-descriptor limit. Env: DSREG_GRPC_MAX_CONNECTIONS.
+    #[arg(long, value_name = "N")]
+    pub grpc_max_connections: Option<String>,
+    /// Connections open at once on the HTTP listener (as --grpc-max-connections)
+    /// [default: 1024]. Env: DSREG_HTTP_MAX_CONNECTIONS.
+    #[arg(long, value_name = "N")]
+    pub http_max_connections: Option<String>,
+    /// Connections open at once from one peer address, on each listener [default: 256; raise
+    /// it when many agents reach the collector through one NAT or proxy address].
+    /// Env: DSREG_MAX_CONNECTIONS_PER_PEER.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_peer: Option<String>,
+    /// Time a new connection has to finish its handshake (TLS, the HTTP/2 preface, an HTTP
+    /// request head) [default: 10s]. Env: DSREG_HANDSHAKE_TIMEOUT.
+    #[arg(long, value_name = "DURATION")]
+    pub handshake_timeout: Option<String>,
+    /// A connection with no call in flight for this long is closed [default: 5m].
+    /// Env: DSREG_IDLE_TIMEOUT.
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
 }
 
 /// The TOML file: the same settings as [`Args`], unknown keys refused.
@@ -164,6 +186,11 @@ struct FileConfig {
     agent_token_file: Option<PathBuf>,
     reader_token_file: Option<PathBuf>,
     metrics_token_file: Option<PathBuf>,
+    grpc_max_connections: Option<u64>,
+    http_max_connections: Option<u64>,
+    max_connections_per_peer: Option<u64>,
+    handshake_timeout: Option<String>,
+    idle_timeout: Option<String>,
 }
 
 /// The effective configuration.
@@ -203,6 +230,16 @@ pub struct Config {
     pub reader_token_file: Option<PathBuf>,
     /// Metrics token file.
     pub metrics_token_file: Option<PathBuf>,
+    /// Connection cap of the gRPC listener.
+    pub grpc_max_connections: usize,
+    /// Connection cap of the HTTP listener.
+    pub http_max_connections: usize,
+    /// Connection cap per peer address, on each listener.
+    pub max_connections_per_peer: usize,
+    /// Time to finish a handshake.
+    pub handshake_timeout: Duration,
+    /// A connection without calls for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Config {
@@ -225,6 +262,11 @@ impl Default for Config {
             agent_token_file: None,
             reader_token_file: None,
             metrics_token_file: None,
+            grpc_max_connections: 8192,
+            http_max_connections: 1024,
+            max_connections_per_peer: 256,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -254,6 +296,11 @@ const KEYS: &[&str] = &[
     "agent_token_file",
     "reader_token_file",
     "metrics_token_file",
+    "grpc_max_connections",
+    "http_max_connections",
+    "max_connections_per_peer",
+    "handshake_timeout",
+    "idle_timeout",
 ];
 
 /// The settings that name files, as pushed by each layer.
@@ -320,6 +367,14 @@ impl Config {
         ]) {
             push(key, path.as_ref().map(|p| p.display().to_string()));
         }
+        push("grpc_max_connections", args.grpc_max_connections.clone());
+        push("http_max_connections", args.http_max_connections.clone());
+        push(
+            "max_connections_per_peer",
+            args.max_connections_per_peer.clone(),
+        );
+        push("handshake_timeout", args.handshake_timeout.clone());
+        push("idle_timeout", args.idle_timeout.clone());
         cfg.apply(flags)?;
         cfg.check()?;
         Ok(cfg)
@@ -358,6 +413,19 @@ impl Config {
                 "agent_token_file" => self.agent_token_file = Some(PathBuf::from(&value)),
                 "reader_token_file" => self.reader_token_file = Some(PathBuf::from(&value)),
                 "metrics_token_file" => self.metrics_token_file = Some(PathBuf::from(&value)),
+                "grpc_max_connections" => {
+                    self.grpc_max_connections = positive(&value).map_err(|r| bad(&r))?
+                }
+                "http_max_connections" => {
+                    self.http_max_connections = positive(&value).map_err(|r| bad(&r))?
+                }
+                "max_connections_per_peer" => {
+                    self.max_connections_per_peer = positive(&value).map_err(|r| bad(&r))?
+                }
+                "handshake_timeout" => {
+                    self.handshake_timeout = parse_duration(&value).map_err(|r| bad(&r))?
+                }
+                "idle_timeout" => self.idle_timeout = parse_duration(&value).map_err(|r| bad(&r))?,
                 _ => {}
             }
         }
@@ -482,6 +550,20 @@ fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
     ]) {
         push(key, path.map(|p| p.display().to_string()));
     }
+    push(
+        "grpc_max_connections",
+        f.grpc_max_connections.map(|v| v.to_string()),
+    );
+    push(
+        "http_max_connections",
+        f.http_max_connections.map(|v| v.to_string()),
+    );
+    push(
+        "max_connections_per_peer",
+        f.max_connections_per_peer.map(|v| v.to_string()),
+    );
+    push("handshake_timeout", f.handshake_timeout);
+    push("idle_timeout", f.idle_timeout);
     Ok(Layer {
         source: "file",
         values,

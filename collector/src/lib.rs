@@ -14,6 +14,8 @@
 //! - [`drain`]: in-flight gRPC calls, so shutdown waits for calls, not idle connections.
 //! - [`auth`]: agent / reader / metrics bearer tokens, constant-time, reloaded on SIGHUP.
 //! - [`tls`]: TLS on both listeners (rustls, ring), mTLS on gRPC.
+//! - [`conn`]: connection caps, handshake and idle deadlines, descriptor headroom.
+//! - [`http_server`]: hyper HTTP/1 on the limited connections (header-read timeout).
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so tests bind `127.0.0.1:0`.
 
@@ -30,8 +32,10 @@ pub mod store;
 pub mod tls;
 pub mod validate;
 
+pub mod conn;
+pub mod http_server;
+
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +43,8 @@ use axum::http;
 use dsreg_proto::v1::telemetry_server::TelemetryServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::config::Config;
@@ -106,6 +111,7 @@ pub async fn run(
     let auth = auth::Auth::load(&config)?;
     let tls = tls::load(&config)?;
     let metrics = Arc::new(Metrics::new());
+    let (grpc_limits, http_limits) = connection_limits(&config);
     let fleet = Arc::new(Fleet::new(config.stale_after));
     let opts = StoreOptions {
         queue_depth: config.queue_depth,
@@ -135,6 +141,20 @@ pub async fn run(
         stop_rx.clone(),
     ));
     tokio::spawn(auth.clone().reload_on_hangup(stop_rx.clone()));
+    let (grpc_conns, _) = conn::accept_loop(
+        grpc,
+        conn::Listener::Grpc,
+        grpc_limits,
+        metrics.clone(),
+        stop_rx.clone(),
+    );
+    let (http_conns, _) = conn::accept_loop(
+        http,
+        conn::Listener::Http,
+        http_limits,
+        metrics.clone(),
+        stop_rx.clone(),
+    );
 
     let ingest = Ingest::new(
         store.clone(),
@@ -157,12 +177,13 @@ pub async fn run(
         .max_connection_age(MAX_CONNECTION_AGE)
         .max_connection_age_grace(DRAIN_GRACE)
         .layer(flight.clone())
+        .layer(conn::ActivityLayer)
         .layer(tower::util::MapResponseLayer::new(
             too_large_is_resource_exhausted,
         ))
         .add_service(health_service)
         .add_service(InterceptedService::new(telemetry, auth.grpc()))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), {
+        .serve_with_incoming_shutdown(ReceiverStream::new(grpc_conns).map(Ok::<_, std::io::Error>), {
             let rx = stop_rx.clone();
             let health = health.clone();
             async move {
@@ -182,17 +203,18 @@ pub async fn run(
         auth.clone(),
         auth::http_guard,
     ));
-    let http_server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &tls {
-        Some(t) => Box::pin(
-            axum::serve(tls::TlsListener::new(http, t.http.clone())?, app)
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
-        ),
-        None => Box::pin(
-            axum::serve(http, app)
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
-        ),
+    let http_server = {
+        let serve = http_server::serve(
+            http_conns,
+            app,
+            tls.as_ref().map(|t| t.http.clone()),
+            config.handshake_timeout,
+            stop_rx.clone(),
+        );
+        async move {
+            serve.await;
+            Ok::<(), std::io::Error>(())
+        }
     };
     tracing::info!(
         tls = tls.is_some(),
@@ -257,4 +279,34 @@ async fn retention(store: Store, days: u32, stop: watch::Receiver<bool>) {
             Err(e) => tracing::warn!(error = %e, "retention pass failed"),
         }
     }
+}
+
+/// The limits of both listeners from `config`, after raising the descriptor limit and
+/// shrinking the caps to fit it (both logged).
+fn connection_limits(config: &Config) -> (conn::Limits, conn::Limits) {
+    let (mut grpc_max, mut http_max) = (config.grpc_max_connections, config.http_max_connections);
+    match conn::raise_fd_limit() {
+        Some((before, soft, hard)) => {
+            tracing::info!(soft_before = before, soft, hard, "file descriptor limit (RLIMIT_NOFILE)");
+            let (g, h) = conn::fit_to_fd_limit(grpc_max, http_max, soft);
+            if (g, h) != (grpc_max, http_max) {
+                tracing::warn!(
+                    fds = soft,
+                    grpc_max_connections = g,
+                    http_max_connections = h,
+                    "connection caps lowered to fit the file descriptor limit; raise the hard \
+                     limit (systemd LimitNOFILE=) to allow more"
+                );
+            }
+            (grpc_max, http_max) = (g, h);
+        }
+        None => tracing::info!("no file descriptor limit on this platform"),
+    }
+    let limits = |max| conn::Limits {
+        max,
+        per_peer: config.max_connections_per_peer,
+        handshake_timeout: config.handshake_timeout,
+        idle_timeout: config.idle_timeout,
+    };
+    (limits(grpc_max), limits(http_max))
 }

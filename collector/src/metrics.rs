@@ -164,6 +164,32 @@ impl Metrics {
                 &META,
             )
             .set(1.0);
+        d(
+            "dsreg_connections_rejected_total",
+            'c',
+            None,
+            "Connections refused or closed by the connection limits, by listener and reason.",
+        );
+        d(
+            "dsreg_connections_open",
+            'g',
+            None,
+            "Connections open now, by listener.",
+        );
+        for listener in ["grpc", "http"] {
+            for reason in crate::conn::REASONS {
+                let labels = [("listener", listener.into()), ("reason", reason.into())];
+                recorder
+                    .register_counter(&key("dsreg_connections_rejected_total", &labels), &META)
+                    .increment(0);
+            }
+            recorder
+                .register_gauge(
+                    &key("dsreg_connections_open", &[("listener", listener.into())]),
+                    &META,
+                )
+                .set(0.0);
+        }
         for result in ["accepted", "duplicate", "rejected"] {
             recorder
                 .register_counter(
@@ -224,6 +250,27 @@ impl Metrics {
         self.recorder
             .register_histogram(&key("dsreg_store_commit_duration_seconds", &[]), &META)
             .record(d.as_secs_f64());
+    }
+
+    /// Counts one connection shed by the limits (`reason` from [`crate::conn::REASONS`]).
+    pub fn connection_shed(&self, listener: &'static str, reason: &'static str) {
+        let labels = [("listener", listener.into()), ("reason", reason.into())];
+        self.recorder
+            .register_counter(&key("dsreg_connections_rejected_total", &labels), &META)
+            .increment(1);
+    }
+
+    /// Adds `delta` to the open connections of `listener`.
+    pub fn connections_open(&self, listener: &'static str, delta: f64) {
+        let gauge = self.recorder.register_gauge(
+            &key("dsreg_connections_open", &[("listener", listener.into())]),
+            &META,
+        );
+        if delta >= 0.0 {
+            gauge.increment(delta);
+        } else {
+            gauge.decrement(-delta);
+        }
     }
 
     /// Sets the gauges from `counts` (zeroing vanished label sets) and renders the text format.
