@@ -4,7 +4,7 @@
 //! Each connection runs in its own task: the TLS handshake (when TLS is on) under the
 //! handshake deadline, then hyper HTTP/1 with `header_read_timeout` (a request head, including
 //! each one after the first on a keep-alive connection, must arrive within the handshake
-//! timeout) and keep-alive. Every request is marked as a call on the connection, so
+//! timeout, plus a second) and keep-alive. Every request is marked as a call on the connection, so
 //! [`crate::conn::Limited`] can tell busy connections from idle ones. On shutdown each
 //! connection is asked to finish gracefully (the request in progress is answered, then the
 //! connection closes) and is dropped after [`crate::DRAIN_GRACE`] at the latest. The server
@@ -74,7 +74,9 @@ async fn connection<I>(
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        // A little longer than the handshake deadline of `Limited`, which thus closes (and
+        // counts) a first request head that never arrives; hyper's covers later heads.
+        .header_read_timeout(header_timeout + Duration::from_secs(1))
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
