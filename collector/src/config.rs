@@ -70,7 +70,8 @@ pub enum ConfigError {
 #[command(
     name = "dsreg-collector",
     version,
-    about = "dsreg-fleet collector: gRPC ingest, SQLite store, fleet aggregates, /metrics and drill-down API"
+    about = "dsreg-fleet collector: gRPC ingest, SQLite store, fleet aggregates, /metrics and drill-down API",
+    after_help = "Online backup: dsreg-collector backup --db PATH --to FILE (see `backup --help`)."
 )]
 pub struct Args {
     /// TOML config file (keys as the flags with `_`, e.g. `grpc_listen = "127.0.0.1:50051"`).
@@ -163,6 +164,17 @@ pub struct Args {
     /// Env: DSREG_IDLE_TIMEOUT.
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,
+    /// Enroll secret (one or more lines, as a token file): turns enrollment on. An agent
+    /// presenting it on `Telemetry/Enroll` gets a device token bound to its machine id; with
+    /// enrollment on, a report needs a device token (only for its own machine id) or an agent
+    /// token. Re-read on SIGHUP. Env: DSREG_ENROLL_SECRET_FILE.
+    #[arg(long, value_name = "FILE")]
+    pub enroll_secret_file: Option<PathBuf>,
+    /// Admin tokens, one per line: required on the admin API (`DELETE
+    /// /api/v1/devices/{machine_id}/credential`); without it the admin API is off.
+    /// Re-read on SIGHUP. Env: DSREG_ADMIN_TOKEN_FILE.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// The TOML file: the same settings as [`Args`], unknown keys refused.
@@ -191,6 +203,8 @@ struct FileConfig {
     max_connections_per_peer: Option<u64>,
     handshake_timeout: Option<String>,
     idle_timeout: Option<String>,
+    enroll_secret_file: Option<PathBuf>,
+    admin_token_file: Option<PathBuf>,
 }
 
 /// The effective configuration.
@@ -240,6 +254,10 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// A connection without calls for this long is closed.
     pub idle_timeout: Duration,
+    /// Enroll secret file (enrollment on when set).
+    pub enroll_secret_file: Option<PathBuf>,
+    /// Admin token file (admin API on when set).
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -267,6 +285,8 @@ impl Default for Config {
             max_connections_per_peer: 256,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+            enroll_secret_file: None,
+            admin_token_file: None,
         }
     }
 }
@@ -301,6 +321,8 @@ const KEYS: &[&str] = &[
     "max_connections_per_peer",
     "handshake_timeout",
     "idle_timeout",
+    "enroll_secret_file",
+    "admin_token_file",
 ];
 
 /// The settings that name files, as pushed by each layer.
@@ -375,6 +397,18 @@ impl Config {
         );
         push("handshake_timeout", args.handshake_timeout.clone());
         push("idle_timeout", args.idle_timeout.clone());
+        push(
+            "enroll_secret_file",
+            args.enroll_secret_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        );
+        push(
+            "admin_token_file",
+            args.admin_token_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        );
         cfg.apply(flags)?;
         cfg.check()?;
         Ok(cfg)
@@ -426,6 +460,8 @@ impl Config {
                     self.handshake_timeout = parse_duration(&value).map_err(|r| bad(&r))?
                 }
                 "idle_timeout" => self.idle_timeout = parse_duration(&value).map_err(|r| bad(&r))?,
+                "enroll_secret_file" => self.enroll_secret_file = Some(PathBuf::from(&value)),
+                "admin_token_file" => self.admin_token_file = Some(PathBuf::from(&value)),
                 _ => {}
             }
         }
@@ -484,7 +520,9 @@ impl Config {
             if self.tls_cert.is_none() {
                 missing.push("--tls-cert/--tls-key");
             }
-            if tokens.is_none() {
+            // Enrollment protects gRPC as agent tokens do (a report then needs a device token).
+            let enrolled = setting == "grpc_listen" && self.enroll_secret_file.is_some();
+            if tokens.is_none() && !enrolled {
                 missing.push(flag);
             }
             if !missing.is_empty() {
@@ -564,6 +602,14 @@ fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
     );
     push("handshake_timeout", f.handshake_timeout);
     push("idle_timeout", f.idle_timeout);
+    push(
+        "enroll_secret_file",
+        f.enroll_secret_file.map(|p| p.display().to_string()),
+    );
+    push(
+        "admin_token_file",
+        f.admin_token_file.map(|p| p.display().to_string()),
+    );
     Ok(Layer {
         source: "file",
         values,

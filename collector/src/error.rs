@@ -37,6 +37,12 @@ pub enum Error {
     /// Anything else; details are logged, not sent.
     #[error("internal error")]
     Internal(String),
+    /// A valid credential that does not allow this (e.g. the enroll secret on `Report`).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The call cannot work in the collector's configuration (e.g. enrollment is off).
+    #[error("{0}")]
+    FailedPrecondition(String),
 }
 
 impl From<StoreError> for Error {
@@ -64,6 +70,8 @@ impl Error {
             Error::Unauthenticated(_) => tonic::Code::Unauthenticated,
             Error::Overloaded { .. } | Error::Unavailable(_) => tonic::Code::Unavailable,
             Error::Internal(_) => tonic::Code::Internal,
+            Error::PermissionDenied(_) => tonic::Code::PermissionDenied,
+            Error::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
         }
     }
 
@@ -75,6 +83,8 @@ impl Error {
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::Overloaded { .. } | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            Error::FailedPrecondition(_) => StatusCode::CONFLICT,
         }
     }
 

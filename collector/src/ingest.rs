@@ -4,14 +4,21 @@
 //! REJECTED in place) → queue the valid reports to the writer (full queue → UNAVAILABLE with
 //! `retry-after-ms`) → wait for COMMIT → ack, one result per report in batch order. The ack is never sent before
 //! the writer's transaction committed, so an acknowledged report survives `kill -9`.
+//!
+//! Credentials ([`crate::enroll`]): a report sent with a device token for another machine id
+//! is answered REJECTED in place (the rest of the batch is stored); the enroll secret is
+//! PERMISSION_DENIED on `Report`. `Enroll` needs the enroll secret and issues a device token.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use dsreg_proto::v1::telemetry_server::Telemetry;
-use dsreg_proto::v1::{ReportAck, ReportBatch, ReportResult, ReportStatus};
+use dsreg_proto::v1::{
+    EnrollRequest, EnrollResponse, ReportAck, ReportBatch, ReportResult, ReportStatus,
+};
 use tonic::{Request, Response, Status};
 
+use crate::enroll::{Credential, DeviceTokens};
 use crate::error::Error;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
@@ -25,6 +32,7 @@ pub struct Ingest {
     fleet: Arc<Fleet>,
     metrics: Arc<Metrics>,
     max_batch: usize,
+    devices: Option<Arc<DeviceTokens>>,
 }
 
 impl Ingest {
@@ -35,7 +43,109 @@ impl Ingest {
             fleet,
             metrics,
             max_batch,
+            devices: None,
         }
+    }
+
+    /// Turns enrollment on: `Enroll` issues tokens into `devices`.
+    pub fn with_device_tokens(mut self, devices: Arc<DeviceTokens>) -> Ingest {
+        self.devices = Some(devices);
+        self
+    }
+
+    /// [`Ingest::ingest`] for a call made with `credential`: reports a device token may not
+    /// send are REJECTED in place; devices are counted by credential kind.
+    pub async fn ingest_as(
+        &self,
+        batch: ReportBatch,
+        credential: &Credential,
+    ) -> Result<ReportAck, Error> {
+        if *credential == Credential::Enroll {
+            return Err(Error::PermissionDenied(
+                "the enroll secret only enrolls: report with the device token Enroll returned"
+                    .into(),
+            ));
+        }
+        let bound = match credential {
+            Credential::Device(m) if batch.reports.len() <= self.max_batch => Some(m.as_str()),
+            _ => None,
+        };
+        let foreign = |r: &dsreg_proto::v1::Report| bound.is_some_and(|m| r.machine_id != m);
+        let ack = if batch.reports.iter().any(foreign) {
+            let mut slots = Vec::with_capacity(batch.reports.len());
+            let mut own = Vec::new();
+            for r in batch.reports {
+                if foreign(&r) {
+                    tracing::warn!(
+                        machine_id = %r.machine_id,
+                        token_for = bound.unwrap_or_default(),
+                        "report for another machine id refused: device token mismatch"
+                    );
+                    slots.push(Some(ReportResult {
+                        report_id: r.report_id,
+                        status: ReportStatus::Rejected as i32,
+                        message: "machine_id: the device token is bound to another machine id"
+                            .into(),
+                    }));
+                } else {
+                    slots.push(None);
+                    own.push(r);
+                }
+            }
+            let refused = slots.iter().filter(|s| s.is_some()).count() as u64;
+            self.metrics.reports(0, 0, refused);
+            let stored = if own.is_empty() {
+                Vec::new()
+            } else {
+                self.ingest(ReportBatch { reports: own }).await?.results
+            };
+            let mut stored = stored.into_iter();
+            ReportAck {
+                results: slots
+                    .into_iter()
+                    .filter_map(|s| s.or_else(|| stored.next()))
+                    .collect(),
+            }
+        } else {
+            let ids: Vec<String> = batch.reports.iter().map(|r| r.machine_id.clone()).collect();
+            let ack = self.ingest(batch).await?;
+            if let Some(d) = &self.devices {
+                for (m, r) in ids.iter().zip(&ack.results) {
+                    if r.status != ReportStatus::Rejected as i32 {
+                        d.seen(m, credential);
+                    }
+                }
+            }
+            ack
+        };
+        Ok(ack)
+    }
+
+    /// Issues a device token for the request's machine id (the call's credential must be the
+    /// enroll secret).
+    pub async fn enroll_as(
+        &self,
+        req: EnrollRequest,
+        credential: &Credential,
+    ) -> Result<EnrollResponse, Error> {
+        let Some(devices) = self.devices.clone() else {
+            return Err(Error::FailedPrecondition(
+                "enrollment is off on this collector (no --enroll-secret-file)".into(),
+            ));
+        };
+        if *credential != Credential::Enroll {
+            return Err(Error::PermissionDenied(
+                "enroll needs the enroll secret as `authorization: Bearer`".into(),
+            ));
+        }
+        validate::enroll(&req).map_err(|e| Error::InvalidArgument(e.0))?;
+        let token = tokio::task::spawn_blocking(move || devices.enroll(&req.machine_id, &req.hostname))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(EnrollResponse {
+            device_token: token,
+        })
     }
 
     /// Validates, stores and acknowledges one batch (the transport-independent core).
@@ -105,11 +215,34 @@ impl Ingest {
 #[tonic::async_trait]
 impl Telemetry for Ingest {
     async fn report(&self, request: Request<ReportBatch>) -> Result<Response<ReportAck>, Status> {
+        let credential = request
+            .extensions()
+            .get::<Credential>()
+            .cloned()
+            .unwrap_or(Credential::Open);
         let batch = request.into_inner();
-        match self.ingest(batch).await {
+        match self.ingest_as(batch, &credential).await {
             Ok(ack) => Ok(Response::new(ack)),
             Err(e) => {
                 tracing::debug!(error = %e, "batch refused");
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let credential = request
+            .extensions()
+            .get::<Credential>()
+            .cloned()
+            .unwrap_or(Credential::Open);
+        match self.enroll_as(request.into_inner(), &credential).await {
+            Ok(r) => Ok(Response::new(r)),
+            Err(e) => {
+                tracing::debug!(error = %e, "enroll refused");
                 Err(e.into())
             }
         }

@@ -16,6 +16,9 @@
 //! - [`tls`]: TLS on both listeners (rustls, ring), mTLS on gRPC.
 //! - [`conn`]: connection caps, handshake and idle deadlines, descriptor headroom.
 //! - [`http_server`]: hyper HTTP/1 on the limited connections (header-read timeout).
+//! - [`backup`]: online backup (`dsreg-collector backup`) and the start-up `quick_check`.
+//! - [`enroll`]: per-device tokens (`Telemetry/Enroll`), bound to one machine id.
+//! - [`admin`]: the admin API (revoke a device credential), behind admin tokens.
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so tests bind `127.0.0.1:0`.
 
@@ -32,7 +35,10 @@ pub mod store;
 pub mod tls;
 pub mod validate;
 
+pub mod admin;
+pub mod backup;
 pub mod conn;
+pub mod enroll;
 pub mod http_server;
 
 use std::future::Future;
@@ -89,6 +95,12 @@ pub enum RunError {
     /// The TLS files are unusable.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The database failed its start-up integrity check.
+    #[error(transparent)]
+    Integrity(#[from] backup::BackupError),
+    /// The device credentials could not be read.
+    #[error(transparent)]
+    Enroll(#[from] enroll::EnrollError),
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
@@ -118,6 +130,20 @@ pub async fn run(
         history_per_device: config.history_per_device,
         readers: READERS,
     };
+    let db = config.db.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        backup::quick_check(&db, backup::QUICK_CHECK_BUDGET)
+    })
+    .await
+    .map_err(|e| StoreError::Join(e.to_string()))??;
+    if checked == backup::QuickCheck::Skipped {
+        tracing::warn!(
+            budget = ?backup::QUICK_CHECK_BUDGET,
+            "quick_check did not finish within its budget; skipped (run `PRAGMA quick_check` offline)"
+        );
+    } else {
+        tracing::info!(result = ?checked, "database quick_check");
+    }
     let (db, f, m) = (config.db.clone(), fleet.clone(), metrics.clone());
     let store = tokio::task::spawn_blocking(move || Store::open(&db, opts, f, m))
         .await
@@ -156,12 +182,26 @@ pub async fn run(
         stop_rx.clone(),
     );
 
-    let ingest = Ingest::new(
+    let devices = match &auth.enroll {
+        Some(_) => {
+            let (db, m) = (config.db.clone(), metrics.clone());
+            let d = tokio::task::spawn_blocking(move || enroll::DeviceTokens::open(&db, m))
+                .await
+                .map_err(|e| StoreError::Join(e.to_string()))??;
+            tracing::info!(enrolled = d.enrolled(), "enrollment on");
+            Some(Arc::new(d))
+        }
+        None => None,
+    };
+    let mut ingest = Ingest::new(
         store.clone(),
         fleet.clone(),
         metrics.clone(),
         config.max_batch,
     );
+    if let Some(d) = &devices {
+        ingest = ingest.with_device_tokens(d.clone());
+    }
     let flight = drain::InFlight::default();
     let telemetry =
         TelemetryServer::new(ingest).max_decoding_message_size(config.max_message_bytes);
@@ -182,7 +222,10 @@ pub async fn run(
             too_large_is_resource_exhausted,
         ))
         .add_service(health_service)
-        .add_service(InterceptedService::new(telemetry, auth.grpc()))
+        .add_service(InterceptedService::new(
+            telemetry,
+            auth.grpc_with(devices.clone()),
+        ))
         .serve_with_incoming_shutdown(ReceiverStream::new(grpc_conns).map(Ok::<_, std::io::Error>), {
             let rx = stop_rx.clone();
             let health = health.clone();
@@ -199,7 +242,9 @@ pub async fn run(
         metrics,
         stale_after_ms: i64::try_from(config.stale_after.as_millis()).unwrap_or(i64::MAX),
     };
-    let app = api::router(state).layer(axum::middleware::from_fn_with_state(
+    let app = api::router(state)
+        .merge(admin::router(devices))
+        .layer(axum::middleware::from_fn_with_state(
         auth.clone(),
         auth::http_guard,
     ));

@@ -190,6 +190,33 @@ impl Metrics {
                 )
                 .set(0.0);
         }
+        d(
+            "dsreg_device_credentials",
+            'g',
+            None,
+            "Devices holding a device token (enrolled).",
+        );
+        d(
+            "dsreg_devices_by_credential",
+            'g',
+            None,
+            "Devices by the credential of their latest accepted report since start \
+             (device token, fleet agent token, or open).",
+        );
+        recorder
+            .register_gauge(&key("dsreg_device_credentials", &[]), &META)
+            .set(0.0);
+        for credential in ["device", "fleet", "open"] {
+            recorder
+                .register_gauge(
+                    &key(
+                        "dsreg_devices_by_credential",
+                        &[("credential", credential.into())],
+                    ),
+                    &META,
+                )
+                .set(0.0);
+        }
         for result in ["accepted", "duplicate", "rejected"] {
             recorder
                 .register_counter(
@@ -271,6 +298,27 @@ impl Metrics {
         } else {
             gauge.decrement(-delta);
         }
+    }
+
+    /// Sets the number of enrolled devices.
+    pub fn device_credentials(&self, n: usize) {
+        self.recorder
+            .register_gauge(&key("dsreg_device_credentials", &[]), &META)
+            .set(n as f64);
+    }
+
+    /// Moves one device from credential kind `before` (if any) to `now`.
+    pub fn devices_by_credential(&self, before: Option<&'static str>, now: &'static str) {
+        let gauge = |kind: &'static str| {
+            self.recorder.register_gauge(
+                &key("dsreg_devices_by_credential", &[("credential", kind.into())]),
+                &META,
+            )
+        };
+        if let Some(b) = before {
+            gauge(b).decrement(1.0);
+        }
+        gauge(now).increment(1.0);
     }
 
     /// Sets the gauges from `counts` (zeroing vanished label sets) and renders the text format.
