@@ -97,7 +97,10 @@ impl Ingest {
             let stored = if own.is_empty() {
                 Vec::new()
             } else {
-                self.ingest(ReportBatch { reports: own }).await?.results
+                let ids: Vec<String> = own.iter().map(|r| r.machine_id.clone()).collect();
+                let ack = self.ingest(ReportBatch { reports: own }).await?;
+                self.seen(&ids, &ack, credential);
+                ack.results
             };
             let mut stored = stored.into_iter();
             ReportAck {
@@ -109,16 +112,21 @@ impl Ingest {
         } else {
             let ids: Vec<String> = batch.reports.iter().map(|r| r.machine_id.clone()).collect();
             let ack = self.ingest(batch).await?;
-            if let Some(d) = &self.devices {
-                for (m, r) in ids.iter().zip(&ack.results) {
-                    if r.status != ReportStatus::Rejected as i32 {
-                        d.seen(m, credential);
-                    }
-                }
-            }
+            self.seen(&ids, &ack, credential);
             ack
         };
         Ok(ack)
+    }
+
+    /// Counts the devices of the stored reports of `ack` by `credential`.
+    fn seen(&self, machine_ids: &[String], ack: &ReportAck, credential: &Credential) {
+        if let Some(d) = &self.devices {
+            for (m, r) in machine_ids.iter().zip(&ack.results) {
+                if r.status != ReportStatus::Rejected as i32 {
+                    d.seen(m, credential);
+                }
+            }
+        }
     }
 
     /// Issues a device token for the request's machine id (the call's credential must be the
