@@ -101,7 +101,7 @@ Exit codes:
 
 Settings file (--config, TOML): collector, spool_dir, interval_minutes, heartbeat_hours,
 status_timeout_seconds, insecure, spool_max_reports, spool_max_bytes, token_file, ca_file,
-client_cert, client_key, log_file, user_inbox. Flags win over it.";
+client_cert, client_key, log_file, user_inbox, enroll_secret_file. Flags win over it.";
 
 /// `run`'s help epilogue: the exit codes and how it runs as a Windows service.
 const RUN_HELP: &str = "\
@@ -121,7 +121,7 @@ StopPending and Stopped.
 
 Settings file (--config, TOML): collector, spool_dir, interval_minutes, heartbeat_hours,
 status_timeout_seconds, insecure, spool_max_reports, spool_max_bytes, token_file, ca_file,
-client_cert, client_key, log_file, user_inbox. Flags win over it.";
+client_cert, client_key, log_file, user_inbox, enroll_secret_file. Flags win over it.";
 
 #[derive(Debug, Args)]
 struct RunArgs {
@@ -195,6 +195,12 @@ struct ServiceArgs {
     /// Kill dsregcmd / wevtutil after this long, e.g. 30s [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     status_timeout: Option<Duration>,
+    /// The fleet's enroll secret: on first contact trade it for a device token bound to this
+    /// machine id (kept in the spool directory as `device-token`) and report with that token;
+    /// enroll again once when the collector no longer knows it [settings key
+    /// enroll_secret_file].
+    #[arg(long, value_name = "FILE")]
+    enroll_secret_file: Option<PathBuf>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -222,6 +228,7 @@ impl ServiceArgs {
             client_key: self.client_key,
             log_file: None,
             user_inbox: self.user_inbox,
+            enroll_secret_file: self.enroll_secret_file,
         }
     }
 }

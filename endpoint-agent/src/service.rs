@@ -67,6 +67,8 @@ pub struct Request {
     /// The user-context handoff directory: written by a `--user-context` send, ingested by the
     /// SYSTEM agent.
     pub user_inbox: Option<PathBuf>,
+    /// The enroll secret file (enrollment on when set).
+    pub enroll_secret_file: Option<PathBuf>,
 }
 
 /// Why `send` or `run` could not do its job.
@@ -196,6 +198,26 @@ impl Request {
         }
         if id.machine_id.trim().is_empty() {
             return Err(ServiceError::NoMachineId);
+        }
+        let enroll_secret = self
+            .enroll_secret_file
+            .clone()
+            .or(file.enroll_secret_file.clone())
+            .filter(|_| !self.user_context);
+        if let Some(secret) = enroll_secret {
+            // Fail now (exit 2) on an unreadable secret, as for the token file.
+            CredentialFiles {
+                token_file: Some(secret.clone()),
+                ..CredentialFiles::default()
+            }
+            .authorize()
+            .map_err(|e| ServiceError::Url(e.into()))?;
+            delivery.enrollment = Some(crate::enroll::Enrollment::new(
+                secret,
+                &spool.dir,
+                &id.machine_id,
+                &id.hostname,
+            ));
         }
         let interval = self
             .interval
