@@ -175,6 +175,20 @@ pub struct Args {
     /// Re-read on SIGHUP. Env: DSREG_ADMIN_TOKEN_FILE.
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Report calls per minute allowed per device token (token bucket); over it,
+    /// RESOURCE_EXHAUSTED with `retry-after-ms` [default: 120].
+    /// Env: DSREG_RATE_LIMIT_PER_MINUTE.
+    #[arg(long, value_name = "N")]
+    pub rate_limit_per_minute: Option<String>,
+    /// Bucket size of the per-client rate limits: calls allowed at once after a quiet spell
+    /// [default: 60]. Env: DSREG_RATE_LIMIT_BURST.
+    #[arg(long, value_name = "N")]
+    pub rate_limit_burst: Option<String>,
+    /// Report calls per minute per peer address for calls without any token (a collector
+    /// with neither agent tokens nor enrollment) [default: unlimited].
+    /// Env: DSREG_RATE_LIMIT_OPEN_PER_MINUTE.
+    #[arg(long, value_name = "N")]
+    pub rate_limit_open_per_minute: Option<String>,
 }
 
 /// The TOML file: the same settings as [`Args`], unknown keys refused.
@@ -205,6 +219,9 @@ struct FileConfig {
     idle_timeout: Option<String>,
     enroll_secret_file: Option<PathBuf>,
     admin_token_file: Option<PathBuf>,
+    rate_limit_per_minute: Option<u64>,
+    rate_limit_burst: Option<u64>,
+    rate_limit_open_per_minute: Option<u64>,
 }
 
 /// The effective configuration.
@@ -258,6 +275,12 @@ pub struct Config {
     pub enroll_secret_file: Option<PathBuf>,
     /// Admin token file (admin API on when set).
     pub admin_token_file: Option<PathBuf>,
+    /// Report calls per minute per device token.
+    pub rate_limit_per_minute: u32,
+    /// Bucket size of the per-client limits.
+    pub rate_limit_burst: u32,
+    /// Report calls per minute per peer without a token; `None`: unlimited.
+    pub rate_limit_open_per_minute: Option<u32>,
 }
 
 impl Default for Config {
@@ -287,6 +310,9 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(300),
             enroll_secret_file: None,
             admin_token_file: None,
+            rate_limit_per_minute: 120,
+            rate_limit_burst: 60,
+            rate_limit_open_per_minute: None,
         }
     }
 }
@@ -323,6 +349,9 @@ const KEYS: &[&str] = &[
     "idle_timeout",
     "enroll_secret_file",
     "admin_token_file",
+    "rate_limit_per_minute",
+    "rate_limit_burst",
+    "rate_limit_open_per_minute",
 ];
 
 /// The settings that name files, as pushed by each layer.
@@ -409,6 +438,12 @@ impl Config {
                 .as_ref()
                 .map(|p| p.display().to_string()),
         );
+        push("rate_limit_per_minute", args.rate_limit_per_minute.clone());
+        push("rate_limit_burst", args.rate_limit_burst.clone());
+        push(
+            "rate_limit_open_per_minute",
+            args.rate_limit_open_per_minute.clone(),
+        );
         cfg.apply(flags)?;
         cfg.check()?;
         Ok(cfg)
@@ -462,6 +497,15 @@ impl Config {
                 "idle_timeout" => self.idle_timeout = parse_duration(&value).map_err(|r| bad(&r))?,
                 "enroll_secret_file" => self.enroll_secret_file = Some(PathBuf::from(&value)),
                 "admin_token_file" => self.admin_token_file = Some(PathBuf::from(&value)),
+                "rate_limit_per_minute" => {
+                    self.rate_limit_per_minute = positive(&value).map_err(|r| bad(&r))?
+                }
+                "rate_limit_burst" => {
+                    self.rate_limit_burst = positive(&value).map_err(|r| bad(&r))?
+                }
+                "rate_limit_open_per_minute" => {
+                    self.rate_limit_open_per_minute = Some(positive(&value).map_err(|r| bad(&r))?)
+                }
                 _ => {}
             }
         }
@@ -609,6 +653,15 @@ fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
     push(
         "admin_token_file",
         f.admin_token_file.map(|p| p.display().to_string()),
+    );
+    push(
+        "rate_limit_per_minute",
+        f.rate_limit_per_minute.map(|v| v.to_string()),
+    );
+    push("rate_limit_burst", f.rate_limit_burst.map(|v| v.to_string()));
+    push(
+        "rate_limit_open_per_minute",
+        f.rate_limit_open_per_minute.map(|v| v.to_string()),
     );
     Ok(Layer {
         source: "file",

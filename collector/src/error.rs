@@ -43,6 +43,14 @@ pub enum Error {
     /// The call cannot work in the collector's configuration (e.g. enrollment is off).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// This client is over its rate limit; retry after the hint.
+    #[error("{what} is over its rate limit, retry after {retry_after_ms} ms")]
+    RateLimited {
+        /// Which client (`device token`, `peer address`), never its identity.
+        what: &'static str,
+        /// How long the client should wait.
+        retry_after_ms: u64,
+    },
 }
 
 impl From<StoreError> for Error {
@@ -72,6 +80,7 @@ impl Error {
             Error::Internal(_) => tonic::Code::Internal,
             Error::PermissionDenied(_) => tonic::Code::PermissionDenied,
             Error::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
+            Error::RateLimited { .. } => tonic::Code::ResourceExhausted,
         }
     }
 
@@ -85,6 +94,7 @@ impl Error {
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Error::FailedPrecondition(_) => StatusCode::CONFLICT,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -99,7 +109,13 @@ impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
         e.log_internal();
         let mut status = tonic::Status::new(e.grpc_code(), e.to_string());
-        if let Error::Overloaded { retry_after_ms } = e
+        let hint = match e {
+            Error::Overloaded { retry_after_ms } | Error::RateLimited { retry_after_ms, .. } => {
+                Some(retry_after_ms)
+            }
+            _ => None,
+        };
+        if let Some(retry_after_ms) = hint
             && let Ok(v) = retry_after_ms.to_string().parse()
         {
             status.metadata_mut().insert("retry-after-ms", v);

@@ -22,6 +22,7 @@ use crate::enroll::{Credential, DeviceTokens};
 use crate::error::Error;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 use crate::store::{BatchOutcome, Store};
 use crate::validate;
 
@@ -33,6 +34,38 @@ pub struct Ingest {
     metrics: Arc<Metrics>,
     max_batch: usize,
     devices: Option<Arc<DeviceTokens>>,
+    limits: Option<Arc<ClientLimits>>,
+}
+
+/// The per-client rate limits ([`crate::ratelimit`]).
+#[derive(Debug)]
+pub struct ClientLimits {
+    /// Per device token (machine id).
+    pub device: RateLimiter,
+    /// Per peer address, for calls without a token; `None`: unlimited.
+    pub open: Option<RateLimiter>,
+    /// Per peer address, for `Enroll`.
+    pub enroll: RateLimiter,
+}
+
+impl ClientLimits {
+    /// Checks one call made with `credential` from `peer`.
+    pub fn check(&self, credential: &Credential, peer: Option<std::net::IpAddr>) -> Result<(), Error> {
+        let peer = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
+        let (what, verdict) = match credential {
+            Credential::Device(m) => ("device token", self.device.check(m)),
+            Credential::Open => match &self.open {
+                Some(l) => ("peer address", l.check(&peer)),
+                None => return Ok(()),
+            },
+            Credential::Enroll => ("peer address", self.enroll.check(&peer)),
+            Credential::Fleet => return Ok(()),
+        };
+        verdict.map_err(|wait| Error::RateLimited {
+            what,
+            retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
+        })
+    }
 }
 
 impl Ingest {
@@ -44,6 +77,23 @@ impl Ingest {
             metrics,
             max_batch,
             devices: None,
+            limits: None,
+        }
+    }
+
+    /// Turns the per-client rate limits on.
+    pub fn with_limits(mut self, limits: Arc<ClientLimits>) -> Ingest {
+        self.limits = Some(limits);
+        self
+    }
+
+    fn rate_limit(&self, credential: &Credential, peer: Option<std::net::SocketAddr>) -> Result<(), Status> {
+        match &self.limits {
+            Some(l) => l.check(credential, peer.map(|p| p.ip())).map_err(|e| {
+                tracing::debug!(error = %e, ?peer, "call over its rate limit");
+                Status::from(e)
+            }),
+            None => Ok(()),
         }
     }
 
@@ -228,6 +278,7 @@ impl Telemetry for Ingest {
             .get::<Credential>()
             .cloned()
             .unwrap_or(Credential::Open);
+        self.rate_limit(&credential, request.remote_addr())?;
         let batch = request.into_inner();
         match self.ingest_as(batch, &credential).await {
             Ok(ack) => Ok(Response::new(ack)),
@@ -247,6 +298,7 @@ impl Telemetry for Ingest {
             .get::<Credential>()
             .cloned()
             .unwrap_or(Credential::Open);
+        self.rate_limit(&Credential::Enroll, request.remote_addr())?;
         match self.enroll_as(request.into_inner(), &credential).await {
             Ok(r) => Ok(Response::new(r)),
             Err(e) => {

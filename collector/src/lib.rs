@@ -19,6 +19,7 @@
 //! - [`backup`]: online backup (`dsreg-collector backup`) and the start-up `quick_check`.
 //! - [`enroll`]: per-device tokens (`Telemetry/Enroll`), bound to one machine id.
 //! - [`admin`]: the admin API (revoke a device credential), behind admin tokens.
+//! - [`ratelimit`]: token buckets per device token / per peer (RESOURCE_EXHAUSTED + hint).
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so tests bind `127.0.0.1:0`.
 
@@ -40,6 +41,7 @@ pub mod backup;
 pub mod conn;
 pub mod enroll;
 pub mod http_server;
+pub mod ratelimit;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -59,6 +61,9 @@ use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, StoreOptions};
 
+/// `Enroll` calls per minute per peer address (a fleet behind one NAT enrolls in bursts of
+/// `--rate-limit-burst`, then at this rate; each agent enrolls once).
+pub const ENROLL_PER_MINUTE: u32 = 600;
 /// How long in-flight requests may take to drain after the shutdown signal.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
 /// How often the retention task runs.
@@ -202,6 +207,13 @@ pub async fn run(
     if let Some(d) = &devices {
         ingest = ingest.with_device_tokens(d.clone());
     }
+    ingest = ingest.with_limits(Arc::new(ingest::ClientLimits {
+        device: ratelimit::RateLimiter::new(config.rate_limit_per_minute, config.rate_limit_burst),
+        open: config
+            .rate_limit_open_per_minute
+            .map(|n| ratelimit::RateLimiter::new(n, config.rate_limit_burst)),
+        enroll: ratelimit::RateLimiter::new(ENROLL_PER_MINUTE, config.rate_limit_burst),
+    }));
     let flight = drain::InFlight::default();
     let telemetry =
         TelemetryServer::new(ingest).max_decoding_message_size(config.max_message_bytes);

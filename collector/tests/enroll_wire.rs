@@ -219,3 +219,97 @@ async fn a_device_token_reports_only_for_its_own_machine() {
         assert!(!bytes.windows(64).any(|w| w == token2.as_bytes()), "{name}");
     }
 }
+
+async fn serve(config: Config) -> (TelemetryClient<Channel>, tokio::sync::oneshot::Sender<()>) {
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", grpc.local_addr().unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(dsreg_collector::run(config, grpc, http_listener, async {
+        let _ = stop_rx.await;
+    }));
+    let channel: Channel = loop {
+        if let Ok(c) = Channel::from_shared(url.clone()).unwrap().connect().await {
+            break c;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    (TelemetryClient::new(channel), stop_tx)
+}
+
+fn retry_after_ms(status: &tonic::Status) -> u64 {
+    status
+        .metadata()
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_over_their_rate_are_told_when_to_retry() {
+    // Per device token.
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("enroll");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let (mut client, stop) = serve(Config {
+        db: dir.path().join("a.db"),
+        enroll_secret_file: Some(secret),
+        rate_limit_per_minute: 1,
+        rate_limit_burst: 2,
+        ..Default::default()
+    })
+    .await;
+    let token = client
+        .enroll(with_bearer(
+            EnrollRequest {
+                machine_id: "machine-r".into(),
+                hostname: "PC-R".into(),
+            },
+            Some(SECRET),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .device_token;
+    for n in 0..2 {
+        let batch = ReportBatch {
+            reports: vec![report(10 + n, "machine-r")],
+        };
+        client.report(with_bearer(batch, Some(&token))).await.unwrap();
+    }
+    let batch = ReportBatch {
+        reports: vec![report(20, "machine-r")],
+    };
+    let e = client
+        .report(with_bearer(batch, Some(&token)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    let hint = retry_after_ms(&e);
+    assert!(hint > 1000 && hint <= 60_000, "retry-after-ms {hint}");
+    assert!(e.message().contains("device token"), "{}", e.message());
+    let _ = stop.send(());
+
+    // Per peer, for calls without a token (when configured).
+    let (mut client, stop) = serve(Config {
+        db: dir.path().join("b.db"),
+        rate_limit_open_per_minute: Some(1),
+        rate_limit_burst: 2,
+        ..Default::default()
+    })
+    .await;
+    for n in 0..2 {
+        let batch = ReportBatch {
+            reports: vec![report(30 + n, "machine-o")],
+        };
+        client.report(with_bearer(batch, None)).await.unwrap();
+    }
+    let batch = ReportBatch {
+        reports: vec![report(40, "machine-o")],
+    };
+    let e = client.report(with_bearer(batch, None)).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(retry_after_ms(&e) > 0);
+    let _ = stop.send(());
+}
