@@ -382,3 +382,5 @@ pub(crate) const FACT_COLUMNS: &str = "join_type, failure_phase, failure_cause, 
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod refresh_tests;
