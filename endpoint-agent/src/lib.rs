@@ -14,6 +14,7 @@
 //! - [`deliver`]: draining the spool to the collector; backoff with full jitter.
 //! - [`credentials`]: TLS trust, client certificate and bearer token for delivery.
 //! - [`enroll`]: `--enroll-secret-file` — a device token of its own, kept in the state dir.
+//! - [`pseudonym`]: `--pseudonymize-key-file` — user names and UPNs as keyed hashes.
 //! - [`tlsprobe`]: after a failed https delivery without a client certificate, one diagnostic
 //!   handshake to learn whether the collector requires one (TLS 1.3 hides it).
 //! - [`runner`]: one cycle (collect → spool if changed → drain) and the `run` loop, with the
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod credentials;
 pub mod deliver;
 pub mod enroll;
+pub mod pseudonym;
 pub mod dsregcmd;
 pub mod events;
 pub mod identity;

@@ -101,7 +101,8 @@ Exit codes:
 
 Settings file (--config, TOML): collector, spool_dir, interval_minutes, heartbeat_hours,
 status_timeout_seconds, insecure, spool_max_reports, spool_max_bytes, token_file, ca_file,
-client_cert, client_key, log_file, user_inbox, enroll_secret_file. Flags win over it.";
+client_cert, client_key, log_file, user_inbox, enroll_secret_file, pseudonymize_key_file.
+Flags win over it.";
 
 /// `run`'s help epilogue: the exit codes and how it runs as a Windows service.
 const RUN_HELP: &str = "\
@@ -121,7 +122,8 @@ StopPending and Stopped.
 
 Settings file (--config, TOML): collector, spool_dir, interval_minutes, heartbeat_hours,
 status_timeout_seconds, insecure, spool_max_reports, spool_max_bytes, token_file, ca_file,
-client_cert, client_key, log_file, user_inbox, enroll_secret_file. Flags win over it.";
+client_cert, client_key, log_file, user_inbox, enroll_secret_file, pseudonymize_key_file.
+Flags win over it.";
 
 #[derive(Debug, Args)]
 struct RunArgs {
@@ -201,6 +203,12 @@ struct ServiceArgs {
     /// enroll_secret_file].
     #[arg(long, value_name = "FILE")]
     enroll_secret_file: Option<PathBuf>,
+    /// The fleet's pseudonymization key: every user name and UPN is replaced by
+    /// HMAC-SHA-256(key, name) in hex before the report is spooled, so none reaches the
+    /// collector; the same user gives the same token on every device [settings key
+    /// pseudonymize_key_file].
+    #[arg(long, value_name = "FILE")]
+    pseudonymize_key_file: Option<PathBuf>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -229,6 +237,7 @@ impl ServiceArgs {
             log_file: None,
             user_inbox: self.user_inbox,
             enroll_secret_file: self.enroll_secret_file,
+            pseudonymize_key_file: self.pseudonymize_key_file,
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct Request {
     pub user_inbox: Option<PathBuf>,
     /// The enroll secret file (enrollment on when set).
     pub enroll_secret_file: Option<PathBuf>,
+    /// The pseudonymization key file (user names hashed before spooling when set).
+    pub pseudonymize_key_file: Option<PathBuf>,
 }
 
 /// Why `send` or `run` could not do its job.
@@ -106,6 +108,9 @@ pub enum ServiceError {
          not `run`"
     )]
     InboxWithRun,
+    /// The pseudonymization key is unusable.
+    #[error(transparent)]
+    Pseudonym(#[from] crate::pseudonym::PseudonymError),
 }
 
 impl ServiceError {
@@ -187,6 +192,14 @@ impl Request {
         }
         if let Some(n) = file.spool_max_bytes {
             spool.max_bytes = n;
+        }
+        if let Some(key) = self
+            .pseudonymize_key_file
+            .clone()
+            .or(file.pseudonymize_key_file.clone())
+        {
+            let p = crate::pseudonym::Pseudonymizer::from_file(&key)?;
+            spool.pseudonymize = Some(std::sync::Arc::new(p));
         }
 
         let mut id = identity::detect(&identity::System);
@@ -343,7 +356,7 @@ pub async fn send(r: &Resolved) -> Result<SendOutcome, ServiceError> {
 async fn hand_off(r: &Resolved, dir: &std::path::Path) -> Result<SendOutcome, ServiceError> {
     let mut src = source(r)?;
     let status = src.status().await?;
-    let report = crate::report::build(
+    let mut report = crate::report::build(
         crate::report::Capture {
             status: &status,
             events: &[],
@@ -353,6 +366,11 @@ async fn hand_off(r: &Resolved, dir: &std::path::Path) -> Result<SendOutcome, Se
         OffsetDateTime::now_utc(),
         dsreg_proto::v1::AgentHealth::default(),
     );
+    // A user run with the key pseudonymizes before the handoff, so no name lands in the
+    // inbox either (the SYSTEM agent's pass at its spool leaves tokens as they are).
+    if let Some(p) = &r.spool.pseudonymize {
+        p.apply(&mut report);
+    }
     let path = inbox::hand_off(dir, &report)?;
     Ok(SendOutcome::HandedOff { path })
 }
