@@ -217,7 +217,7 @@ impl Auth {
             &self.admin,
         ]
         .into_iter()
-            .flatten()
+        .flatten()
     }
 
     fn log_counts(&self, what: &str) {

@@ -138,10 +138,12 @@ fn copy_and_verify(src: &Connection, db: &Path, tmp: &Path) -> Result<u64, Backu
     std::fs::File::open(tmp)
         .and_then(|f| f.sync_all())
         .map_err(io("cannot fsync", tmp))?;
-    let copy = Connection::open_with_flags(tmp, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|source| BackupError::Open {
-            path: tmp.to_path_buf(),
-            source,
+    let copy =
+        Connection::open_with_flags(tmp, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|source| {
+            BackupError::Open {
+                path: tmp.to_path_buf(),
+                source,
+            }
         })?;
     let problem: String = copy
         .query_row("PRAGMA integrity_check(1)", [], |r| r.get(0))
@@ -174,12 +176,13 @@ pub fn quick_check(db: &Path, budget: Duration) -> Result<QuickCheck, BackupErro
     if !db.exists() {
         return Ok(QuickCheck::NoFile);
     }
-    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
-        |source| BackupError::Open {
-            path: db.to_path_buf(),
-            source,
-        },
-    )?;
+    let conn =
+        Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|source| {
+            BackupError::Open {
+                path: db.to_path_buf(),
+                source,
+            }
+        })?;
     let interrupt = conn.get_interrupt_handle();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
@@ -199,7 +202,10 @@ pub fn quick_check(db: &Path, budget: Duration) -> Result<QuickCheck, BackupErro
             path: db.to_path_buf(),
             problem,
         }),
-        Err(e) if interrupted && e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
+        Err(e)
+            if interrupted
+                && e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) =>
+        {
             Ok(QuickCheck::Skipped)
         }
         Err(e) => Err(BackupError::Damaged {
@@ -236,7 +242,10 @@ mod tests {
         let s = backup(&db, &to).unwrap();
         assert_eq!(s.devices, 500);
         assert_eq!(s.bytes, std::fs::metadata(&to).unwrap().len());
-        assert_eq!(quick_check(&to, QUICK_CHECK_BUDGET).unwrap(), QuickCheck::Ok);
+        assert_eq!(
+            quick_check(&to, QUICK_CHECK_BUDGET).unwrap(),
+            QuickCheck::Ok
+        );
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .filter_map(|e| e.ok())
@@ -251,13 +260,19 @@ mod tests {
     fn a_damaged_file_is_refused_and_a_new_one_is_fine() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("d.db");
-        assert_eq!(quick_check(&db, QUICK_CHECK_BUDGET).unwrap(), QuickCheck::NoFile);
+        assert_eq!(
+            quick_check(&db, QUICK_CHECK_BUDGET).unwrap(),
+            QuickCheck::NoFile
+        );
         sample(&db, 2000);
         Connection::open(&db)
             .unwrap()
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
             .unwrap();
-        assert_eq!(quick_check(&db, QUICK_CHECK_BUDGET).unwrap(), QuickCheck::Ok);
+        assert_eq!(
+            quick_check(&db, QUICK_CHECK_BUDGET).unwrap(),
+            QuickCheck::Ok
+        );
         // Scribble over the middle of the file (b-tree pages of the table).
         let mut bytes = std::fs::read(&db).unwrap();
         let mid = bytes.len() / 2;

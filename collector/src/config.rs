@@ -494,7 +494,9 @@ impl Config {
                 "handshake_timeout" => {
                     self.handshake_timeout = parse_duration(&value).map_err(|r| bad(&r))?
                 }
-                "idle_timeout" => self.idle_timeout = parse_duration(&value).map_err(|r| bad(&r))?,
+                "idle_timeout" => {
+                    self.idle_timeout = parse_duration(&value).map_err(|r| bad(&r))?
+                }
                 "enroll_secret_file" => self.enroll_secret_file = Some(PathBuf::from(&value)),
                 "admin_token_file" => self.admin_token_file = Some(PathBuf::from(&value)),
                 "rate_limit_per_minute" => {
@@ -658,7 +660,10 @@ fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
         "rate_limit_per_minute",
         f.rate_limit_per_minute.map(|v| v.to_string()),
     );
-    push("rate_limit_burst", f.rate_limit_burst.map(|v| v.to_string()));
+    push(
+        "rate_limit_burst",
+        f.rate_limit_burst.map(|v| v.to_string()),
+    );
     push(
         "rate_limit_open_per_minute",
         f.rate_limit_open_per_minute.map(|v| v.to_string()),

@@ -108,7 +108,9 @@ impl DeviceTokens {
                 .prepare("SELECT token_sha256, machine_id FROM device_credentials")
                 .map_err(sql)?;
             let rows = st
-                .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)))
+                .query_map([], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+                })
                 .map_err(sql)?;
             for row in rows {
                 let (d, m) = row.map_err(sql)?;
@@ -129,7 +131,10 @@ impl DeviceTokens {
 
     /// Devices enrolled now.
     pub fn enrolled(&self) -> usize {
-        self.by_digest.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.by_digest
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// The machine id a presented device token is bound to.
@@ -170,7 +175,10 @@ impl DeviceTokens {
         .map_err(sql)?;
         drop(conn);
         let mut index = self.by_digest.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = previous.as_deref().and_then(|p| <[u8; 32]>::try_from(p).ok()) {
+        if let Some(old) = previous
+            .as_deref()
+            .and_then(|p| <[u8; 32]>::try_from(p).ok())
+        {
             index.remove(&old);
             tracing::warn!(
                 machine_id,

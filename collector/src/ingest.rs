@@ -50,7 +50,11 @@ pub struct ClientLimits {
 
 impl ClientLimits {
     /// Checks one call made with `credential` from `peer`.
-    pub fn check(&self, credential: &Credential, peer: Option<std::net::IpAddr>) -> Result<(), Error> {
+    pub fn check(
+        &self,
+        credential: &Credential,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<(), Error> {
         let peer = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
         let (what, verdict) = match credential {
             Credential::Device(m) => ("device token", self.device.check(m)),
@@ -87,7 +91,11 @@ impl Ingest {
         self
     }
 
-    fn rate_limit(&self, credential: &Credential, peer: Option<std::net::SocketAddr>) -> Result<(), Status> {
+    fn rate_limit(
+        &self,
+        credential: &Credential,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Result<(), Status> {
         match &self.limits {
             Some(l) => l.check(credential, peer.map(|p| p.ip())).map_err(|e| {
                 tracing::debug!(error = %e, ?peer, "call over its rate limit");
@@ -197,10 +205,11 @@ impl Ingest {
             ));
         }
         validate::enroll(&req).map_err(|e| Error::InvalidArgument(e.0))?;
-        let token = tokio::task::spawn_blocking(move || devices.enroll(&req.machine_id, &req.hostname))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let token =
+            tokio::task::spawn_blocking(move || devices.enroll(&req.machine_id, &req.hostname))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(EnrollResponse {
             device_token: token,
         })

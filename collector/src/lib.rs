@@ -136,11 +136,10 @@ pub async fn run(
         readers: READERS,
     };
     let db = config.db.clone();
-    let checked = tokio::task::spawn_blocking(move || {
-        backup::quick_check(&db, backup::QUICK_CHECK_BUDGET)
-    })
-    .await
-    .map_err(|e| StoreError::Join(e.to_string()))??;
+    let checked =
+        tokio::task::spawn_blocking(move || backup::quick_check(&db, backup::QUICK_CHECK_BUDGET))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))??;
     if checked == backup::QuickCheck::Skipped {
         tracing::warn!(
             budget = ?backup::QUICK_CHECK_BUDGET,
@@ -217,6 +216,7 @@ pub async fn run(
     let flight = drain::InFlight::default();
     let telemetry =
         TelemetryServer::new(ingest).max_decoding_message_size(config.max_message_bytes);
+    let incoming = ReceiverStream::new(grpc_conns).map(Ok::<_, std::io::Error>);
     let mut grpc_builder = tonic::transport::Server::builder();
     if let Some(t) = &tls {
         grpc_builder = grpc_builder.tls_config(t.grpc.clone())?;
@@ -238,7 +238,7 @@ pub async fn run(
             telemetry,
             auth.grpc_with(devices.clone()),
         ))
-        .serve_with_incoming_shutdown(ReceiverStream::new(grpc_conns).map(Ok::<_, std::io::Error>), {
+        .serve_with_incoming_shutdown(incoming, {
             let rx = stop_rx.clone();
             let health = health.clone();
             async move {
@@ -254,9 +254,8 @@ pub async fn run(
         metrics,
         stale_after_ms: i64::try_from(config.stale_after.as_millis()).unwrap_or(i64::MAX),
     };
-    let app = api::router(state)
-        .merge(admin::router(devices))
-        .layer(axum::middleware::from_fn_with_state(
+    let api_router = api::router(state).merge(admin::router(devices));
+    let app = api_router.layer(axum::middleware::from_fn_with_state(
         auth.clone(),
         auth::http_guard,
     ));
@@ -344,7 +343,12 @@ fn connection_limits(config: &Config) -> (conn::Limits, conn::Limits) {
     let (mut grpc_max, mut http_max) = (config.grpc_max_connections, config.http_max_connections);
     match conn::raise_fd_limit() {
         Some((before, soft, hard)) => {
-            tracing::info!(soft_before = before, soft, hard, "file descriptor limit (RLIMIT_NOFILE)");
+            tracing::info!(
+                soft_before = before,
+                soft,
+                hard,
+                "file descriptor limit (RLIMIT_NOFILE)"
+            );
             let (g, h) = conn::fit_to_fd_limit(grpc_max, http_max, soft);
             if (g, h) != (grpc_max, http_max) {
                 tracing::warn!(

@@ -311,7 +311,10 @@ impl Metrics {
     pub fn devices_by_credential(&self, before: Option<&'static str>, now: &'static str) {
         let gauge = |kind: &'static str| {
             self.recorder.register_gauge(
-                &key("dsreg_devices_by_credential", &[("credential", kind.into())]),
+                &key(
+                    "dsreg_devices_by_credential",
+                    &[("credential", kind.into())],
+                ),
                 &META,
             )
         };

@@ -97,7 +97,10 @@ mod tests {
             assert!(l.check_at("a", t0).is_ok());
         }
         let wait = l.check_at("a", t0).unwrap_err();
-        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
         assert!(l.check_at("b", t0).is_ok(), "keys are independent");
         assert!(l.check_at("a", t0 + Duration::from_millis(1000)).is_ok());
         assert!(l.check_at("a", t0 + Duration::from_millis(1000)).is_err());

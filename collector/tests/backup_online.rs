@@ -75,7 +75,11 @@ async fn backup_during_ingest_is_consistent_and_verified() {
                     break;
                 }
                 let ack = client.report(batch(next, 50)).await.unwrap().into_inner();
-                assert!(ack.results.iter().all(|r| r.status() == ReportStatus::Accepted));
+                assert!(
+                    ack.results
+                        .iter()
+                        .all(|r| r.status() == ReportStatus::Accepted)
+                );
                 acked.fetch_add(50, Ordering::SeqCst);
                 next += 50;
             }

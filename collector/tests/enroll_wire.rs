@@ -9,9 +9,7 @@ use std::net::SocketAddr;
 
 use dsreg_collector::config::Config;
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
-use dsreg_proto::v1::{
-    DeviceState, EnrollRequest, Report, ReportBatch, ReportStatus, Snapshot,
-};
+use dsreg_proto::v1::{DeviceState, EnrollRequest, Report, ReportBatch, ReportStatus, Snapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tonic::Code;
@@ -112,7 +110,10 @@ async fn a_device_token_reports_only_for_its_own_machine() {
     };
 
     // Enroll needs the enroll secret.
-    let e = client.enroll(with_bearer(enroll_req(), None)).await.unwrap_err();
+    let e = client
+        .enroll(with_bearer(enroll_req(), None))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
     let e = client
         .enroll(with_bearer(enroll_req(), Some(FLEET)))
@@ -150,7 +151,10 @@ async fn a_device_token_reports_only_for_its_own_machine() {
     let batch = || ReportBatch {
         reports: vec![report(3, "machine-a")],
     };
-    let e = client.report(with_bearer(batch(), Some(SECRET))).await.unwrap_err();
+    let e = client
+        .report(with_bearer(batch(), Some(SECRET)))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     let unknown = "0".repeat(64);
     let e = client
@@ -190,7 +194,10 @@ async fn a_device_token_reports_only_for_its_own_machine() {
     assert_eq!(http(http_addr, "DELETE", path, Some(READER)).await.0, 401);
     assert_eq!(http(http_addr, "DELETE", path, Some(ADMIN)).await.0, 204);
     assert_eq!(http(http_addr, "DELETE", path, Some(ADMIN)).await.0, 404);
-    let e = client.report(with_bearer(batch(), Some(&token))).await.unwrap_err();
+    let e = client
+        .report(with_bearer(batch(), Some(&token)))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
     // The reader API is unchanged by the admin route.
     let (status, _) = http(http_addr, "GET", "/api/v1/devices/machine-a", Some(READER)).await;
@@ -276,7 +283,10 @@ async fn clients_over_their_rate_are_told_when_to_retry() {
         let batch = ReportBatch {
             reports: vec![report(10 + n, "machine-r")],
         };
-        client.report(with_bearer(batch, Some(&token))).await.unwrap();
+        client
+            .report(with_bearer(batch, Some(&token)))
+            .await
+            .unwrap();
     }
     let batch = ReportBatch {
         reports: vec![report(20, "machine-r")],

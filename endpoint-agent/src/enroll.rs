@@ -92,7 +92,10 @@ impl Enrollment {
         store_token(&self.token_file, &token).map_err(|e| DeliveryError::Refused {
             url: cfg.collector.clone(),
             code: tonic::Code::Internal,
-            message: format!("cannot store the device token in {}: {e}", self.token_file.display()),
+            message: format!(
+                "cannot store the device token in {}: {e}",
+                self.token_file.display()
+            ),
         })?;
         tracing::info!(machine_id = %self.machine_id, "enrolled: device token stored");
         Ok(())
@@ -145,7 +148,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&e.token_file).unwrap().permissions().mode();
+            let mode = std::fs::metadata(&e.token_file)
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o077, 0, "{mode:o}");
         }
         assert!(!dir.path().join("device-token.new").exists());

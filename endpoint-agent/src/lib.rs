@@ -30,12 +30,12 @@
 pub mod cli;
 pub mod credentials;
 pub mod deliver;
-pub mod enroll;
-pub mod pseudonym;
 pub mod dsregcmd;
+pub mod enroll;
 pub mod events;
 pub mod identity;
 pub mod inbox;
+pub mod pseudonym;
 pub mod report;
 pub mod runner;
 pub mod scm;

@@ -264,7 +264,10 @@ mod tests {
         let t = p.token("Alice@Contoso.com");
         assert_eq!(t, p.token(" alice@contoso.com "));
         assert_eq!(t.len(), 64);
-        assert_ne!(t, Pseudonymizer::new(b"another-key-0123456789").token("alice@contoso.com"));
+        assert_ne!(
+            t,
+            Pseudonymizer::new(b"another-key-0123456789").token("alice@contoso.com")
+        );
         let mut r = Report {
             snapshot: Some(Snapshot {
                 diagnostics: Some(Diagnostics {
@@ -302,7 +305,11 @@ mod tests {
         assert!(!text.contains("alice"), "{text}");
         let s = r.snapshot.unwrap();
         assert_eq!(
-            s.sso_state.unwrap().acquire_prt_diagnostics.unwrap().user_identity,
+            s.sso_state
+                .unwrap()
+                .acquire_prt_diagnostics
+                .unwrap()
+                .user_identity,
             Some(t.clone())
         );
         assert_eq!(s.extra[0].value, t);
@@ -312,7 +319,15 @@ mod tests {
     #[test]
     fn scrub_leaves_text_without_addresses_alone() {
         let p = Pseudonymizer::new(b"fleet-key-0123456789");
-        for s in ["", "@", "no at here", "a@b", "x@.com", "@contoso.com", "C:\\Windows"] {
+        for s in [
+            "",
+            "@",
+            "no at here",
+            "a@b",
+            "x@.com",
+            "@contoso.com",
+            "C:\\Windows",
+        ] {
             assert_eq!(p.scrub(s), s, "{s:?}");
         }
     }
@@ -323,7 +338,10 @@ mod tests {
         let f = dir.path().join("k");
         std::fs::write(&f, "short\n").unwrap();
         let e = Pseudonymizer::from_file(&f).unwrap_err().to_string();
-        assert!(e.contains("--pseudonymize-key-file") && !e.contains("short\""), "{e}");
+        assert!(
+            e.contains("--pseudonymize-key-file") && !e.contains("short\""),
+            "{e}"
+        );
         std::fs::write(&f, "0123456789abcdef0123\n").unwrap();
         assert!(Pseudonymizer::from_file(&f).is_ok());
     }

@@ -166,7 +166,10 @@ fn an_idle_flood_neither_starves_agents_nor_metrics_and_leaves_nothing_open() {
         let shed = metric_sum(&text, "dsreg_connections_rejected_total");
         eprintln!("flood: shed {shed} connections, {timed_out} by the handshake timeout");
         assert!(timed_out > 0.0, "{text}");
-        assert!(shed >= (n as f64) - 2.0, "every flood connection was shed: {shed}");
+        assert!(
+            shed >= (n as f64) - 2.0,
+            "every flood connection was shed: {shed}"
+        );
         let fds_after = open_fds(pid);
         eprintln!("flood: collector fds after {fds_after}");
         assert!(

@@ -21,7 +21,11 @@ fn send(collector: &str, spool: &Path, secret: &Path, status: &str) -> Output {
         .arg("send")
         .args(["--collector", collector])
         .arg("--status-file")
-        .arg(repo_root().join("endpoint-agent/testdata/dsregcmd").join(status))
+        .arg(
+            repo_root()
+                .join("endpoint-agent/testdata/dsregcmd")
+                .join(status),
+        )
         .args(["--machine-id", MACHINE, "--hostname", "ENROLL-E2E"])
         .arg("--spool-dir")
         .arg(spool)
@@ -83,7 +87,11 @@ fn the_agent_enrolls_reports_with_its_token_and_reenrolls_once_after_revocation(
 
     // Revoked: the next send is refused once, enrolls again, and delivers.
     assert_eq!(
-        delete(c.http, &format!("/api/v1/devices/{MACHINE}/credential"), ADMIN),
+        delete(
+            c.http,
+            &format!("/api/v1/devices/{MACHINE}/credential"),
+            ADMIN
+        ),
         204
     );
     let out = send(

@@ -48,7 +48,11 @@ fn deliver(dir: &Path, extra: &[&str]) -> Vec<u8> {
             .arg("send")
             .args(["--collector", &c.grpc_url()])
             .arg("--status-file")
-            .arg(repo_root().join("endpoint-agent/testdata/dsregcmd").join(capture))
+            .arg(
+                repo_root()
+                    .join("endpoint-agent/testdata/dsregcmd")
+                    .join(capture),
+            )
             .args(["--machine-id", machine, "--hostname", "PSEUDO-E2E"])
             .arg("--spool-dir")
             .arg(dir.join(format!("spool-{machine}")))
@@ -82,5 +86,8 @@ fn no_user_name_reaches_the_collector_with_the_fleet_key() {
         assert!(!contains(&hidden, name), "{name} reached the collector");
     }
     let token = Pseudonymizer::new(KEY.as_bytes()).token("john@contoso.com");
-    assert!(contains(&hidden, &token), "the PRT user identity is stored as its token");
+    assert!(
+        contains(&hidden, &token),
+        "the PRT user identity is stored as its token"
+    );
 }

@@ -381,6 +381,6 @@ pub(crate) fn facts_from_row(
 pub(crate) const FACT_COLUMNS: &str = "join_type, failure_phase, failure_cause, failure_code, failure_symbol, failing_tests, without_prt, agent_version, agent_spool_dropped > 0";
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod refresh_tests;
+#[cfg(test)]
+mod tests;

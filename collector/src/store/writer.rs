@@ -303,8 +303,12 @@ impl Writer {
             // The fleet was not touched, but the disk may hold part of the group (see
             // `read::refresh_fleet`): make the aggregates equal to the disk again.
             match super::read::refresh_fleet(&self.conn, &self.fleet, &machine_ids) {
-                Ok(n) => tracing::warn!(devices = n, "fleet re-read from disk after a failed commit"),
-                Err(e) => tracing::error!(error = %e, "cannot re-read the fleet after a failed commit"),
+                Ok(n) => {
+                    tracing::warn!(devices = n, "fleet re-read from disk after a failed commit")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot re-read the fleet after a failed commit")
+                }
             }
             return;
         }
