@@ -293,7 +293,10 @@ pub fn raise_fd_limit() -> Option<(u64, u64, u64)> {
                 lim.rlim_cur = lim.rlim_max;
             }
         }
-        Some((before as u64, lim.rlim_cur as u64, lim.rlim_max as u64))
+        // `rlim_t` is u64 on Linux but not on every Unix.
+        #[allow(clippy::unnecessary_cast)]
+        let out = (before as u64, lim.rlim_cur as u64, lim.rlim_max as u64);
+        Some(out)
     }
     #[cfg(not(unix))]
     {
