@@ -53,7 +53,7 @@ pub enum BackupError {
         source: std::io::Error,
     },
     /// The copy (or, at start, the database) is damaged.
-    #[error("integrity check of {path} failed: {problem}")]
+    #[error("integrity check of {path} failed: the file is damaged (malformed): {problem}")]
     Damaged {
         /// The file.
         path: PathBuf,

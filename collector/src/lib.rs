@@ -101,7 +101,7 @@ pub enum RunError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     /// The database failed its start-up integrity check.
-    #[error(transparent)]
+    #[error("cannot open store: {0}")]
     Integrity(#[from] backup::BackupError),
     /// The device credentials could not be read.
     #[error(transparent)]

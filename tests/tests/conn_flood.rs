@@ -133,8 +133,14 @@ fn an_idle_flood_neither_starves_agents_nor_metrics_and_leaves_nothing_open() {
         // At the cap an evicted connection holds its descriptor until its task sees the
         // eviction (moments later), so the count may pass the cap by the evictions in flight.
         const IN_FLIGHT: f64 = 64.0;
-        assert!(open_http <= 1024.0 + IN_FLIGHT, "http cap holds: {open_http}");
-        assert!(open_grpc <= 8192.0 + IN_FLIGHT, "grpc cap holds: {open_grpc}");
+        assert!(
+            open_http <= 1024.0 + IN_FLIGHT,
+            "http cap holds: {open_http}"
+        );
+        assert!(
+            open_grpc <= 8192.0 + IN_FLIGHT,
+            "grpc cap holds: {open_grpc}"
+        );
         if n / 2 > 1024 {
             assert!(
                 per_listener(&text, "dsreg_connections_rejected_total", "http") > 0.0,
