@@ -26,6 +26,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::enroll::{Credential, DeviceTokens};
 use crate::error::Error;
 
 /// Shortest token accepted in a token file (a guessable token is no protection).
@@ -184,6 +185,10 @@ pub struct Auth {
     pub metrics: Option<Arc<TokenFile>>,
     /// The HTTP listener has TLS: the UI's login cookie is `Secure`.
     pub secure_cookie: bool,
+    /// The enroll secret (`Telemetry/Enroll`); enrollment is on when set.
+    pub enroll: Option<Arc<TokenFile>>,
+    /// Admin tokens (the admin API); the admin API is off when unset.
+    pub admin: Option<Arc<TokenFile>>,
 }
 
 impl Auth {
@@ -199,15 +204,23 @@ impl Auth {
             reader: load("reader_token_file", &config.reader_token_file)?,
             metrics: load("metrics_token_file", &config.metrics_token_file)?,
             secure_cookie: config.tls_cert.is_some(),
+            enroll: load("enroll_secret_file", &config.enroll_secret_file)?,
+            admin: load("admin_token_file", &config.admin_token_file)?,
         };
         auth.log_counts("tokens loaded");
         Ok(auth)
     }
 
     fn files(&self) -> impl Iterator<Item = &Arc<TokenFile>> {
-        [&self.agent, &self.reader, &self.metrics]
-            .into_iter()
-            .flatten()
+        [
+            &self.agent,
+            &self.reader,
+            &self.metrics,
+            &self.enroll,
+            &self.admin,
+        ]
+        .into_iter()
+        .flatten()
     }
 
     fn log_counts(&self, what: &str) {
@@ -216,6 +229,8 @@ impl Auth {
             agent = ?count(&self.agent),
             reader = ?count(&self.reader),
             metrics = ?count(&self.metrics),
+            enroll = ?count(&self.enroll),
+            admin = ?count(&self.admin),
             "{what} (counts; None = role open)"
         );
     }
@@ -263,9 +278,18 @@ impl Auth {
         }
     }
 
-    /// The gRPC interceptor for the Telemetry service.
+    /// The gRPC interceptor for the Telemetry service (no device tokens).
     pub fn grpc(&self) -> GrpcAuth {
-        GrpcAuth(self.agent.clone())
+        self.grpc_with(None)
+    }
+
+    /// The gRPC interceptor, also accepting the device tokens of `devices`.
+    pub fn grpc_with(&self, devices: Option<Arc<DeviceTokens>>) -> GrpcAuth {
+        GrpcAuth {
+            agent: self.agent.clone(),
+            enroll: self.enroll.clone(),
+            devices,
+        }
     }
 }
 
@@ -275,23 +299,49 @@ fn refused(role: &str) -> Error {
     ))
 }
 
-/// Checks the agent token on `Telemetry/Report`.
+/// Finds the credential of a `Telemetry` call and puts it in the request extensions as a
+/// [`Credential`]; the methods decide what it allows (`Report`: open, fleet or device;
+/// `Enroll`: the enroll secret). A token that is none of them is UNAUTHENTICATED here.
 #[derive(Debug, Clone)]
-pub struct GrpcAuth(Option<Arc<TokenFile>>);
+pub struct GrpcAuth {
+    agent: Option<Arc<TokenFile>>,
+    enroll: Option<Arc<TokenFile>>,
+    devices: Option<Arc<DeviceTokens>>,
+}
+
+impl GrpcAuth {
+    /// The credential `presented` stands for; `None` when it must be refused.
+    pub fn credential(&self, presented: Option<&str>) -> Option<Credential> {
+        let open = self.agent.is_none() && self.enroll.is_none();
+        let Some(t) = presented else {
+            return open.then_some(Credential::Open);
+        };
+        if self.agent.as_ref().is_some_and(|f| f.accepts(t)) {
+            return Some(Credential::Fleet);
+        }
+        if self.enroll.as_ref().is_some_and(|f| f.accepts(t)) {
+            return Some(Credential::Enroll);
+        }
+        if let Some(machine) = self.devices.as_ref().and_then(|d| d.lookup(t)) {
+            return Some(Credential::Device(machine));
+        }
+        open.then_some(Credential::Open)
+    }
+}
 
 impl tonic::service::Interceptor for GrpcAuth {
-    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let Some(tokens) = &self.0 else {
-            return Ok(req);
-        };
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         let presented = req
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(bearer);
-        match presented {
-            Some(t) if tokens.accepts(t) => Ok(req),
-            _ => {
+        match self.credential(presented) {
+            Some(c) => {
+                req.extensions_mut().insert(c);
+                Ok(req)
+            }
+            None => {
                 tracing::debug!(remote = ?req.remote_addr(), "grpc call refused: bad agent token");
                 Err(refused("agent").into())
             }
@@ -306,6 +356,21 @@ impl tonic::service::Interceptor for GrpcAuth {
 /// page asked for without a token is answered with a redirect to it instead of a JSON 401.
 pub async fn http_guard(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
+    if crate::admin::is_admin_path(path) {
+        // Off unless admin tokens are configured, even on loopback.
+        let presented = req
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer);
+        return match (&auth.admin, presented) {
+            (Some(tokens), Some(t)) if tokens.accepts(t) => next.run(req).await,
+            _ => {
+                tracing::debug!(path, "http request refused: bad admin token");
+                refused("admin").into_response()
+            }
+        };
+    }
     let (role, tokens) = match path {
         "/healthz" | "/readyz" => return next.run(req).await,
         crate::ui::login::LOGIN_PATH | crate::ui::login::LOGOUT_PATH => {

@@ -70,7 +70,8 @@ pub enum ConfigError {
 #[command(
     name = "dsreg-collector",
     version,
-    about = "dsreg-fleet collector: gRPC ingest, SQLite store, fleet aggregates, /metrics and drill-down API"
+    about = "dsreg-fleet collector: gRPC ingest, SQLite store, fleet aggregates, /metrics and drill-down API",
+    after_help = "Online backup: dsreg-collector backup --db PATH --to FILE (see `backup --help`)."
 )]
 pub struct Args {
     /// TOML config file (keys as the flags with `_`, e.g. `grpc_listen = "127.0.0.1:50051"`).
@@ -172,6 +173,53 @@ pub struct Args {
     /// http:// only on loopback (tests). Env: DSREG_GRAPH_URL.
     #[arg(long, value_name = "URL")]
     pub graph_url: Option<String>,
+    /// Connections open at once on the gRPC listener; at the cap the oldest connection with
+    /// no call in flight is closed to make room [default: 8192]. Both caps shrink to fit the
+    /// file-descriptor limit. Env: DSREG_GRPC_MAX_CONNECTIONS.
+    #[arg(long, value_name = "N")]
+    pub grpc_max_connections: Option<String>,
+    /// Connections open at once on the HTTP listener (as --grpc-max-connections)
+    /// [default: 1024]. Env: DSREG_HTTP_MAX_CONNECTIONS.
+    #[arg(long, value_name = "N")]
+    pub http_max_connections: Option<String>,
+    /// Connections open at once from one peer address, on each listener [default: 256; raise
+    /// it when many agents reach the collector through one NAT or proxy address].
+    /// Env: DSREG_MAX_CONNECTIONS_PER_PEER.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_peer: Option<String>,
+    /// Time a new connection has to finish its handshake (TLS, the HTTP/2 preface, an HTTP
+    /// request head) [default: 10s]. Env: DSREG_HANDSHAKE_TIMEOUT.
+    #[arg(long, value_name = "DURATION")]
+    pub handshake_timeout: Option<String>,
+    /// A connection with no call in flight for this long is closed [default: 5m].
+    /// Env: DSREG_IDLE_TIMEOUT.
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// Enroll secret (one or more lines, as a token file): turns enrollment on. An agent
+    /// presenting it on `Telemetry/Enroll` gets a device token bound to its machine id; with
+    /// enrollment on, a report needs a device token (only for its own machine id) or an agent
+    /// token. Re-read on SIGHUP. Env: DSREG_ENROLL_SECRET_FILE.
+    #[arg(long, value_name = "FILE")]
+    pub enroll_secret_file: Option<PathBuf>,
+    /// Admin tokens, one per line: required on the admin API (`DELETE
+    /// /api/v1/devices/{machine_id}/credential`); without it the admin API is off.
+    /// Re-read on SIGHUP. Env: DSREG_ADMIN_TOKEN_FILE.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Report calls per minute allowed per device token (token bucket); over it,
+    /// RESOURCE_EXHAUSTED with `retry-after-ms` [default: 120].
+    /// Env: DSREG_RATE_LIMIT_PER_MINUTE.
+    #[arg(long, value_name = "N")]
+    pub rate_limit_per_minute: Option<String>,
+    /// Bucket size of the per-client rate limits: calls allowed at once after a quiet spell
+    /// [default: 60]. Env: DSREG_RATE_LIMIT_BURST.
+    #[arg(long, value_name = "N")]
+    pub rate_limit_burst: Option<String>,
+    /// Report calls per minute per peer address for calls without any token (a collector
+    /// with neither agent tokens nor enrollment) [default: unlimited].
+    /// Env: DSREG_RATE_LIMIT_OPEN_PER_MINUTE.
+    #[arg(long, value_name = "N")]
+    pub rate_limit_open_per_minute: Option<String>,
 }
 
 /// The TOML file: the same settings as [`Args`], unknown keys refused.
@@ -203,6 +251,16 @@ struct FileConfig {
     graph_interval: Option<String>,
     graph_login_url: Option<String>,
     graph_url: Option<String>,
+    grpc_max_connections: Option<u64>,
+    http_max_connections: Option<u64>,
+    max_connections_per_peer: Option<u64>,
+    handshake_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    enroll_secret_file: Option<PathBuf>,
+    admin_token_file: Option<PathBuf>,
+    rate_limit_per_minute: Option<u64>,
+    rate_limit_burst: Option<u64>,
+    rate_limit_open_per_minute: Option<u64>,
 }
 
 /// The effective configuration.
@@ -258,6 +316,26 @@ pub struct Config {
     pub graph_login_url: String,
     /// Graph base URL (no trailing slash).
     pub graph_url: String,
+    /// Connection cap of the gRPC listener.
+    pub grpc_max_connections: usize,
+    /// Connection cap of the HTTP listener.
+    pub http_max_connections: usize,
+    /// Connection cap per peer address, on each listener.
+    pub max_connections_per_peer: usize,
+    /// Time to finish a handshake.
+    pub handshake_timeout: Duration,
+    /// A connection without calls for this long is closed.
+    pub idle_timeout: Duration,
+    /// Enroll secret file (enrollment on when set).
+    pub enroll_secret_file: Option<PathBuf>,
+    /// Admin token file (admin API on when set).
+    pub admin_token_file: Option<PathBuf>,
+    /// Report calls per minute per device token.
+    pub rate_limit_per_minute: u32,
+    /// Bucket size of the per-client limits.
+    pub rate_limit_burst: u32,
+    /// Report calls per minute per peer without a token; `None`: unlimited.
+    pub rate_limit_open_per_minute: Option<u32>,
 }
 
 impl Default for Config {
@@ -288,6 +366,16 @@ impl Default for Config {
             graph_interval: Duration::from_secs(15 * 60),
             graph_login_url: "https://login.microsoftonline.com".into(),
             graph_url: "https://graph.microsoft.com".into(),
+            grpc_max_connections: 8192,
+            http_max_connections: 1024,
+            max_connections_per_peer: 256,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            enroll_secret_file: None,
+            admin_token_file: None,
+            rate_limit_per_minute: 120,
+            rate_limit_burst: 60,
+            rate_limit_open_per_minute: None,
         }
     }
 }
@@ -325,6 +413,16 @@ const KEYS: &[&str] = &[
     "graph_interval",
     "graph_login_url",
     "graph_url",
+    "grpc_max_connections",
+    "http_max_connections",
+    "max_connections_per_peer",
+    "handshake_timeout",
+    "idle_timeout",
+    "enroll_secret_file",
+    "admin_token_file",
+    "rate_limit_per_minute",
+    "rate_limit_burst",
+    "rate_limit_open_per_minute",
 ];
 
 /// The settings that name files, as pushed by each layer.
@@ -403,6 +501,32 @@ impl Config {
         push("graph_interval", args.graph_interval.clone());
         push("graph_login_url", args.graph_login_url.clone());
         push("graph_url", args.graph_url.clone());
+        push("grpc_max_connections", args.grpc_max_connections.clone());
+        push("http_max_connections", args.http_max_connections.clone());
+        push(
+            "max_connections_per_peer",
+            args.max_connections_per_peer.clone(),
+        );
+        push("handshake_timeout", args.handshake_timeout.clone());
+        push("idle_timeout", args.idle_timeout.clone());
+        push(
+            "enroll_secret_file",
+            args.enroll_secret_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        );
+        push(
+            "admin_token_file",
+            args.admin_token_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        );
+        push("rate_limit_per_minute", args.rate_limit_per_minute.clone());
+        push("rate_limit_burst", args.rate_limit_burst.clone());
+        push(
+            "rate_limit_open_per_minute",
+            args.rate_limit_open_per_minute.clone(),
+        );
         cfg.apply(flags)?;
         cfg.check()?;
         Ok(cfg)
@@ -465,6 +589,32 @@ impl Config {
                     self.graph_url =
                         crate::graph::settings::graph_base_url(&value).map_err(|r| bad(&r))?
                 }
+                "grpc_max_connections" => {
+                    self.grpc_max_connections = positive(&value).map_err(|r| bad(&r))?
+                }
+                "http_max_connections" => {
+                    self.http_max_connections = positive(&value).map_err(|r| bad(&r))?
+                }
+                "max_connections_per_peer" => {
+                    self.max_connections_per_peer = positive(&value).map_err(|r| bad(&r))?
+                }
+                "handshake_timeout" => {
+                    self.handshake_timeout = parse_duration(&value).map_err(|r| bad(&r))?
+                }
+                "idle_timeout" => {
+                    self.idle_timeout = parse_duration(&value).map_err(|r| bad(&r))?
+                }
+                "enroll_secret_file" => self.enroll_secret_file = Some(PathBuf::from(&value)),
+                "admin_token_file" => self.admin_token_file = Some(PathBuf::from(&value)),
+                "rate_limit_per_minute" => {
+                    self.rate_limit_per_minute = positive(&value).map_err(|r| bad(&r))?
+                }
+                "rate_limit_burst" => {
+                    self.rate_limit_burst = positive(&value).map_err(|r| bad(&r))?
+                }
+                "rate_limit_open_per_minute" => {
+                    self.rate_limit_open_per_minute = Some(positive(&value).map_err(|r| bad(&r))?)
+                }
                 _ => {}
             }
         }
@@ -524,7 +674,9 @@ impl Config {
             if self.tls_cert.is_none() {
                 missing.push("--tls-cert/--tls-key");
             }
-            if tokens.is_none() {
+            // Enrollment protects gRPC as agent tokens do (a report then needs a device token).
+            let enrolled = setting == "grpc_listen" && self.enroll_secret_file.is_some();
+            if tokens.is_none() && !enrolled {
                 missing.push(flag);
             }
             if !missing.is_empty() {
@@ -602,6 +754,40 @@ fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
     push("graph_interval", f.graph_interval);
     push("graph_login_url", f.graph_login_url);
     push("graph_url", f.graph_url);
+    push(
+        "grpc_max_connections",
+        f.grpc_max_connections.map(|v| v.to_string()),
+    );
+    push(
+        "http_max_connections",
+        f.http_max_connections.map(|v| v.to_string()),
+    );
+    push(
+        "max_connections_per_peer",
+        f.max_connections_per_peer.map(|v| v.to_string()),
+    );
+    push("handshake_timeout", f.handshake_timeout);
+    push("idle_timeout", f.idle_timeout);
+    push(
+        "enroll_secret_file",
+        f.enroll_secret_file.map(|p| p.display().to_string()),
+    );
+    push(
+        "admin_token_file",
+        f.admin_token_file.map(|p| p.display().to_string()),
+    );
+    push(
+        "rate_limit_per_minute",
+        f.rate_limit_per_minute.map(|v| v.to_string()),
+    );
+    push(
+        "rate_limit_burst",
+        f.rate_limit_burst.map(|v| v.to_string()),
+    );
+    push(
+        "rate_limit_open_per_minute",
+        f.rate_limit_open_per_minute.map(|v| v.to_string()),
+    );
     Ok(Layer {
         source: "file",
         values,

@@ -37,6 +37,20 @@ pub enum Error {
     /// Anything else; details are logged, not sent.
     #[error("internal error")]
     Internal(String),
+    /// A valid credential that does not allow this (e.g. the enroll secret on `Report`).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The call cannot work in the collector's configuration (e.g. enrollment is off).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// This client is over its rate limit; retry after the hint.
+    #[error("{what} is over its rate limit, retry after {retry_after_ms} ms")]
+    RateLimited {
+        /// Which client (`device token`, `peer address`), never its identity.
+        what: &'static str,
+        /// How long the client should wait.
+        retry_after_ms: u64,
+    },
 }
 
 impl From<StoreError> for Error {
@@ -64,6 +78,9 @@ impl Error {
             Error::Unauthenticated(_) => tonic::Code::Unauthenticated,
             Error::Overloaded { .. } | Error::Unavailable(_) => tonic::Code::Unavailable,
             Error::Internal(_) => tonic::Code::Internal,
+            Error::PermissionDenied(_) => tonic::Code::PermissionDenied,
+            Error::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
+            Error::RateLimited { .. } => tonic::Code::ResourceExhausted,
         }
     }
 
@@ -75,6 +92,9 @@ impl Error {
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::Overloaded { .. } | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            Error::FailedPrecondition(_) => StatusCode::CONFLICT,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -89,7 +109,13 @@ impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
         e.log_internal();
         let mut status = tonic::Status::new(e.grpc_code(), e.to_string());
-        if let Error::Overloaded { retry_after_ms } = e
+        let hint = match e {
+            Error::Overloaded { retry_after_ms } | Error::RateLimited { retry_after_ms, .. } => {
+                Some(retry_after_ms)
+            }
+            _ => None,
+        };
+        if let Some(retry_after_ms) = hint
             && let Ok(v) = retry_after_ms.to_string().parse()
         {
             status.metadata_mut().insert("retry-after-ms", v);

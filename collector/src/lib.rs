@@ -16,6 +16,12 @@
 //! - [`tls`]: TLS on both listeners (rustls, ring), mTLS on gRPC.
 //! - [`graph`]: optional Microsoft Graph device sync and reconciliation (issue 13).
 //! - [`ui`]: the read-only web UI (`/`, `/ui/devices`, `/ui/devices/{key}`, login cookie).
+//! - [`conn`]: connection caps, handshake and idle deadlines, descriptor headroom.
+//! - [`http_server`]: hyper HTTP/1 on the limited connections (header-read timeout).
+//! - [`backup`]: online backup (`dsreg-collector backup`) and the start-up `quick_check`.
+//! - [`enroll`]: per-device tokens (`Telemetry/Enroll`), bound to one machine id.
+//! - [`admin`]: the admin API (revoke a device credential), behind admin tokens.
+//! - [`ratelimit`]: token buckets per device token / per peer (RESOURCE_EXHAUSTED + hint).
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so tests bind `127.0.0.1:0`.
 
@@ -34,8 +40,14 @@ pub mod tls;
 pub mod ui;
 pub mod validate;
 
+pub mod admin;
+pub mod backup;
+pub mod conn;
+pub mod enroll;
+pub mod http_server;
+pub mod ratelimit;
+
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +55,8 @@ use axum::http;
 use dsreg_proto::v1::telemetry_server::TelemetryServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::config::Config;
@@ -52,6 +65,9 @@ use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, StoreOptions};
 
+/// `Enroll` calls per minute per peer address (a fleet behind one NAT enrolls in bursts of
+/// `--rate-limit-burst`, then at this rate; each agent enrolls once).
+pub const ENROLL_PER_MINUTE: u32 = 600;
 /// How long in-flight requests may take to drain after the shutdown signal.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
 /// How often the retention task runs.
@@ -94,6 +110,12 @@ pub enum RunError {
     /// The gRPC reflection service could not read the descriptor set.
     #[error("grpc reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The database failed its start-up integrity check.
+    #[error("cannot open store: {0}")]
+    Integrity(#[from] backup::BackupError),
+    /// The device credentials could not be read.
+    #[error(transparent)]
+    Enroll(#[from] enroll::EnrollError),
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
@@ -116,12 +138,26 @@ pub async fn run(
     let auth = auth::Auth::load(&config)?;
     let tls = tls::load(&config)?;
     let metrics = Arc::new(Metrics::new());
+    let (grpc_limits, http_limits) = connection_limits(&config);
     let fleet = Arc::new(Fleet::new(config.stale_after));
     let opts = StoreOptions {
         queue_depth: config.queue_depth,
         history_per_device: config.history_per_device,
         readers: READERS,
     };
+    let db = config.db.clone();
+    let checked =
+        tokio::task::spawn_blocking(move || backup::quick_check(&db, backup::QUICK_CHECK_BUDGET))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))??;
+    if checked == backup::QuickCheck::Skipped {
+        tracing::warn!(
+            budget = ?backup::QUICK_CHECK_BUDGET,
+            "quick_check did not finish within its budget; skipped (run `PRAGMA quick_check` offline)"
+        );
+    } else {
+        tracing::info!(result = ?checked, "database quick_check");
+    }
     let (db, f, m) = (config.db.clone(), fleet.clone(), metrics.clone());
     let store = tokio::task::spawn_blocking(move || Store::open(&db, opts, f, m))
         .await
@@ -155,13 +191,48 @@ pub async fn run(
         }
         None => None,
     };
+    let (grpc_conns, _) = conn::accept_loop(
+        grpc,
+        conn::Listener::Grpc,
+        grpc_limits,
+        metrics.clone(),
+        stop_rx.clone(),
+    );
+    let (http_conns, _) = conn::accept_loop(
+        http,
+        conn::Listener::Http,
+        http_limits,
+        metrics.clone(),
+        stop_rx.clone(),
+    );
 
-    let ingest = Ingest::new(
+    let devices = match &auth.enroll {
+        Some(_) => {
+            let (db, m) = (config.db.clone(), metrics.clone());
+            let d = tokio::task::spawn_blocking(move || enroll::DeviceTokens::open(&db, m))
+                .await
+                .map_err(|e| StoreError::Join(e.to_string()))??;
+            tracing::info!(enrolled = d.enrolled(), "enrollment on");
+            Some(Arc::new(d))
+        }
+        None => None,
+    };
+    let mut ingest = Ingest::new(
         store.clone(),
         fleet.clone(),
         metrics.clone(),
         config.max_batch,
     );
+    if let Some(d) = &devices {
+        ingest = ingest.with_device_tokens(d.clone());
+    }
+    ingest = ingest.with_limits(Arc::new(ingest::ClientLimits {
+        device: ratelimit::RateLimiter::new(config.rate_limit_per_minute, config.rate_limit_burst),
+        open: config
+            .rate_limit_open_per_minute
+            .map(|n| ratelimit::RateLimiter::new(n, config.rate_limit_burst)),
+        enroll: ratelimit::RateLimiter::new(ENROLL_PER_MINUTE, config.rate_limit_burst),
+    }));
     let flight = drain::InFlight::default();
     let telemetry =
         TelemetryServer::new(ingest).max_decoding_message_size(config.max_message_bytes);
@@ -177,6 +248,7 @@ pub async fn run(
     let telemetry = telemetry
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let incoming = ReceiverStream::new(grpc_conns).map(Ok::<_, std::io::Error>);
     let mut grpc_builder = tonic::transport::Server::builder();
     if let Some(t) = &tls {
         grpc_builder = grpc_builder.tls_config(t.grpc.clone())?;
@@ -189,14 +261,18 @@ pub async fn run(
         .max_connection_age(MAX_CONNECTION_AGE)
         .max_connection_age_grace(DRAIN_GRACE)
         .layer(flight.clone())
+        .layer(conn::ActivityLayer)
         .layer(tower::util::MapResponseLayer::new(
             too_large_is_resource_exhausted,
         ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(InterceptedService::new(telemetry, auth.grpc()))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), {
+        .add_service(InterceptedService::new(
+            telemetry,
+            auth.grpc_with(devices.clone()),
+        ))
+        .serve_with_incoming_shutdown(incoming, {
             let rx = stop_rx.clone();
             let health = health.clone();
             async move {
@@ -212,7 +288,7 @@ pub async fn run(
         metrics,
         stale_after_ms: i64::try_from(config.stale_after.as_millis()).unwrap_or(i64::MAX),
     };
-    let mut app = api::router(state);
+    let mut app = api::router(state).merge(admin::router(devices));
     if let Some(g) = &graph {
         app = app.layer(axum::Extension(g.state()));
     }
@@ -220,17 +296,18 @@ pub async fn run(
         auth.clone(),
         auth::http_guard,
     ));
-    let http_server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &tls {
-        Some(t) => Box::pin(
-            axum::serve(tls::TlsListener::new(http, t.http.clone())?, app)
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
-        ),
-        None => Box::pin(
-            axum::serve(http, app)
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
-        ),
+    let http_server = {
+        let serve = http_server::serve(
+            http_conns,
+            app,
+            tls.as_ref().map(|t| t.http.clone()),
+            config.handshake_timeout,
+            stop_rx.clone(),
+        );
+        async move {
+            serve.await;
+            Ok::<(), std::io::Error>(())
+        }
     };
     tracing::info!(
         tls = tls.is_some(),
@@ -298,4 +375,39 @@ async fn retention(store: Store, days: u32, stop: watch::Receiver<bool>) {
             Err(e) => tracing::warn!(error = %e, "retention pass failed"),
         }
     }
+}
+
+/// The limits of both listeners from `config`, after raising the descriptor limit and
+/// shrinking the caps to fit it (both logged).
+fn connection_limits(config: &Config) -> (conn::Limits, conn::Limits) {
+    let (mut grpc_max, mut http_max) = (config.grpc_max_connections, config.http_max_connections);
+    match conn::raise_fd_limit() {
+        Some((before, soft, hard)) => {
+            tracing::info!(
+                soft_before = before,
+                soft,
+                hard,
+                "file descriptor limit (RLIMIT_NOFILE)"
+            );
+            let (g, h) = conn::fit_to_fd_limit(grpc_max, http_max, soft);
+            if (g, h) != (grpc_max, http_max) {
+                tracing::warn!(
+                    fds = soft,
+                    grpc_max_connections = g,
+                    http_max_connections = h,
+                    "connection caps lowered to fit the file descriptor limit; raise the hard \
+                     limit (systemd LimitNOFILE=) to allow more"
+                );
+            }
+            (grpc_max, http_max) = (g, h);
+        }
+        None => tracing::info!("no file descriptor limit on this platform"),
+    }
+    let limits = |max| conn::Limits {
+        max,
+        per_peer: config.max_connections_per_peer,
+        handshake_timeout: config.handshake_timeout,
+        idle_timeout: config.idle_timeout,
+    };
+    (limits(grpc_max), limits(http_max))
 }

@@ -1,4 +1,5 @@
-//! `dsreg-collector` binary: config → tracing → bind → `dsreg_collector::run`.
+//! `dsreg-collector` binary: config → tracing → bind → `dsreg_collector::run`; or
+//! `dsreg-collector backup --db PATH --to FILE` ([`dsreg_collector::backup`]).
 
 use std::collections::HashMap;
 
@@ -7,8 +8,35 @@ use clap::Parser;
 use dsreg_collector::config::{Args, Config};
 use tokio::net::TcpListener;
 
+/// `dsreg-collector backup`: an online, verified copy of the database.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dsreg-collector backup",
+    about = "Copy the database while the collector runs (consistent, verified with \
+             integrity_check, written atomically); prints the size and device count"
+)]
+struct BackupArgs {
+    /// The live database (the collector's --db).
+    #[arg(long, value_name = "PATH")]
+    db: std::path::PathBuf,
+    /// Where to write the copy (replaced atomically once verified).
+    #[arg(long, value_name = "FILE")]
+    to: std::path::PathBuf,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "backup") {
+        let b = BackupArgs::parse_from(std::env::args_os().skip(1));
+        let s = dsreg_collector::backup::backup(&b.db, &b.to)?;
+        println!(
+            "backup {} bytes={} devices={} integrity=ok",
+            s.path.display(),
+            s.bytes,
+            s.devices
+        );
+        return Ok(());
+    }
     let args = Args::parse();
     let env: HashMap<String, String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("DSREG_"))

@@ -213,6 +213,59 @@ impl Metrics {
                 &META,
             )
             .set(1.0);
+        d(
+            "dsreg_connections_rejected_total",
+            'c',
+            None,
+            "Connections refused or closed by the connection limits, by listener and reason.",
+        );
+        d(
+            "dsreg_connections_open",
+            'g',
+            None,
+            "Connections open now, by listener.",
+        );
+        for listener in ["grpc", "http"] {
+            for reason in crate::conn::REASONS {
+                let labels = [("listener", listener.into()), ("reason", reason.into())];
+                recorder
+                    .register_counter(&key("dsreg_connections_rejected_total", &labels), &META)
+                    .increment(0);
+            }
+            recorder
+                .register_gauge(
+                    &key("dsreg_connections_open", &[("listener", listener.into())]),
+                    &META,
+                )
+                .set(0.0);
+        }
+        d(
+            "dsreg_device_credentials",
+            'g',
+            None,
+            "Devices holding a device token (enrolled).",
+        );
+        d(
+            "dsreg_devices_by_credential",
+            'g',
+            None,
+            "Devices by the credential of their latest accepted report since start \
+             (device token, fleet agent token, or open).",
+        );
+        recorder
+            .register_gauge(&key("dsreg_device_credentials", &[]), &META)
+            .set(0.0);
+        for credential in ["device", "fleet", "open"] {
+            recorder
+                .register_gauge(
+                    &key(
+                        "dsreg_devices_by_credential",
+                        &[("credential", credential.into())],
+                    ),
+                    &META,
+                )
+                .set(0.0);
+        }
         for result in ["accepted", "duplicate", "rejected"] {
             recorder
                 .register_counter(
@@ -288,6 +341,51 @@ impl Metrics {
         self.recorder
             .register_counter(&key(name, labels), &META)
             .increment(n);
+    }
+
+    /// Counts one connection shed by the limits (`reason` from [`crate::conn::REASONS`]).
+    pub fn connection_shed(&self, listener: &'static str, reason: &'static str) {
+        let labels = [("listener", listener.into()), ("reason", reason.into())];
+        self.recorder
+            .register_counter(&key("dsreg_connections_rejected_total", &labels), &META)
+            .increment(1);
+    }
+
+    /// Adds `delta` to the open connections of `listener`.
+    pub fn connections_open(&self, listener: &'static str, delta: f64) {
+        let gauge = self.recorder.register_gauge(
+            &key("dsreg_connections_open", &[("listener", listener.into())]),
+            &META,
+        );
+        if delta >= 0.0 {
+            gauge.increment(delta);
+        } else {
+            gauge.decrement(-delta);
+        }
+    }
+
+    /// Sets the number of enrolled devices.
+    pub fn device_credentials(&self, n: usize) {
+        self.recorder
+            .register_gauge(&key("dsreg_device_credentials", &[]), &META)
+            .set(n as f64);
+    }
+
+    /// Moves one device from credential kind `before` (if any) to `now`.
+    pub fn devices_by_credential(&self, before: Option<&'static str>, now: &'static str) {
+        let gauge = |kind: &'static str| {
+            self.recorder.register_gauge(
+                &key(
+                    "dsreg_devices_by_credential",
+                    &[("credential", kind.into())],
+                ),
+                &META,
+            )
+        };
+        if let Some(b) = before {
+            gauge(b).decrement(1.0);
+        }
+        gauge(now).increment(1.0);
     }
 
     /// Sets the gauges from `counts` (zeroing vanished label sets) and renders the text format.

@@ -2,32 +2,22 @@
 //! gRPC).
 //!
 //! The PEM files are parsed here first, so a bad file is refused at start with a message
-//! naming it. gRPC uses tonic's rustls acceptor (ring provider); HTTP goes through
-//! [`TlsListener`], an [`axum::serve::Listener`] whose handshakes run in their own tasks with
-//! a deadline, so one slow client cannot hold up `accept`. With TLS on there is no plaintext
+//! naming it. gRPC uses tonic's rustls acceptor (ring provider); HTTP handshakes run in each
+//! connection's own task with a deadline ([`crate::http_server`]), so one slow client cannot
+//! hold up `accept`. Both use `--handshake-timeout`. With TLS on there is no plaintext
 //! fallback: a plaintext client fails the handshake. Certificates are read once at start
 //! (SIGHUP reloads tokens, not certificates: restart to rotate them).
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::server::TlsStream;
 
 use crate::config::Config;
-
-/// How long a client may take to finish the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshaken HTTP connections waiting for `accept`.
-const ACCEPT_QUEUE: usize = 64;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +52,7 @@ pub enum TlsError {
 pub struct Tls {
     /// For tonic's server builder.
     pub grpc: tonic::transport::ServerTlsConfig,
-    /// For [`TlsListener`].
+    /// For the HTTP listener ([`crate::http_server`]).
     pub http: TlsAcceptor,
     /// mTLS is required on gRPC.
     pub client_auth: bool,
@@ -120,7 +110,7 @@ pub fn load(config: &Config) -> Result<Option<Tls>, TlsError> {
 
     let mut grpc = tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(&cert_pem, &key_pem))
-        .timeout(HANDSHAKE_TIMEOUT);
+        .timeout(config.handshake_timeout);
     let client_auth = match &config.tls_client_ca {
         Some(ca_path) => {
             let ca_pem = read("tls_client_ca", ca_path)?;
@@ -142,66 +132,4 @@ pub fn load(config: &Config) -> Result<Option<Tls>, TlsError> {
         http: TlsAcceptor::from(Arc::new(http)),
         client_auth,
     }))
-}
-
-/// An HTTP listener that hands axum only connections that finished the TLS handshake.
-pub struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl TlsListener {
-    /// Accepts on `listener`, handshaking each connection in its own task.
-    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> io::Result<TlsListener> {
-        let local = listener.local_addr()?;
-        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
-        let task = tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::debug!(error = %e, "http accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { rx, local, task })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(conn) => conn,
-            // The accept task is gone (only on drop): nothing will ever arrive.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }

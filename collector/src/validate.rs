@@ -152,6 +152,12 @@ fn event(e: &EventRecord, at: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// Checks an `EnrollRequest`: a machine id as in a report, a bounded host name.
+pub fn enroll(r: &dsreg_proto::v1::EnrollRequest) -> Result<(), ValidationError> {
+    required_id(&r.machine_id, "machine_id".to_string())?;
+    capped(&r.hostname, "hostname".to_string(), MAX_ID_LEN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,8 @@ pub struct DeliveryConfig {
     pub request_timeout: Duration,
     /// Reports per `Report` call.
     pub batch_size: usize,
+    /// Enrollment: report with a device token of our own (see [`crate::enroll`]).
+    pub enrollment: Option<crate::enroll::Enrollment>,
 }
 
 impl DeliveryConfig {
@@ -53,6 +55,7 @@ impl DeliveryConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             batch_size: 100,
+            enrollment: None,
         }
     }
 }

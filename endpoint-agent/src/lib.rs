@@ -18,6 +18,8 @@
 //!   checks them and spools them, so users never hold the collector's credentials.
 //! - [`deliver`]: draining the spool to the collector; backoff with full jitter.
 //! - [`credentials`]: TLS trust, client certificate and bearer token for delivery.
+//! - [`enroll`]: `--enroll-secret-file` — a device token of its own, kept in the state dir.
+//! - [`pseudonym`]: `--pseudonymize-key-file` — user names and UPNs as keyed hashes.
 //! - [`tlsprobe`]: after a failed https delivery without a client certificate, one diagnostic
 //!   handshake to learn whether the collector requires one (TLS 1.3 hides it).
 //! - [`runner`]: one cycle (collect → spool if changed → drain) and the `run` loop, with the
@@ -37,10 +39,12 @@ pub mod credentials;
 pub mod deliver;
 pub mod diagnose;
 pub mod dsregcmd;
+pub mod enroll;
 pub mod events;
 pub mod identity;
 pub mod inbox;
 pub mod joinconfig;
+pub mod pseudonym;
 pub mod report;
 pub mod runner;
 pub mod scm;

@@ -114,7 +114,8 @@ Exit codes:
 
 Settings file (--config, TOML): collector, spool_dir, interval_minutes, heartbeat_hours,
 status_timeout_seconds, insecure, spool_max_reports, spool_max_bytes, token_file, ca_file,
-client_cert, client_key, log_file, user_inbox. Flags win over it.";
+client_cert, client_key, log_file, user_inbox, enroll_secret_file, pseudonymize_key_file.
+Flags win over it.";
 
 /// `run`'s help epilogue: the exit codes and how it runs as a Windows service.
 const RUN_HELP: &str = "\
@@ -134,7 +135,8 @@ StopPending and Stopped.
 
 Settings file (--config, TOML): collector, spool_dir, interval_minutes, heartbeat_hours,
 status_timeout_seconds, insecure, spool_max_reports, spool_max_bytes, token_file, ca_file,
-client_cert, client_key, log_file, user_inbox. Flags win over it.";
+client_cert, client_key, log_file, user_inbox, enroll_secret_file, pseudonymize_key_file.
+Flags win over it.";
 
 #[derive(Debug, Args)]
 struct RunArgs {
@@ -211,6 +213,18 @@ struct ServiceArgs {
     /// Join configuration captures instead of the registry and Task Scheduler (off Windows).
     #[command(flatten)]
     join: dsreg_agent::joinconfig::Files,
+    /// The fleet's enroll secret: on first contact trade it for a device token bound to this
+    /// machine id (kept in the spool directory as `device-token`) and report with that token;
+    /// enroll again once when the collector no longer knows it [settings key
+    /// enroll_secret_file].
+    #[arg(long, value_name = "FILE")]
+    enroll_secret_file: Option<PathBuf>,
+    /// The fleet's pseudonymization key: every user name and UPN is replaced by
+    /// HMAC-SHA-256(key, name) in hex before the report is spooled, so none reaches the
+    /// collector; the same user gives the same token on every device [settings key
+    /// pseudonymize_key_file].
+    #[arg(long, value_name = "FILE")]
+    pseudonymize_key_file: Option<PathBuf>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -239,6 +253,8 @@ impl ServiceArgs {
             log_file: None,
             user_inbox: self.user_inbox,
             join: self.join,
+            enroll_secret_file: self.enroll_secret_file,
+            pseudonymize_key_file: self.pseudonymize_key_file,
         }
     }
 }

@@ -415,11 +415,36 @@ pub async fn deliver_spool(
     if spool.is_empty() {
         return Ok(DeliveryOutcome::default());
     }
-    let mut client = deliver::connect(cfg).await?;
-    deliver::drain(spool, &mut client, cfg, || {
-        OffsetDateTime::now_utc().unix_timestamp()
-    })
-    .await
+    let Some(enrollment) = &cfg.enrollment else {
+        let mut client = deliver::connect(cfg).await?;
+        return deliver::drain(spool, &mut client, cfg, || {
+            OffsetDateTime::now_utc().unix_timestamp()
+        })
+        .await;
+    };
+    // With a device token: enroll on first contact, and once more when the collector no
+    // longer knows the token (revoked, or its database restored from an older backup).
+    let mut retried = false;
+    loop {
+        let had_token = enrollment.has_token();
+        let device = enrollment.authorized(cfg).await?;
+        let mut client = deliver::connect(&device).await?;
+        let result = deliver::drain(spool, &mut client, &device, || {
+            OffsetDateTime::now_utc().unix_timestamp()
+        })
+        .await;
+        match result {
+            Err(DeliveryError::TokenRefused {
+                code: tonic::Code::Unauthenticated,
+                ..
+            }) if had_token && !retried => {
+                tracing::warn!("the collector refused the device token; enrolling again");
+                enrollment.forget();
+                retried = true;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Settings of the service loop.

@@ -69,6 +69,10 @@ pub struct Request {
     pub user_inbox: Option<PathBuf>,
     /// Join configuration captures (`--registry-file`, `--task-file`, `--computer-sid`).
     pub join: crate::joinconfig::Files,
+    /// The enroll secret file (enrollment on when set).
+    pub enroll_secret_file: Option<PathBuf>,
+    /// The pseudonymization key file (user names hashed before spooling when set).
+    pub pseudonymize_key_file: Option<PathBuf>,
 }
 
 /// Why `send` or `run` could not do its job.
@@ -106,6 +110,9 @@ pub enum ServiceError {
          not `run`"
     )]
     InboxWithRun,
+    /// The pseudonymization key is unusable.
+    #[error(transparent)]
+    Pseudonym(#[from] crate::pseudonym::PseudonymError),
 }
 
 impl ServiceError {
@@ -190,6 +197,14 @@ impl Request {
         if let Some(n) = file.spool_max_bytes {
             spool.max_bytes = n;
         }
+        if let Some(key) = self
+            .pseudonymize_key_file
+            .clone()
+            .or(file.pseudonymize_key_file.clone())
+        {
+            let p = crate::pseudonym::Pseudonymizer::from_file(&key)?;
+            spool.pseudonymize = Some(std::sync::Arc::new(p));
+        }
 
         let mut id = identity::detect(&identity::System);
         if let Some(m) = &self.machine_id {
@@ -200,6 +215,26 @@ impl Request {
         }
         if id.machine_id.trim().is_empty() {
             return Err(ServiceError::NoMachineId);
+        }
+        let enroll_secret = self
+            .enroll_secret_file
+            .clone()
+            .or(file.enroll_secret_file.clone())
+            .filter(|_| !self.user_context);
+        if let Some(secret) = enroll_secret {
+            // Fail now (exit 2) on an unreadable secret, as for the token file.
+            CredentialFiles {
+                token_file: Some(secret.clone()),
+                ..CredentialFiles::default()
+            }
+            .authorize()
+            .map_err(|e| ServiceError::Url(e.into()))?;
+            delivery.enrollment = Some(crate::enroll::Enrollment::new(
+                secret,
+                &spool.dir,
+                &id.machine_id,
+                &id.hostname,
+            ));
         }
         let interval = self
             .interval
@@ -327,7 +362,7 @@ async fn hand_off(r: &Resolved, dir: &std::path::Path) -> Result<SendOutcome, Se
     let mut src = source(r)?;
     let status = src.status().await?;
     let join = src.join_config().await?;
-    let report = crate::report::build(
+    let mut report = crate::report::build(
         crate::report::Capture {
             status: &status,
             events: &[],
@@ -338,6 +373,11 @@ async fn hand_off(r: &Resolved, dir: &std::path::Path) -> Result<SendOutcome, Se
         OffsetDateTime::now_utc(),
         dsreg_proto::v1::AgentHealth::default(),
     );
+    // A user run with the key pseudonymizes before the handoff, so no name lands in the
+    // inbox either (the SYSTEM agent's pass at its spool leaves tokens as they are).
+    if let Some(p) = &r.spool.pseudonymize {
+        p.apply(&mut report);
+    }
     let path = inbox::hand_off(dir, &report)?;
     Ok(SendOutcome::HandedOff { path })
 }

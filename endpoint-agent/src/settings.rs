@@ -16,6 +16,8 @@
 //! | `user_inbox` | `--user-inbox DIR` | none: no handoff (see [`crate::inbox`]) |
 //! | `spool_max_reports` | — | 1000 |
 //! | `spool_max_bytes` | — | 16 MiB |
+//! | `enroll_secret_file` | `--enroll-secret-file FILE` | none: no enrollment (see [`crate::enroll`]) |
+//! | `pseudonymize_key_file` | `--pseudonymize-key-file FILE` | none: user names sent as they are (see [`crate::pseudonym`]) |
 //!
 //! The loader takes the environment as a parameter so tests never mutate the process's.
 
@@ -57,6 +59,10 @@ pub struct FileSettings {
     pub log_file: Option<PathBuf>,
     /// The user-context handoff directory (written by user runs, ingested by SYSTEM).
     pub user_inbox: Option<PathBuf>,
+    /// The enroll secret: enroll for a device token of our own and report with it.
+    pub enroll_secret_file: Option<PathBuf>,
+    /// The fleet key: replace user names and UPNs with keyed hashes before spooling.
+    pub pseudonymize_key_file: Option<PathBuf>,
 }
 
 /// Why settings could not be loaded.

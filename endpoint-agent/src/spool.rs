@@ -34,6 +34,8 @@ pub struct SpoolConfig {
     pub max_reports: usize,
     /// Most bytes kept (sum of report file sizes).
     pub max_bytes: u64,
+    /// Replace user names before a report is written (`--pseudonymize-key-file`).
+    pub pseudonymize: Option<std::sync::Arc<crate::pseudonym::Pseudonymizer>>,
 }
 
 impl SpoolConfig {
@@ -43,6 +45,7 @@ impl SpoolConfig {
             dir: dir.into(),
             max_reports: 1000,
             max_bytes: 16 * 1024 * 1024,
+            pseudonymize: None,
         }
     }
 }
@@ -221,6 +224,16 @@ impl Spool {
     /// Writes `report` durably at the end of the queue, then enforces the bounds.
     /// Returns how many older reports the overflow policy dropped.
     pub fn push(&mut self, report: &Report) -> Result<usize, SpoolError> {
+        let pseudonymized;
+        let report = match &self.cfg.pseudonymize {
+            Some(p) => {
+                let mut r = report.clone();
+                p.apply(&mut r);
+                pseudonymized = r;
+                &pseudonymized
+            }
+            None => report,
+        };
         let seq = self.next_seq;
         self.next_seq += 1;
         let bytes = report.encode_to_vec();

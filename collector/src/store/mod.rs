@@ -389,4 +389,6 @@ pub(crate) const FACT_COUNT: usize = 10;
 #[cfg(test)]
 mod attempt_tests;
 #[cfg(test)]
+mod refresh_tests;
+#[cfg(test)]
 mod tests;

@@ -41,6 +41,32 @@ pub fn rebuild_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreErr
     Ok(n)
 }
 
+/// Sets the fleet entries of `machine_ids` from their rows on disk (a device without a row is
+/// left as the fleet has it: the fleet never runs ahead of the disk). Used after a failed
+/// group commit, when SQLite may have rolled the group back or — after an implicit rollback
+/// on SQLITE_FULL or an I/O error, when a later savepoint ran in autocommit mode — kept part
+/// of it: either way the fleet then equals the disk again. Returns the rows found.
+pub fn refresh_fleet(
+    conn: &Connection,
+    fleet: &Fleet,
+    machine_ids: &[String],
+) -> Result<usize, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT machine_id, last_seen, {FACT_COLUMNS} FROM devices WHERE machine_id = ?1"
+    ))?;
+    let mut n = 0;
+    for id in machine_ids {
+        let mut rows = stmt.query([id])?;
+        if let Some(row) = rows.next()? {
+            let seen: i64 = row.get(1)?;
+            let facts = facts_from_row(row, 2)?;
+            fleet.set(id, Some(&facts), seen);
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Unix milliseconds → RFC 3339 UTC.
 pub fn rfc3339(ms: i64) -> String {
     use time::format_description::well_known::Rfc3339;

@@ -189,6 +189,16 @@ pub const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO graph_sync (id) VALUES (1);
     "#,
+    // 6: per-device credentials (`enroll.rs`): the SHA-256 of each device's token, never the
+    // token; one row per machine id (enrolling again replaces it).
+    r#"
+    CREATE TABLE device_credentials (
+        machine_id   TEXT PRIMARY KEY NOT NULL,
+        token_sha256 BLOB NOT NULL UNIQUE,
+        hostname     TEXT NOT NULL,
+        enrolled_at  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Applies the missing migration steps; returns the resulting schema version.

@@ -22,7 +22,7 @@ fn opts() -> StoreOptions {
     }
 }
 
-fn open(path: &Path, stale: Duration) -> (Store, Arc<Fleet>) {
+pub(super) fn open(path: &Path, stale: Duration) -> (Store, Arc<Fleet>) {
     let fleet = Arc::new(Fleet::new(stale));
     let store = Store::open(path, opts(), fleet.clone(), Arc::new(Metrics::new())).unwrap();
     (store, fleet)
@@ -48,7 +48,7 @@ fn uuid(n: u64) -> String {
 
 /// A report whose snapshot varies join state, PRT, one failing test and a previous
 /// registration failure (catalog and non-catalog codes).
-fn report(n: u64, device: u64, variant: u64, collected_s: i64) -> Report {
+pub(super) fn report(n: u64, device: u64, variant: u64, collected_s: i64) -> Report {
     let codes = [
         0x801c03f2u32,
         0x801c0021,

@@ -258,6 +258,10 @@ impl Writer {
             }
         };
         let mut tx = tx;
+        let machine_ids: Vec<String> = group
+            .iter()
+            .flat_map(|(reports, _)| reports.iter().map(|r| r.machine_id.clone()))
+            .collect();
         for (reports, reply) in group {
             let result = (|| -> Result<Vec<Applied>, StoreError> {
                 let sp = tx.savepoint()?;
@@ -295,6 +299,16 @@ impl Writer {
                     false => e.to_string(),
                 };
                 let _ = reply.send(Err(StoreError::Commit(msg)));
+            }
+            // The fleet was not touched, but the disk may hold part of the group (see
+            // `read::refresh_fleet`): make the aggregates equal to the disk again.
+            match super::read::refresh_fleet(&self.conn, &self.fleet, &machine_ids) {
+                Ok(n) => {
+                    tracing::warn!(devices = n, "fleet re-read from disk after a failed commit")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot re-read the fleet after a failed commit")
+                }
             }
             return;
         }

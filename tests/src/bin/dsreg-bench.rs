@@ -259,6 +259,13 @@ impl Telemetry for NullIngest {
             .collect();
         Ok(Response::new(ReportAck { results }))
     }
+
+    async fn enroll(
+        &self,
+        _request: Request<dsreg_proto::v1::EnrollRequest>,
+    ) -> Result<Response<dsreg_proto::v1::EnrollResponse>, Status> {
+        Err(Status::unimplemented("the null ingest does not enroll"))
+    }
 }
 
 /// Pre-populates `db` with `devices` devices through the collector's own apply path, in one
