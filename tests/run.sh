@@ -46,6 +46,8 @@ if ! command -v st >/dev/null 2>&1; then
     python3 -m pip install -q schemathesis >/dev/null 2>&1 \
       || python3 -m pip install -q --break-system-packages schemathesis >/dev/null \
       || echo "tests: pip could not install schemathesis: python3 -m pip install schemathesis" >&2
+    # pyenv puts new console scripts (`st`) on PATH only after a rehash.
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
   else
     echo "tests: schemathesis missing and pip is not available;" \
       "the OpenAPI contract test will fail: python3 -m pip install schemathesis" >&2
