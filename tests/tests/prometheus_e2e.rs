@@ -440,7 +440,8 @@ fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule_and_panel() {
     // pending from an evaluation before the first scrape, so ask the condition, not ALERTS).
     let absent = prom.result("absent(dsreg_collector_build_info)");
     assert!(absent.is_empty(), "collector reported absent: {absent:?}");
-    // Every dashboard link into /api/v1 works against the real collector, and the device page
+    // Every dashboard link into /api/v1 or the web UI works against the real collector, and the
+    // device page
     // the drill-down text describes answers for a real key.
     let links = dashboard_api_links(&collector.url(""));
     assert!(links.len() >= 10, "dashboard links into the API: {links:?}");
@@ -451,8 +452,16 @@ fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule_and_panel() {
         );
         let (status, body) = http_get(url).unwrap();
         assert_eq!(status, 200, "{file}: GET {url} → {status}: {body}");
-        serde_json::from_str::<Json>(&body)
-            .unwrap_or_else(|e| panic!("{file}: {url} is not JSON ({e}): {body}"));
+        // Links into the API answer JSON; links to the web UI (`/`, `/ui/…`) answer a page.
+        if url.contains("/api/") {
+            serde_json::from_str::<Json>(&body)
+                .unwrap_or_else(|e| panic!("{file}: {url} is not JSON ({e}): {body}"));
+        } else {
+            assert!(
+                body.starts_with("<!DOCTYPE html>"),
+                "{file}: {url} is not a page: {body}"
+            );
+        }
     }
     let (status, body) = http_get(&collector.url("/api/v1/devices/e2e-machine-2")).unwrap();
     assert_eq!(status, 200, "device page: {body}");
