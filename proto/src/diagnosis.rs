@@ -142,12 +142,16 @@ pub const NOT_TARGETED_REASONS: [&str; 2] = ["domain_controller", "policy_disabl
 /// Every join attempt the snapshot and the records show, newest first (at most
 /// [`attempts::MAX_ATTEMPTS`]).
 pub fn attempts(snapshot: &Snapshot, events: &[EventRecord]) -> Vec<crate::v1::Attempt> {
-    let mut all: Vec<_> = attempts::classify(snapshot, events)
-        .0
-        .into_iter()
-        .map(|c| c.attempt)
-        .collect();
-    if let Some(trace) = debug_trace::attempts(&snapshot.extra) {
+    attempt_list(attempts::classify(snapshot, events).0, &snapshot.extra)
+}
+
+/// The classified attempts, then the tries a `/debug` trace in `extra` records.
+fn attempt_list(
+    classified: Vec<attempts::Classified>,
+    extra: &[crate::v1::ExtraField],
+) -> Vec<crate::v1::Attempt> {
+    let mut all: Vec<_> = classified.into_iter().map(|c| c.attempt).collect();
+    if let Some(trace) = debug_trace::attempts(extra) {
         all.extend(trace);
     }
     all
@@ -214,11 +218,7 @@ pub fn apply(snapshot: &mut Snapshot, events: &[EventRecord], context: Execution
     snapshot.not_targeted = not_targeted(snapshot).map(str::to_owned);
     let (classified, dropped) = attempts::classify(snapshot, events);
     snapshot.failure = failure_with(snapshot, &classified, context);
-    let mut all: Vec<_> = classified.into_iter().map(|c| c.attempt).collect();
-    if let Some(trace) = debug_trace::attempts(&snapshot.extra) {
-        all.extend(trace);
-    }
-    snapshot.attempts = all;
+    snapshot.attempts = attempt_list(classified, &snapshot.extra);
     let mut warn = |n: usize, what: &str| {
         let message = format!("{n} event record(s) {what}; not read as join attempts");
         if n > 0 && !snapshot.warnings.iter().any(|w| w.message == message) {

@@ -318,23 +318,30 @@ pub fn parse_filter(q: &HashMap<String, String>) -> Result<DeviceFilter, Error> 
         });
     }
     if let Some(v) = get("limit") {
-        let n: usize = v.parse().map_err(|_| bad("limit", v, "not a number"))?;
-        if !(1..=MAX_LIMIT).contains(&n) {
-            return Err(bad(
-                "limit",
-                v,
-                &format!("must be between 1 and {MAX_LIMIT}"),
-            ));
-        }
-        f.limit = n;
+        f.limit = parse_limit(v)?;
     }
     if let Some(v) = get("cursor") {
-        f.after = Some(
-            decode_cursor(v)
-                .ok_or_else(|| bad("cursor", v, "not a cursor returned by this API"))?,
-        );
+        f.after = Some(parse_cursor(v)?);
     }
     Ok(f)
+}
+
+/// A `limit` parameter: a number in `1..=MAX_LIMIT` (the device list and the reconcile list).
+pub fn parse_limit(v: &str) -> Result<usize, Error> {
+    let n: usize = v.parse().map_err(|_| bad("limit", v, "not a number"))?;
+    if !(1..=MAX_LIMIT).contains(&n) {
+        return Err(bad(
+            "limit",
+            v,
+            &format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    Ok(n)
+}
+
+/// A `cursor` parameter: one this API returned (see [`encode_cursor`]).
+pub fn parse_cursor(v: &str) -> Result<String, Error> {
+    decode_cursor(v).ok_or_else(|| bad("cursor", v, "not a cursor returned by this API"))
 }
 
 /// Cursors are the hex of the last machine id, behind a version tag (opaque to clients).

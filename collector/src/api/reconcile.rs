@@ -14,8 +14,8 @@ use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use serde_json::{Value, json};
 
-use super::devices::{decode_cursor, encode_cursor};
-use super::{DEFAULT_LIMIT, MAX_LIMIT, bad, rejected};
+use super::devices::{encode_cursor, parse_cursor, parse_limit};
+use super::{DEFAULT_LIMIT, bad, rejected};
 use crate::error::Error;
 use crate::graph::GraphState;
 use crate::graph::cloud::{CloudDevice, CloudState};
@@ -72,21 +72,10 @@ pub fn parse(q: &HashMap<String, String>) -> Result<ReconcileFilter, Error> {
         })?);
     }
     if let Some(v) = get("limit") {
-        let n: usize = v.parse().map_err(|_| bad("limit", v, "not a number"))?;
-        if !(1..=MAX_LIMIT).contains(&n) {
-            return Err(bad(
-                "limit",
-                v,
-                &format!("must be between 1 and {MAX_LIMIT}"),
-            ));
-        }
-        f.limit = n;
+        f.limit = parse_limit(v)?;
     }
     if let Some(v) = get("cursor") {
-        f.after = Some(
-            decode_cursor(v)
-                .ok_or_else(|| bad("cursor", v, "not a cursor returned by this API"))?,
-        );
+        f.after = Some(parse_cursor(v)?);
     }
     Ok(f)
 }
