@@ -46,9 +46,29 @@ pub fn refine_prt(server: &ServerError<'_>) -> Option<&'static Cause> {
     Answer::new(server).prt_rule(true).and_then(catalog::cause)
 }
 
+/// A server answer read once (normalised), to be refined under several client codes: the
+/// same answer repeats over a device's hourly retries.
+pub struct ReadAnswer(Answer);
+
+impl ReadAnswer {
+    /// Reads (normalises) `server`.
+    pub fn new(server: &ServerError<'_>) -> ReadAnswer {
+        ReadAnswer(Answer::new(server))
+    }
+
+    /// [`refine`] of this answer under `code`.
+    pub fn refine(&self, code: Option<u32>) -> Option<&'static Cause> {
+        rules(code, &self.0).and_then(catalog::cause)
+    }
+}
+
 /// The rules, as cause ids.
 fn refined_id(code: Option<u32>, server: &ServerError<'_>) -> Option<&'static str> {
-    let answer = Answer::new(server);
+    rules(code, &Answer::new(server))
+}
+
+/// The rules over a read answer.
+fn rules(code: Option<u32>, answer: &Answer) -> Option<&'static str> {
     if is_prt(code, &answer.error_code) {
         return answer.prt_rule(true);
     }
@@ -75,10 +95,15 @@ impl Answer {
         let error_code = normalise(server.error_code.unwrap_or(""));
         let sub_code = normalise(server.sub_code.unwrap_or(""));
         let message = normalise(server.message.unwrap_or(""));
-        let all = format!("{error_code} {sub_code} {message}");
+        // Normalised parts hold no prefix that runs across two of them, so each is searched
+        // on its own.
+        let parts = [&error_code, &sub_code, &message];
+        let codes = |prefix: &str| -> Vec<u64> {
+            parts.iter().flat_map(|t| server_codes(t, prefix)).collect()
+        };
         Answer {
-            aadsts: server_codes(&all, "aadsts"),
-            msis: server_codes(&all, "msis"),
+            aadsts: codes("aadsts"),
+            msis: codes("msis"),
             error_code,
             sub_code,
             message,
@@ -186,28 +211,38 @@ fn normalise(s: &str) -> String {
         if matches!(c, '\'' | '\u{2019}' | '\u{2018}' | '`') {
             continue;
         }
-        if c.is_alphanumeric() {
+        if c.is_ascii_alphanumeric() {
+            // The common case (server answers are ASCII) without the Unicode tables.
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_alphanumeric() {
             out.extend(c.to_lowercase());
-        } else if !out.ends_with(' ') {
+        } else if !out.is_empty() && !out.ends_with(' ') {
             out.push(' ');
         }
     }
-    out.trim().to_owned()
+    if out.ends_with(' ') {
+        out.pop();
+    }
+    out
 }
 
 /// Every number that directly follows `prefix` in normalised text (`aadsts50126` → 50126).
 /// The digits are taken whole, so AADSTS500341 never reads as 50034.
-fn server_codes(text: &str, prefix: &str) -> Vec<u64> {
-    text.match_indices(prefix)
-        .filter_map(|(i, _)| {
-            let digits: String = text[i + prefix.len()..]
-                .chars()
-                .take_while(char::is_ascii_digit)
+fn server_codes<'t>(text: &'t str, prefix: &'t str) -> impl Iterator<Item = u64> + 't {
+    // A plain scan: the texts are short and most hold no code, so building a substring
+    // searcher per text and prefix would cost more than it saves.
+    let (bytes, p) = (text.as_bytes(), prefix.as_bytes());
+    (0..bytes.len().saturating_sub(p.len()) + 1)
+        .filter(move |&i| bytes.get(i) == p.first() && bytes[i..].starts_with(p))
+        .filter_map(move |i| {
+            bytes[i + p.len()..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
                 .take(12)
-                .collect();
-            digits.parse().ok()
+                .fold(None, |acc: Option<u64>, d| {
+                    Some(acc.unwrap_or(0) * 10 + u64::from(d - b'0'))
+                })
         })
-        .collect()
 }
 
 #[cfg(test)]
@@ -349,7 +384,7 @@ mod tests {
         let server = drs("invalid_grant", "AADSTS500341: something else");
         assert_eq!(id(Some(0xc000006d), &server), None);
         assert_eq!(
-            server_codes("aadsts50126 x aadsts90002", "aadsts"),
+            server_codes("aadsts50126 x aadsts90002 aadsts", "aadsts").collect::<Vec<_>>(),
             [50126, 90002]
         );
     }
@@ -395,5 +430,7 @@ mod tests {
         assert_eq!(normalise("  Computer's SID!! "), "computers sid");
         assert_eq!(normalise("error_missing_device"), "error missing device");
         assert_eq!(normalise("(f87e-b9)"), "f87e b9");
+        assert_eq!(normalise("--Ünïcode  TÉNANT--"), "ünïcode ténant");
+        assert_eq!(normalise("   "), "");
     }
 }

@@ -142,17 +142,24 @@ pub const NOT_TARGETED_REASONS: [&str; 2] = ["domain_controller", "policy_disabl
 /// Every join attempt the snapshot and the records show, newest first (at most
 /// [`attempts::MAX_ATTEMPTS`]).
 pub fn attempts(snapshot: &Snapshot, events: &[EventRecord]) -> Vec<crate::v1::Attempt> {
-    attempt_list(attempts::classify(snapshot, events).0, &snapshot.extra)
+    let trace = debug_trace::from_debug_trace(&snapshot.extra);
+    attempt_list(
+        attempts::classify(snapshot, events).0,
+        &snapshot.extra,
+        trace.as_ref(),
+    )
 }
 
-/// The classified attempts, then the tries a `/debug` trace in `extra` records.
+/// The classified attempts, then the tries a `/debug` trace in `extra` records (`trace`: its
+/// result, read once).
 fn attempt_list(
     classified: Vec<attempts::Classified>,
     extra: &[crate::v1::ExtraField],
+    trace: Option<&Failure>,
 ) -> Vec<crate::v1::Attempt> {
     let mut all: Vec<_> = classified.into_iter().map(|c| c.attempt).collect();
-    if let Some(trace) = debug_trace::attempts(extra) {
-        all.extend(trace);
+    if let Some(tries) = debug_trace::attempts(extra, trace) {
+        all.extend(tries);
     }
     all
 }
@@ -167,12 +174,15 @@ pub fn failure(
     context: ExecutionContext,
 ) -> Option<Failure> {
     let classified = attempts::classify(snapshot, events).0;
-    failure_with(snapshot, &classified, context)
+    let trace = debug_trace::from_debug_trace(&snapshot.extra);
+    failure_with(snapshot, &classified, trace.as_ref(), context)
 }
 
+/// The failure from the classified attempts and the `/debug` trace's result (`trace`).
 fn failure_with(
     snapshot: &Snapshot,
     classified: &[attempts::Classified],
+    trace: Option<&Failure>,
     context: ExecutionContext,
 ) -> Option<Failure> {
     let azure_ad_joined = snapshot
@@ -197,8 +207,8 @@ fn failure_with(
         if let Some(f) = &newest.failure {
             return Some(f.clone());
         }
-    } else if !joined && let Some(f) = debug_trace::from_debug_trace(&snapshot.extra) {
-        return Some(f);
+    } else if !joined && let Some(f) = trace {
+        return Some(f.clone());
     }
     if let Some(f) = tests.and_then(from_tests) {
         return Some(f);
@@ -217,8 +227,9 @@ pub fn apply(snapshot: &mut Snapshot, events: &[EventRecord], context: Execution
     snapshot.join_type = join_type(snapshot) as i32;
     snapshot.not_targeted = not_targeted(snapshot).map(str::to_owned);
     let (classified, dropped) = attempts::classify(snapshot, events);
-    snapshot.failure = failure_with(snapshot, &classified, context);
-    snapshot.attempts = attempt_list(classified, &snapshot.extra);
+    let trace = debug_trace::from_debug_trace(&snapshot.extra);
+    snapshot.failure = failure_with(snapshot, &classified, trace.as_ref(), context);
+    snapshot.attempts = attempt_list(classified, &snapshot.extra, trace.as_ref());
     let mut warn = |n: usize, what: &str| {
         let message = format!("{n} event record(s) {what}; not read as join attempts");
         if n > 0 && !snapshot.warnings.iter().any(|w| w.message == message) {
@@ -546,12 +557,41 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
 }
 
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(s.len());
+    push_one_line(&mut out, s);
+    out
+}
+
+/// Appends `s` with every run of whitespace as one space, trimmed.
+fn push_one_line(out: &mut String, s: &str) {
+    let b = s.as_bytes();
+    let plain = b.first().is_none_or(|c| *c != b' ')
+        && b.last().is_none_or(|c| *c != b' ')
+        && !b.windows(2).any(|w| w == b"  ")
+        && b.iter()
+            .all(|c| c.is_ascii() && (*c == b' ' || !char::from(*c).is_whitespace()));
+    if plain {
+        // Already one line (the common case): copied as is.
+        out.push_str(s);
+        return;
+    }
+    for (i, word) in s.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
 }
 
 fn server_error_text(code: Option<&str>, message: Option<&str>) -> Option<String> {
     match (code, message) {
-        (Some(c), Some(m)) => Some(format!("{c}: {}", one_line(m))),
+        (Some(c), Some(m)) => {
+            let mut out = String::with_capacity(c.len() + 2 + m.len());
+            out.push_str(c);
+            out.push_str(": ");
+            push_one_line(&mut out, m);
+            Some(out)
+        }
         (Some(c), None) => Some(c.to_owned()),
         (None, Some(m)) => Some(one_line(m)),
         (None, None) => None,
@@ -560,7 +600,11 @@ fn server_error_text(code: Option<&str>, message: Option<&str>) -> Option<String
 
 fn push(evidence: &mut Vec<String>, key: &str, value: Option<&str>) {
     if let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) {
-        evidence.push(format!("{key} : {v}"));
+        let mut line = String::with_capacity(key.len() + 3 + v.len());
+        line.push_str(key);
+        line.push_str(" : ");
+        line.push_str(v);
+        evidence.push(line);
     }
 }
 

@@ -59,15 +59,15 @@ impl Phase {
 
     /// Parses a phase label, case-insensitively, also accepting `precheck` / `pre_check`.
     pub fn from_label(s: &str) -> Option<Phase> {
-        let norm: String = s
-            .trim()
-            .chars()
-            .filter(|c| !matches!(c, '-' | '_' | ' '))
-            .flat_map(char::to_lowercase)
-            .collect();
-        Phase::ALL
-            .into_iter()
-            .find(|p| p.label().replace('-', "") == norm)
+        // Compared byte by byte without the separators (labels are ASCII): no allocation,
+        // since every event record's `errorPhase` is read through here.
+        fn key(t: &str) -> impl Iterator<Item = u8> + '_ {
+            t.trim()
+                .bytes()
+                .filter(|c| !matches!(c, b'-' | b'_' | b' '))
+                .map(|c| c.to_ascii_lowercase())
+        }
+        Phase::ALL.into_iter().find(|p| key(s).eq(key(p.label())))
     }
 }
 

@@ -12,13 +12,13 @@
 //! set; a run yields one attempt; attempts are returned newest first and bounded by
 //! [`MAX_ATTEMPTS`].
 
-use super::correlate::{self, Run, SUCCESSES, TERMINAL_FAILURES, epoch_ms};
+use super::correlate::{self, Run, TERMINAL_FAILURES, epoch_ms};
 use super::{
     ADCONFIG_READ_FAILED, FILE_NOT_FOUND, fallback_cause, from_previous_registration, non_empty,
     one_line, server_error_text, symbol,
 };
 use crate::catalog;
-use crate::classify::{self, ServerError};
+use crate::classify::{ReadAnswer, ServerError};
 use crate::v1::{Attempt, DiagnosticTests, JoinConfig, PreviousRegistration};
 use crate::{EventRecord, Failure, Phase, Snapshot, TestStatus, hex};
 
@@ -34,12 +34,11 @@ const PREVIOUS_SLACK_MS: i64 = 2 * 60 * 1000;
 pub(crate) struct Classified {
     /// The attempt as the snapshot and the API show it.
     pub attempt: Attempt,
-    /// Its failure (with evidence lines); `None` for a success.
+    /// Its failure (with evidence lines) when it is the newest attempt and failed; `None`
+    /// for a success and for older attempts (they are history, never the device's failure).
     pub failure: Option<Failure>,
     /// Sort key: epoch ms of the attempt (`None` sorts oldest).
     pub at: Option<i64>,
-    /// The index of its run in the correlated runs (for the evidence lines).
-    run: Option<usize>,
 }
 
 /// Every attempt the snapshot and the records show, newest first, and the count of dropped
@@ -71,56 +70,47 @@ pub(crate) fn classify(
             .rposition(|r| run_code(r).is_some() && run_code(r) == p.client_error_code),
     });
 
-    let mut out: Vec<Classified> = runs
+    // The order (newest first) is known before anything is classified: only the newest
+    // attempt can be the device's failure, so only it keeps one (with evidence lines); the
+    // others move their texts into the attempt.
+    let previous_alone = previous.filter(|_| described.is_none());
+    let mut order: Vec<(Option<i64>, Option<usize>)> = runs
         .iter()
         .enumerate()
-        .map(|(i, run)| {
-            let p = if described == Some(i) { previous } else { None };
-            Classified {
-                run: Some(i),
-                ..from_run(run, p, tests, config)
-            }
-        })
+        .map(|(i, run)| (run_at(run), Some(i)))
+        .chain(previous_alone.map(|_| (previous_at, None)))
         .collect();
-    if let Some(p) = previous
-        && described.is_none()
-        && let Some(f) = from_previous_registration(p, tests, None)
-    {
-        out.push(Classified {
-            attempt: attempt_of(
-                &f,
-                p.time.clone(),
-                vec!["previous_registration".into()],
-                None,
-            ),
-            failure: Some(f),
-            at: previous_at,
-            run: None,
-        });
-    }
     // Newest first; equal or unknown times keep the run order (stable sort, reversed input).
-    out.reverse();
-    out.sort_by_key(|c| std::cmp::Reverse(c.at));
-    out.truncate(MAX_ATTEMPTS);
-    // Only the newest attempt can be the device's failure: only its evidence lines are built.
-    if let Some(Classified {
-        failure: Some(f),
-        run: Some(i),
-        ..
-    }) = out.first_mut()
-        && let Some(run) = runs.get(*i)
-    {
-        for r in run
-            .records
-            .iter()
-            .filter(|r| correlate::is_failure(r.event_id))
-        {
-            let line = event_line(r);
-            if !f.evidence.contains(&line) {
-                f.evidence.push(line);
+    order.reverse();
+    order.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    order.truncate(MAX_ATTEMPTS);
+
+    let mut answers = Answers::default();
+    let mut out: Vec<Classified> = Vec::with_capacity(order.len());
+    for (pos, (at, slot)) in order.into_iter().enumerate() {
+        let newest = pos == 0;
+        let classified = match slot {
+            Some(i) => {
+                let p = if described == Some(i) { previous } else { None };
+                let mut c = from_run(&runs[i], p, tests, config, &mut answers, at, newest);
+                if let Some(f) = c.failure.as_mut() {
+                    push_evidence(f, &runs[i]);
+                }
+                Some(c)
             }
-        }
-        f.evidence.truncate(MAX_EVIDENCE);
+            None => previous_alone
+                .and_then(|p| from_previous_registration(p, tests, None).map(|f| (p, f)))
+                .map(|(p, f)| {
+                    let sources = vec!["previous_registration".to_owned()];
+                    let (attempt, failure) = split(f, p.time.clone(), sources, None, newest);
+                    Classified {
+                        attempt,
+                        failure,
+                        at,
+                    }
+                }),
+        };
+        out.extend(classified);
     }
     (out, dropped)
 }
@@ -136,36 +126,30 @@ fn describes_failure(p: &PreviousRegistration) -> bool {
             .is_some()
 }
 
-fn from_run(
-    run: &Run<'_>,
+fn from_run<'a>(
+    run: &Run<'a>,
     previous: Option<&PreviousRegistration>,
     tests: Option<&DiagnosticTests>,
     config: Option<&JoinConfig>,
+    answers: &mut Answers<'a>,
+    at: Option<i64>,
+    keep_failure: bool,
 ) -> Classified {
-    let sources: Vec<String> = previous
-        .map(|_| "previous_registration".to_owned())
-        .into_iter()
-        .chain(
-            run.records
-                .iter()
-                .map(|r| format!("event:{}#{}", r.event_id, r.record_id)),
-        )
-        .collect();
+    let mut sources: Vec<String> = Vec::with_capacity(run.records.len() + 1);
+    if previous.is_some() {
+        sources.push("previous_registration".to_owned());
+    }
+    sources.extend(run.records.iter().map(|r| event_source(r)));
     let activity = run
         .records
         .iter()
         .find_map(|r| non_empty(r.activity_id.as_deref()).map(str::to_owned));
-    let outcome = run.outcome();
-    let at = outcome
-        .and_then(|r| r.time.as_deref())
-        .and_then(epoch_ms)
-        .or_else(|| run.first_ms());
-    let time = outcome
+    let time = run
+        .outcome()
         .and_then(|r| r.time.clone())
         .or_else(|| run.records.iter().find_map(|r| r.time.clone()));
 
     if run.succeeded() {
-        let id = outcome.map_or(SUCCESSES[0], |r| r.event_id);
         return Classified {
             attempt: Attempt {
                 time,
@@ -175,31 +159,117 @@ fn from_run(
                 ..Attempt::default()
             },
             failure: None,
-            run: None,
-            at: at.or_else(|| {
-                run.records
-                    .iter()
-                    .find(|r| r.event_id == id)
-                    .and_then(|r| r.time.as_deref())
-                    .and_then(epoch_ms)
-            }),
+            at,
         };
     }
 
     let answer = server_answer(run);
     let f = match previous.and_then(|p| from_previous_registration(p, tests, answer)) {
         Some(f) => f,
-        None => event_failure(run, answer, tests, config),
+        None => event_failure(run, answer, tests, config, answers),
     };
     let time = previous
         .and_then(|p| p.time.clone())
         .filter(|_| time.is_none())
         .or(time);
+    let (attempt, failure) = split(f, time, sources, activity, keep_failure);
     Classified {
-        attempt: attempt_of(&f, time, sources, activity),
-        failure: Some(f),
+        attempt,
+        failure,
         at,
-        run: None,
+    }
+}
+
+/// When a run happened (its sort key): its outcome's time, else its first record's.
+fn run_at(run: &Run<'_>) -> Option<i64> {
+    run.outcome()
+        .and_then(|r| r.time.as_deref())
+        .and_then(epoch_ms)
+        .or_else(|| run.first_ms())
+}
+
+/// The attempt of a failure and, when `keep_failure`, the failure itself (else its texts move
+/// into the attempt without a copy).
+fn split(
+    f: Failure,
+    time: Option<String>,
+    sources: Vec<String>,
+    activity_id: Option<String>,
+    keep_failure: bool,
+) -> (Attempt, Option<Failure>) {
+    if keep_failure {
+        let attempt = attempt_of(&f, time, sources, activity_id);
+        return (attempt, Some(f));
+    }
+    let (server_error_type, server_message) = split_server_error(f.server_error);
+    let attempt = Attempt {
+        time,
+        phase: f.phase,
+        code: f.code,
+        symbol: f.symbol,
+        cause: f.cause,
+        server_error_type,
+        server_message,
+        activity_id,
+        sources,
+        succeeded: false,
+        sub_code: f.sub_code,
+    };
+    (attempt, None)
+}
+
+/// `DirectoryError: message` → (type, message); text without a type is the message.
+fn split_server_error(s: Option<String>) -> (Option<String>, Option<String>) {
+    let Some(s) = s else {
+        return (None, None);
+    };
+    match s.split_once(": ") {
+        Some((t, m)) if !t.contains(' ') => (Some(t.to_owned()), Some(m.to_owned())),
+        _ => (None, Some(s)),
+    }
+}
+
+/// The evidence lines of a run's failure records, after the failure's own lines.
+fn push_evidence(f: &mut Failure, run: &Run<'_>) {
+    for r in run
+        .records
+        .iter()
+        .filter(|r| correlate::is_failure(r.event_id))
+    {
+        let line = event_line(r);
+        if !f.evidence.contains(&line) {
+            f.evidence.push(line);
+        }
+    }
+    f.evidence.truncate(MAX_EVIDENCE);
+}
+
+/// `event:<id>#<record id>`, the source name of a record (built without the formatter: one
+/// per record of every run).
+fn event_source(r: &EventRecord) -> String {
+    let mut s = String::with_capacity(32);
+    s.push_str("event:");
+    push_decimal(&mut s, u64::from(r.event_id));
+    s.push('#');
+    push_decimal(&mut s, r.record_id);
+    s
+}
+
+fn push_decimal(s: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        // `n % 10` is below 10: the cast cannot truncate.
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits: always UTF-8.
+    if let Ok(d) = std::str::from_utf8(&digits[i..]) {
+        s.push_str(d);
     }
 }
 
@@ -210,13 +280,7 @@ pub(crate) fn attempt_of(
     sources: Vec<String>,
     activity_id: Option<String>,
 ) -> Attempt {
-    let (server_error_type, server_message) = match f.server_error.as_deref() {
-        Some(s) => match s.split_once(": ") {
-            Some((t, m)) if !t.contains(' ') => (Some(t.to_owned()), Some(m.to_owned())),
-            _ => (None, Some(s.to_owned())),
-        },
-        None => (None, None),
-    };
+    let (server_error_type, server_message) = split_server_error(f.server_error.clone());
     Attempt {
         time,
         phase: f.phase,
@@ -291,12 +355,44 @@ fn run_code(run: &Run<'_>) -> Option<u32> {
         .find_map(|r| r.exit_code.filter(|c| *c != 0))
 }
 
+/// The server answers of one classification, each read once: hourly retries repeat the same
+/// answer, and normalising a long message is the costly part of classifying a run.
+#[derive(Default)]
+struct Answers<'a> {
+    seen: Vec<(ServerError<'a>, ReadAnswer, Option<String>)>,
+}
+
+impl<'a> Answers<'a> {
+    /// The refined cause id and the one-line server text of `server` under `code`.
+    fn read(
+        &mut self,
+        code: Option<u32>,
+        server: ServerError<'a>,
+    ) -> (Option<&'static str>, Option<String>) {
+        let i = match self.seen.iter().position(|(s, ..)| {
+            s.error_code == server.error_code
+                && s.sub_code == server.sub_code
+                && s.message == server.message
+        }) {
+            Some(i) => i,
+            None => {
+                let text = server_error_text(server.error_code, server.message);
+                self.seen.push((server, ReadAnswer::new(&server), text));
+                self.seen.len() - 1
+            }
+        };
+        let (_, answer, text) = &self.seen[i];
+        (answer.refine(code).map(|c| c.id), text.clone())
+    }
+}
+
 /// The failure of a run known from events only.
-fn event_failure(
-    run: &Run<'_>,
-    answer: Option<&EventRecord>,
+fn event_failure<'a>(
+    run: &Run<'a>,
+    answer: Option<&'a EventRecord>,
     tests: Option<&DiagnosticTests>,
     config: Option<&JoinConfig>,
+    answers: &mut Answers<'a>,
 ) -> Failure {
     let Some(f_rec) = failure_record(run) else {
         // `correlate::runs` keeps only runs with a failure or success record.
@@ -319,6 +415,7 @@ fn event_failure(
         message,
         operation: None,
     };
+    let (refined, server_error) = answers.read(code, server);
     let described = code.map(catalog::describe);
     let error_phase = run
         .records
@@ -360,8 +457,7 @@ fn event_failure(
     {
         scp_cause(tests, config)
     } else {
-        classify::refine(code, &server)
-            .map(|c| c.id)
+        refined
             .or_else(|| super::generic_sub_cause(code.unwrap_or(0), sub_code))
             .or(match (f_rec.event_id, code) {
                 (344, None) => Some("tpm_locked_out"),
@@ -378,7 +474,7 @@ fn event_failure(
         symbol: symbol(code),
         cause: cause.to_owned(),
         source: format!("event:{}", f_rec.event_id),
-        server_error: server_error_text(error_code, message),
+        server_error,
         evidence: Vec::new(),
     }
 }
@@ -411,18 +507,35 @@ fn scp_cause(tests: Option<&DiagnosticTests>, config: Option<&JoinConfig>) -> &'
 
 /// One line per event: `event 204 at …: exit code 0x801c03f2, HTTP 400, DirectoryError: …`.
 pub(crate) fn event_line(e: &EventRecord) -> String {
-    let mut parts = Vec::new();
+    let mut line = String::with_capacity(128);
+    line.push_str("event ");
+    push_decimal(&mut line, u64::from(e.event_id));
+    if let Some(t) = e.time.as_deref() {
+        line.push_str(" at ");
+        line.push_str(t);
+    }
+    line.push_str(": ");
+    let mut sep = "";
+    let mut part = |line: &mut String, text: &str| {
+        line.push_str(sep);
+        line.push_str(text);
+        sep = ", ";
+    };
     if let Some(c) = e.exit_code {
-        parts.push(format!("exit code {}", hex(c)));
+        part(&mut line, "exit code ");
+        line.push_str(&hex(c));
     }
     if let Some(s) = e.http_status {
-        parts.push(format!("HTTP {s}"));
+        part(&mut line, "HTTP ");
+        push_decimal(&mut line, u64::from(s));
     }
     if let Some(p) = non_empty(e.error_phase.as_deref()) {
-        parts.push(format!("errorPhase {p}"));
+        part(&mut line, "errorPhase ");
+        line.push_str(p);
     }
     if let Some(t) = non_empty(e.tenant_type.as_deref()) {
-        parts.push(format!("tenant type {t}"));
+        part(&mut line, "tenant type ");
+        line.push_str(t);
     }
     let response = e.server_response.as_ref();
     let server = server_error_text(
@@ -430,15 +543,10 @@ pub(crate) fn event_line(e: &EventRecord) -> String {
         response.and_then(|r| non_empty(r.message.as_deref())),
     )
     .or_else(|| non_empty(e.server_error.as_deref()).map(one_line))
-    .or_else(|| non_empty(e.message.as_deref()).map(one_line))
-    .map(|s| s.chars().take(300).collect::<String>());
+    .or_else(|| non_empty(e.message.as_deref()).map(one_line));
     if let Some(s) = server {
-        parts.push(s);
+        part(&mut line, "");
+        line.extend(s.chars().take(300));
     }
-    let at = e
-        .time
-        .as_deref()
-        .map(|t| format!(" at {t}"))
-        .unwrap_or_default();
-    format!("event {}{at}: {}", e.event_id, parts.join(", "))
+    line
 }

@@ -145,6 +145,10 @@ pub struct Run<'a> {
     first: Option<i64>,
     /// The last record's time (epoch ms), read once.
     last: Option<i64>,
+    /// The first activity id of its records, read once.
+    activity: Option<&'a str>,
+    /// Whether an outcome record (terminal failure or success) is among its records.
+    ended: bool,
 }
 
 impl<'a> Run<'a> {
@@ -184,8 +188,12 @@ impl<'a> Run<'a> {
             .any(|r| is_failure(r.event_id) || SUCCESSES.contains(&r.event_id))
     }
 
-    fn activity(&self) -> Option<&'a str> {
-        self.records.iter().find_map(|r| activity(r))
+    fn push(&mut self, r: &'a EventRecord, t: Option<i64>) {
+        self.records.push(r);
+        self.first = self.first.or(t);
+        self.last = t.or(self.last);
+        self.activity = self.activity.or_else(|| activity(r));
+        self.ended |= is_outcome(r.event_id);
     }
 }
 
@@ -230,8 +238,16 @@ pub fn runs(events: &[EventRecord]) -> (Vec<Run<'_>>, Dropped) {
     records.dedup_by(|b, a| same_record(a.1, b.1));
     // `dedup_by` only drops neighbours; equal record ids with different times are rare
     // enough to be caught by a second pass.
-    let mut seen = std::collections::HashSet::new();
-    records.retain(|(_, r)| r.record_id == 0 || seen.insert(r.record_id));
+    let mut ids: Vec<u64> = records
+        .iter()
+        .map(|(_, r)| r.record_id)
+        .filter(|id| *id != 0)
+        .collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        let mut seen = std::collections::HashSet::new();
+        records.retain(|(_, r)| r.record_id == 0 || seen.insert(r.record_id));
+    }
     dropped.duplicates = before - records.len();
     if records.len() > MAX_RECORDS {
         dropped.over_limit = records.len() - MAX_RECORDS;
@@ -246,14 +262,15 @@ pub fn runs(events: &[EventRecord]) -> (Vec<Run<'_>>, Dropped) {
         };
         if starts_new {
             runs.push(Run {
-                records: vec![r],
-                first: t,
-                last: t,
+                records: Vec::with_capacity(4),
+                first: None,
+                last: None,
+                activity: None,
+                ended: false,
             });
-        } else if let Some(run) = runs.last_mut() {
-            run.records.push(r);
-            run.first = run.first.or(t);
-            run.last = t.or(run.last);
+        }
+        if let Some(run) = runs.last_mut() {
+            run.push(r, t);
         }
     }
     runs.retain(Run::is_attempt);
@@ -268,7 +285,7 @@ fn same_record(a: &EventRecord, b: &EventRecord) -> bool {
 }
 
 fn starts_new_run(run: &Run<'_>, r: &EventRecord, t: Option<i64>) -> bool {
-    if let (Some(a), Some(b)) = (run.activity(), activity(r))
+    if let (Some(a), Some(b)) = (run.activity, activity(r))
         && !a.eq_ignore_ascii_case(b)
     {
         return true;
@@ -281,7 +298,7 @@ fn starts_new_run(run: &Run<'_>, r: &EventRecord, t: Option<i64>) -> bool {
     {
         return true;
     }
-    if run.outcome().is_some() {
+    if run.ended {
         // After the outcome only a repeat of it, or the next step of a fallback join that
         // follows at once, belongs to the same run.
         let close = match (run.last_ms(), t) {

@@ -44,19 +44,33 @@ fn after<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
 /// Whether a trace line records a failed step with a code (`… join failed with error 0x…`,
 /// `GetComputerTokenForADRS failed with error 0x…`), other than the result line itself.
 fn is_step_failure(line: &str) -> bool {
-    let lower = line.to_ascii_lowercase();
-    lower.contains("failed with error")
+    contains_ignore_case(line, "failed with error")
         && !RESULT_MARKERS.iter().any(|m| line.contains(m))
         && code_in(line).is_some_and(|c| c != 0)
 }
 
+/// Whether `hay` contains the ASCII `needle`, ignoring ASCII case (without allocating).
+fn contains_ignore_case(hay: &str, needle: &str) -> bool {
+    let n = needle.as_bytes();
+    let Some(first) = n.first().map(u8::to_ascii_lowercase) else {
+        return true;
+    };
+    hay.as_bytes()
+        .windows(n.len())
+        .any(|w| w[0].to_ascii_lowercase() == first && w.eq_ignore_ascii_case(n))
+}
+
 /// The join tries a `/debug` trace records, newest first: each `… join failed with error
 /// 0x…` the join went on from (a federated join before the fallback sync join), then the
-/// result. `None` when the trace has no result line.
-pub(super) fn attempts(extra: &[ExtraField]) -> Option<Vec<crate::v1::Attempt>> {
-    let result = from_debug_trace(extra)?;
+/// result. `result` is [`from_debug_trace`] of the same `extra` (read once by the caller);
+/// `None` when the trace has no result line.
+pub(super) fn attempts(
+    extra: &[ExtraField],
+    result: Option<&Failure>,
+) -> Option<Vec<crate::v1::Attempt>> {
+    let result = result?;
     let mut out = vec![super::attempts::attempt_of(
-        &result,
+        result,
         None,
         vec!["debug_trace".to_owned()],
         None,
@@ -65,7 +79,7 @@ pub(super) fn attempts(extra: &[ExtraField]) -> Option<Vec<crate::v1::Attempt>> 
         .iter()
         .filter(|e| e.section.is_empty() && e.key.is_empty())
         .map(|e| e.value.trim())
-        .filter(|l| l.to_ascii_lowercase().contains("join failed with error"))
+        .filter(|l| contains_ignore_case(l, "join failed with error"))
         .filter(|l| !RESULT_MARKERS.iter().any(|m| l.contains(m)));
     for line in tries {
         let Some(code) = code_in(line).filter(|c| *c != 0) else {
