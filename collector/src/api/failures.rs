@@ -38,6 +38,11 @@ pub struct FailureGroup {
     pub resolution: Option<String>,
     /// Up to five most recently seen devices: host name, or machine id when it has none.
     pub sample_devices: Vec<String>,
+    /// The trend: devices whose failure of this group began in the last 24 hours (counted
+    /// when they entered it; a device that left since still counts).
+    pub entered_24h: u64,
+    /// Devices that entered the group in the 24 hours before that.
+    pub entered_previous_24h: u64,
 }
 
 /// `/api/v1/failures`.
@@ -73,6 +78,8 @@ pub async fn groups(s: &AppState) -> Result<Failures, Error> {
                 first_seen: g.first_seen.map(read::rfc3339),
                 last_seen: g.last_seen.map(read::rfc3339),
                 sample_devices: g.sample_devices,
+                entered_24h: g.entered_24h,
+                entered_previous_24h: g.entered_previous_24h,
             }
         })
         .collect();

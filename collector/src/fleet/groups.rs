@@ -7,7 +7,10 @@
 //! can be reused); samples are at most [`SAMPLES`] devices, one entry per device, newest
 //! `last_seen` first, and a device leaving the group leaves its samples. `first_seen` is the
 //! earliest `failing_since` of the devices that entered the group while it existed (a device
-//! leaving does not move it later: that would need every member's time).
+//! leaving does not move it later: that would need every member's time). The trend counts
+//! devices by the hour they entered the group ([`Entered`]: 48 hourly buckets, so its memory
+//! is fixed per group); after a restart the current members are counted again by their
+//! `failing_since`.
 
 use super::devices::{NO_FAILURE, SPOOL_OVERFLOWING, Slot};
 use super::order::Seen;
@@ -38,6 +41,10 @@ pub struct FailureGroup {
     pub last_seen: Option<i64>,
     /// Up to [`SAMPLES`] most recently seen members: host name, or machine id.
     pub sample_devices: Vec<String>,
+    /// Devices that entered the group in the last 24 hours (by their `failing_since`).
+    pub entered_24h: u64,
+    /// Devices that entered it in the 24 hours before that.
+    pub entered_previous_24h: u64,
 }
 
 impl Inner {
@@ -67,6 +74,9 @@ impl Inner {
             let since = sighting.as_ref().and_then(|s| s.failing_since);
             // A device that entered the group without a time entered it now.
             let since = since.or(moved.then_some(last_seen));
+            if moved {
+                g.entered.add(since.unwrap_or(last_seen));
+            }
             g.seen(slot, d.last_seen.max(last_seen), name, since);
         }
         if d.flags & SPOOL_OVERFLOWING != 0 {
@@ -78,15 +88,25 @@ impl Inner {
 }
 
 impl Fleet {
-    /// The failure groups, largest first (then by cause and code). O(groups).
+    /// The failure groups, largest first (then by cause and code), with their trend up to
+    /// now. O(groups).
     pub fn failure_groups(&self) -> Vec<FailureGroup> {
+        self.failure_groups_at(crate::store::now_ms())
+    }
+
+    /// [`Fleet::failure_groups`] with the trend up to `now_ms`.
+    pub fn failure_groups_at(&self, now_ms: i64) -> Vec<FailureGroup> {
         let g = self.lock();
         let mut out: Vec<FailureGroup> = g
             .failures
             .iter()
             .map(|(id, label, devices)| {
                 let info = g.groups.get(&id);
+                let (entered_24h, entered_previous_24h) =
+                    info.map_or((0, 0), |i| i.entered.last_two_days(now_ms));
                 FailureGroup {
+                    entered_24h,
+                    entered_previous_24h,
                     key: label.key.clone(),
                     devices,
                     first_seen: info.and_then(|i| i.first_seen),
@@ -139,6 +159,61 @@ pub(super) struct GroupInfo {
     pub last_seen: Option<i64>,
     /// `(last_seen, slot, name)`, newest first.
     samples: Vec<(i64, Slot, Box<str>)>,
+    /// Devices that entered, by hour.
+    pub entered: Entered,
+}
+
+/// Hours kept by [`Entered`].
+const HOURS: usize = 48;
+const HOUR_MS: i64 = 3_600_000;
+
+/// Devices that entered a group, counted in the hour they entered (unix hours), for the last
+/// [`HOURS`] hours: each bucket remembers its hour, so an old bucket is reset when its slot is
+/// reused and never counted in a window it does not belong to.
+#[derive(Debug, Clone)]
+pub(super) struct Entered {
+    hours: [i64; HOURS],
+    counts: [u32; HOURS],
+}
+
+impl Default for Entered {
+    fn default() -> Entered {
+        Entered {
+            hours: [i64::MIN; HOURS],
+            counts: [0; HOURS],
+        }
+    }
+}
+
+impl Entered {
+    /// A device entered at `at_ms`. An entry older than what the bucket now holds is dropped.
+    pub(super) fn add(&mut self, at_ms: i64) {
+        let hour = at_ms.div_euclid(HOUR_MS);
+        // rem_euclid of a positive modulus is in 0..HOURS.
+        let i = hour.rem_euclid(HOURS as i64) as usize;
+        if self.hours[i] < hour {
+            self.hours[i] = hour;
+            self.counts[i] = 0;
+        }
+        if self.hours[i] == hour {
+            self.counts[i] = self.counts[i].saturating_add(1);
+        }
+    }
+
+    /// Entries in the 24 hours up to `now_ms` (this hour included) and in the 24 before.
+    pub(super) fn last_two_days(&self, now_ms: i64) -> (u64, u64) {
+        let now = now_ms.div_euclid(HOUR_MS);
+        let mut out = (0, 0);
+        for (hour, n) in self.hours.iter().zip(self.counts) {
+            let age = now.saturating_sub(*hour);
+            if (0..24).contains(&age) {
+                out.0 += u64::from(n);
+            } else if (24..48).contains(&age) {
+                out.1 += u64::from(n);
+            }
+        }
+        out
+    }
 }
 
 impl GroupInfo {
@@ -276,6 +351,54 @@ mod tests {
             (g.first_seen, g.sample_devices.clone()),
             (Some(6000), vec!["PC-C".to_string()])
         );
+    }
+
+    #[test]
+    fn the_trend_counts_entries_by_hour_over_two_days() {
+        let h = HOUR_MS;
+        let now = 100 * h + 10;
+        let mut e = Entered::default();
+        for at in [
+            now,
+            now - h,
+            now - 23 * h,
+            now - 24 * h,
+            now - 47 * h,
+            now - 48 * h,
+        ] {
+            e.add(at);
+        }
+        assert_eq!(e.last_two_days(now), (3, 2));
+        // A day later the first day is the previous one; 48 hours later all is gone.
+        assert_eq!(e.last_two_days(now + 24 * h), (0, 3));
+        assert_eq!(e.last_two_days(now + 48 * h), (0, 0));
+        // A bucket reused by a newer hour forgets its old hour; an older entry is dropped.
+        e.add(now + 48 * h);
+        e.add(now);
+        assert_eq!(e.last_two_days(now + 48 * h), (1, 0));
+
+        // Through the fleet: entering counts once, staying does not count again.
+        let f = Fleet::new(Duration::from_secs(3600));
+        f.set_seen(
+            "a",
+            Some(&failing(0x801c03f2, false)),
+            now,
+            seen("PC-A", now - h),
+        );
+        f.set_seen(
+            "a",
+            Some(&failing(0x801c03f2, false)),
+            now + 5,
+            seen("PC-A", now - h),
+        );
+        f.set_seen(
+            "b",
+            Some(&failing(0x801c03f2, false)),
+            now,
+            seen("PC-B", now - 30 * h),
+        );
+        let g = f.failure_groups_at(now);
+        assert_eq!((g[0].entered_24h, g[0].entered_previous_24h), (1, 1));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `/`: the fleet at a glance — devices by join type, stale and agent health counts, and the
-//! failure groups by phase × cause with their cause text, resolution and sample devices.
+//! failure groups by phase × cause with their trend (devices that entered in the last 24 hours
+//! against the 24 before), cause text, resolution and sample devices.
 //!
 //! Reads the in-memory aggregates and the same failure groups `/api/v1/failures` answers;
 //! sample device names are device-sent strings and are only ever spliced escaped.
@@ -33,6 +34,7 @@ pub async fn page_handler(State(s): State<AppState>) -> Result<Markup, PageError
             table {
                 thead { tr {
                     th { "Phase" } th { "Cause" } th { "Code" } th { "Devices" }
+                    th title="Devices that entered the group in the last 24 hours (the 24 hours before)" { "New in 24 h" }
                     th { "Since" } th { "What it means / what to do" } th { "Sample devices" }
                 } }
                 tbody {
@@ -94,6 +96,20 @@ pub fn shown_name<'a>(hostname: &'a str, machine_id: &'a str) -> &'a str {
     }
 }
 
+/// `+12 ↑ (3 the day before)`: growing is marked, so a spreading failure stands out.
+fn trend(last: u64, previous: u64) -> Markup {
+    let arrow = match last.cmp(&previous) {
+        std::cmp::Ordering::Greater => "↑",
+        std::cmp::Ordering::Less => "↓",
+        std::cmp::Ordering::Equal => "=",
+    };
+    html! {
+        @if last > previous { b.bad { "+" (last) " " (arrow) } } @else { "+" (last) " " (arrow) }
+        br;
+        span.muted { (previous) " the day before" }
+    }
+}
+
 fn group_row(g: &FailureGroup) -> Markup {
     let code = g.code.as_deref().unwrap_or("");
     let filter = list_href(&[("phase", &g.phase), ("cause", &g.cause), ("code", code)]);
@@ -106,6 +122,7 @@ fn group_row(g: &FailureGroup) -> Markup {
                 @if !g.symbol.is_empty() { span.muted.mono { (g.symbol) } }
             }
             td { a href=(filter) { b { (g.devices) } } }
+            td.nowrap { (trend(g.entered_24h, g.entered_previous_24h)) }
             td.muted { (g.first_seen.as_deref().map_or("", |t| t.get(..10).unwrap_or(t))) }
             td {
                 @if let Some(t) = &g.cause_text { (t) }

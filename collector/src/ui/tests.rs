@@ -134,6 +134,11 @@ async fn the_three_pages_render_and_escape_what_devices_sent() {
     );
     assert!(html.contains("Failures by phase and cause"), "{html}");
     assert!(html.contains("/ui/devices?phase=join&amp;cause="), "{html}");
+    // Every failing device arrived just now: each group grew since the day before.
+    assert!(
+        html.contains("New in 24 h") && html.contains(" ↑") && html.contains("0 the day before"),
+        "{html}"
+    );
     assert_escaped(&html);
 
     let (status, _, html) = get(&app, "/ui/devices?hostname=pc-").await;
