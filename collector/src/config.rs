@@ -1,6 +1,6 @@
 //! Collector configuration: Defaults ← TOML file ← `DSREG_*` environment ← command-line flags.
 //!
-//! Every setting is written once, in [`flags`] (flag, environment variable, file key, parser
+//! Every setting is written once, in `config/flags.rs` (flag, environment variable, file key, parser
 //! and the help text `--help` prints), and documented in the README table. [`Config::load`]
 //! takes the environment as a map, so tests never mutate the process environment. Invariants
 //! of a loaded [`Config`]: every limit is non-zero; `tls_cert` and `tls_key` come together
