@@ -358,4 +358,48 @@ mod tests {
         }
         assert_ne!(fingerprint(&a), fingerprint(&b));
     }
+
+    /// The loop's memory lives in the spool's ledger: an unchanged state is not queued again,
+    /// also after the spool is reopened (a restart).
+    #[test]
+    fn unchanged_state_is_not_queued_again_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/dsregcmd/entra-joined-healthy-prt-cloud-tgt.txt");
+        let mut source = FileSource {
+            status_file: capture,
+            events_file: None,
+            join: crate::joinconfig::Files::default(),
+        };
+        let cfg = CycleConfig {
+            identity: Identity {
+                machine_id: "m".into(),
+                ..Identity::default()
+            },
+            context: ExecutionContext::System,
+            heartbeat: Duration::from_secs(6 * 3600),
+            always_queue: false,
+            user_inbox: None,
+        };
+        // Nothing listens on port 1: delivery fails at once and the reports stay spooled.
+        let delivery = DeliveryConfig::new("http://127.0.0.1:1");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let now = OffsetDateTime::now_utc();
+        let mut queued = Vec::new();
+        for _ in 0..2 {
+            let mut spool = Spool::open(crate::spool::SpoolConfig::new(dir.path())).unwrap();
+            for _ in 0..2 {
+                let out = rt
+                    .block_on(cycle(&mut source, &mut spool, &cfg, &delivery, now))
+                    .unwrap();
+                queued.push(out.queued.is_some());
+            }
+            assert!(spool.state().last_fingerprint.is_some());
+        }
+        assert_eq!(queued, [true, false, false, false]);
+        assert!(!dir.path().join("agent-state.json").exists());
+    }
 }
