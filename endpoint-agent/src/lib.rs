@@ -22,9 +22,11 @@
 //! - [`pseudonym`]: `--pseudonymize-key-file` — user names and UPNs as keyed hashes.
 //! - [`tlsprobe`]: after a failed https delivery without a client certificate, one diagnostic
 //!   handshake to learn whether the collector requires one (TLS 1.3 hides it).
-//! - [`runner`]: one cycle (collect → spool if changed → drain) and the `run` loop, with the
-//!   Windows commands behind a `Source` seam.
-//! - [`settings`]: the agent's TOML settings and durations.
+//! - [`runner`]: one cycle (collect → spool if changed → drain) and the `run` loop.
+//! - [`source`]: the `Source` seam — `dsregcmd` / `wevtutil` with a timeout, or capture files.
+//! - [`schedule`]: when the loop wakes (collections, delivery retries, jitter), clock-free.
+//! - [`settings`]: every setting of `send` and `run` written once (flag, `DSREG_*` variable,
+//!   file key), layered file ← environment ← flags.
 //! - [`service`]: `send` and `run` resolved from flags and settings.
 //! - [`scm`]: `run --service`, the Windows service lifecycle (control → graceful stop, status
 //!   sequence) kept platform-neutral and tested here; only its SCM glue is `cfg(windows)`.
@@ -32,8 +34,12 @@
 //! - [`winlog`]: the agent's own warnings and errors in the Windows Application event log
 //!   (source `dsreg-agent`); formatting tested everywhere, the sink is `cfg(windows)`.
 //!
-//! The binary (`main.rs`) only parses flags, calls these, and maps errors to exit codes.
+//! - [`app`]: the command line ([`app::Cli`]), dispatch and printing; `main.rs` only parses
+//!   and calls [`app::main`].
+//! - [`exit`]: the one table of exit codes.
+//! - [`signal`]: SIGINT/SIGTERM as a shutdown future for `run`.
 
+pub mod app;
 pub mod cli;
 pub mod credentials;
 pub mod deliver;
@@ -41,16 +47,20 @@ pub mod diagnose;
 pub mod dsregcmd;
 pub mod enroll;
 pub mod events;
+pub mod exit;
 pub mod identity;
 pub mod inbox;
 pub mod joinconfig;
 pub mod pseudonym;
 pub mod report;
 pub mod runner;
+pub mod schedule;
 pub mod scm;
 pub mod service;
 pub mod settings;
+pub mod signal;
 pub mod simulate;
+pub mod source;
 pub mod spool;
 pub mod tlsprobe;
 pub mod winlog;

@@ -23,57 +23,10 @@ use crate::inbox::{self, InboxConfig, InboxError};
 use crate::runner::{
     self, CommandSource, CycleConfig, CycleError, FileSource, RunConfig, Source, SourceError,
 };
-use crate::settings::{self, FileSettings, SettingsError};
+use crate::settings::{self, SettingsError};
 use crate::spool::{Spool, SpoolConfig, SpoolError};
 
-/// What `send` and `run` were asked to do (flags, already merged over the settings file by
-/// [`Request::resolve`]).
-#[derive(Debug, Clone, Default)]
-pub struct Request {
-    /// Settings file, if any.
-    pub config: Option<PathBuf>,
-    /// Collector URL.
-    pub collector: Option<String>,
-    /// `dsregcmd /status` capture to read instead of running dsregcmd.
-    pub status_file: Option<PathBuf>,
-    /// Event export to read instead of running wevtutil.
-    pub events_file: Option<PathBuf>,
-    /// Override of the machine id.
-    pub machine_id: Option<String>,
-    /// Override of the host name.
-    pub hostname: Option<String>,
-    /// Spool directory.
-    pub spool_dir: Option<PathBuf>,
-    /// Allow plain HTTP to a non-loopback collector.
-    pub insecure: bool,
-    /// Collect in the signed-in user's context (PRT / WAM state).
-    pub user_context: bool,
-    /// `run`: time between collections.
-    pub interval: Option<Duration>,
-    /// `run`: heartbeat period.
-    pub heartbeat: Option<Duration>,
-    /// Timeout of dsregcmd / wevtutil.
-    pub status_timeout: Option<Duration>,
-    /// Bearer token file.
-    pub token_file: Option<PathBuf>,
-    /// CA file for an `https://` collector.
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate (mTLS).
-    pub client_cert: Option<PathBuf>,
-    /// Client key (mTLS).
-    pub client_key: Option<PathBuf>,
-    /// `run`: append log lines to this file instead of standard error.
-    pub log_file: Option<PathBuf>,
-    /// The user-context handoff directory: written by a `--user-context` send, ingested by the
-    /// SYSTEM agent.
-    pub user_inbox: Option<PathBuf>,
-    /// Join configuration captures (`--registry-file`, `--task-file`, `--computer-sid`).
-    pub join: crate::joinconfig::Files,
-    /// The enroll secret file (enrollment on when set).
-    pub enroll_secret_file: Option<PathBuf>,
-    /// The pseudonymization key file (user names hashed before spooling when set).
-    pub pseudonymize_key_file: Option<PathBuf>,
-}
+pub use crate::settings::Request;
 
 /// Why `send` or `run` could not do its job.
 #[derive(Debug, thiserror::Error)]
@@ -116,12 +69,20 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// This error's row of the exit-code table ([`crate::exit`]): a local fault, or bad input.
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        match self {
+            ServiceError::Spool(_) | ServiceError::Runtime(_) | ServiceError::Inbox(_) => {
+                Exit::Fault
+            }
+            _ => Exit::BadInput,
+        }
+    }
+
     /// The exit code: 2 for bad input or settings, 1 for local faults.
     pub fn exit_code(&self) -> u8 {
-        match self {
-            ServiceError::Spool(_) | ServiceError::Runtime(_) | ServiceError::Inbox(_) => 1,
-            _ => 2,
-        }
+        self.exit().code()
     }
 }
 
@@ -159,24 +120,20 @@ pub struct Resolved {
 }
 
 impl Request {
-    /// Merges flags over the settings file over the defaults; `env` is the environment.
+    /// Merges flags over the environment over the settings file over the defaults; `env` is
+    /// the environment.
     pub fn resolve(&self, env: &HashMap<String, String>) -> Result<Resolved, ServiceError> {
-        let file = match &self.config {
-            Some(p) => settings::load_file(p)?,
-            None => FileSettings::default(),
-        };
-        let collector = self
+        let s = settings::layered(self, env)?;
+        let collector = s
             .collector
-            .clone()
-            .or(file.collector)
             .unwrap_or_else(|| "http://127.0.0.1:50051".to_string());
         let mut delivery = DeliveryConfig::new(collector);
-        delivery.insecure = self.insecure || file.insecure.unwrap_or(false);
+        delivery.insecure = s.insecure.unwrap_or(false);
         delivery.credentials = CredentialFiles {
-            ca_file: self.ca_file.clone().or(file.ca_file),
-            client_cert: self.client_cert.clone().or(file.client_cert),
-            client_key: self.client_key.clone().or(file.client_key),
-            token_file: self.token_file.clone().or(file.token_file),
+            ca_file: s.ca_file,
+            client_cert: s.client_cert,
+            client_key: s.client_key,
+            token_file: s.token_file,
         };
         crate::deliver::endpoint(&delivery).map_err(ServiceError::Url)?;
         // Fail now (exit 2) on an unreadable token file rather than queue every report.
@@ -185,24 +142,18 @@ impl Request {
             .authorize()
             .map_err(|e| ServiceError::Url(e.into()))?;
 
-        let dir = self
+        let dir = s
             .spool_dir
-            .clone()
-            .or(file.spool_dir)
             .unwrap_or_else(|| settings::default_spool_dir(env, self.user_context));
         let mut spool = SpoolConfig::new(dir);
-        if let Some(n) = file.spool_max_reports {
+        if let Some(n) = s.spool_max_reports {
             spool.max_reports = n;
         }
-        if let Some(n) = file.spool_max_bytes {
+        if let Some(n) = s.spool_max_bytes {
             spool.max_bytes = n;
         }
-        if let Some(key) = self
-            .pseudonymize_key_file
-            .clone()
-            .or(file.pseudonymize_key_file.clone())
-        {
-            let p = crate::pseudonym::Pseudonymizer::from_file(&key)?;
+        if let Some(key) = &s.pseudonymize_key_file {
+            let p = crate::pseudonym::Pseudonymizer::from_file(key)?;
             spool.pseudonymize = Some(std::sync::Arc::new(p));
         }
 
@@ -216,11 +167,7 @@ impl Request {
         if id.machine_id.trim().is_empty() {
             return Err(ServiceError::NoMachineId);
         }
-        let enroll_secret = self
-            .enroll_secret_file
-            .clone()
-            .or(file.enroll_secret_file.clone())
-            .filter(|_| !self.user_context);
+        let enroll_secret = s.enroll_secret_file.filter(|_| !self.user_context);
         if let Some(secret) = enroll_secret {
             // Fail now (exit 2) on an unreadable secret, as for the token file.
             CredentialFiles {
@@ -236,19 +183,10 @@ impl Request {
                 &id.hostname,
             ));
         }
-        let interval = self
-            .interval
-            .or(file.interval_minutes.map(|m| Duration::from_secs(m * 60)))
-            .unwrap_or(Duration::from_secs(3600));
-        let heartbeat = self
-            .heartbeat
-            .or(file.heartbeat_hours.map(|h| Duration::from_secs(h * 3600)))
-            .unwrap_or(Duration::from_secs(6 * 3600));
-        let user_inbox = self.user_inbox.clone().or(file.user_inbox);
-        let status_timeout = self
-            .status_timeout
-            .or(file.status_timeout_seconds.map(Duration::from_secs))
-            .unwrap_or(Duration::from_secs(30));
+        let interval = s.interval.unwrap_or(Duration::from_secs(3600));
+        let heartbeat = s.heartbeat.unwrap_or(Duration::from_secs(6 * 3600));
+        let user_inbox = s.user_inbox;
+        let status_timeout = s.status_timeout.unwrap_or(Duration::from_secs(30));
         Ok(Resolved {
             delivery,
             spool,
@@ -276,7 +214,7 @@ impl Request {
             events_file: self.events_file.clone(),
             join: self.join.clone(),
             status_timeout,
-            log_file: self.log_file.clone().or(file.log_file),
+            log_file: s.log_file,
             hand_off_to: user_inbox.filter(|_| self.user_context),
         })
     }
@@ -339,8 +277,7 @@ pub async fn send(r: &Resolved) -> Result<SendOutcome, ServiceError> {
     cycle.always_queue = true;
     let now = OffsetDateTime::now_utc();
     let mut src = source(r)?;
-    let outcome =
-        runner::cycle(&mut src, &mut spool, &r.spool.dir, &cycle, &r.delivery, now).await?;
+    let outcome = runner::cycle(&mut src, &mut spool, &cycle, &r.delivery, now).await?;
     Ok(match outcome.delivery {
         Ok(d) => SendOutcome::Delivered {
             accepted: d.accepted,
@@ -396,15 +333,7 @@ pub async fn run(r: &Resolved, shutdown: impl Future<Output = ()>) -> Result<(),
         "dsreg-agent running"
     );
     let mut src = source(r)?;
-    runner::run(
-        &mut src,
-        &mut spool,
-        &r.spool.dir,
-        &r.run,
-        &r.delivery,
-        shutdown,
-    )
-    .await;
+    runner::run(&mut src, &mut spool, &r.run, &r.delivery, shutdown).await;
     Ok(())
 }
 

@@ -158,8 +158,16 @@ impl Config {
 mod tests {
     use std::collections::HashMap;
 
+    use clap::Parser;
+
     use super::*;
     use crate::config::Args;
+
+    /// Parses flags as the binary does (typed, checked by the settings' own parsers).
+    fn flags(argv: &[&str]) -> Result<Args, String> {
+        Args::try_parse_from(std::iter::once("dsreg-collector").chain(argv.iter().copied()))
+            .map_err(|e| e.to_string())
+    }
 
     #[test]
     fn urls_are_https_or_loopback_http() {
@@ -193,10 +201,7 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let args = Args {
-            graph_url: Some("http://127.0.0.1:9/".into()),
-            ..Args::default()
-        };
+        let args = flags(&["--graph-url", "http://127.0.0.1:9/"]).unwrap();
         let g = Config::load(&args, &env).unwrap().graph().unwrap();
         assert_eq!(g.interval, Duration::from_secs(300));
         assert_eq!(g.graph_url, "http://127.0.0.1:9");
@@ -239,10 +244,7 @@ mod tests {
             "national clouds ask for their own Graph"
         );
 
-        let args = Args {
-            graph_tenant_id: Some("t".into()),
-            ..Args::default()
-        };
+        let args = flags(&["--graph-tenant-id", "t"]).unwrap();
         let err = Config::load(&args, &HashMap::new())
             .unwrap_err()
             .to_string();
@@ -255,24 +257,17 @@ mod tests {
         env.insert("DSREG_GRAPH_CLIENT_ID".to_string(), "c".to_string());
         let err = Config::load(&args, &env).unwrap_err().to_string();
         assert!(err.contains("--graph-client-key"), "{err}");
-        let args = Args {
-            graph_url: Some("http://graph.example.com".into()),
-            ..Args::default()
-        };
-        let err = Config::load(&args, &HashMap::new())
-            .unwrap_err()
-            .to_string();
+        let err = flags(&["--graph-url", "http://graph.example.com"]).unwrap_err();
         assert!(
             err.contains("--graph-url") && err.contains("graph.example.com"),
             "{err}"
         );
-        let args = Args {
-            graph_tenant_id: Some("a/b".into()),
-            ..Args::default()
-        };
-        let err = Config::load(&args, &HashMap::new())
+        let err = flags(&["--graph-tenant-id", "a/b"]).unwrap_err();
+        assert!(err.contains("--graph-tenant-id"), "{err}");
+        let env = HashMap::from([("DSREG_GRAPH_TENANT_ID".to_string(), "a/b".to_string())]);
+        let err = Config::load(&Args::default(), &env)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("--graph-tenant-id"), "{err}");
+        assert!(err.contains("DSREG_GRAPH_TENANT_ID"), "{err}");
     }
 }

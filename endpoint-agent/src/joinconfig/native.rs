@@ -60,7 +60,7 @@ pub async fn read(timeout: Duration) -> Read {
             .map(|s| (*s).to_owned())
             .collect();
         argv.extend(form.iter().map(|s| (*s).to_owned()));
-        match crate::runner::run_command(&argv, timeout).await {
+        match crate::source::run_command(&argv, timeout).await {
             Ok(bytes) => {
                 let (t, w) = task::parse(&bytes, offset);
                 info.merge(t);

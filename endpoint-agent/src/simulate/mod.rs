@@ -17,7 +17,6 @@ pub mod pace;
 pub mod scenario;
 
 use std::collections::VecDeque;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,6 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
 use dsreg_proto::{ReportBatch, ReportStatus};
 use tonic::transport::{Channel, Endpoint};
+
+use crate::exit::Exit;
 
 use self::fleet::{Profile, Templates, build_report, profile_of};
 use self::pace::{Latencies, TokenBucket, ms};
@@ -447,9 +448,9 @@ async fn progress_lines(counters: Arc<Counters>, start: Instant) {
     }
 }
 
-/// The `simulate` subcommand: runs, prints the summary, maps errors to exit codes
-/// (0 done, 2 bad flags, 3 collector unreachable, 1 no runtime).
-pub fn main(args: SimulateArgs) -> ExitCode {
+/// The `simulate` subcommand: runs, prints the summary, maps errors to the exit table
+/// (done, bad flags, collector unreachable, no runtime).
+pub fn main(args: SimulateArgs) -> Exit {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -458,21 +459,21 @@ pub fn main(args: SimulateArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("dsreg-agent: cannot start the runtime: {e}");
-            return ExitCode::from(1);
+            return Exit::Fault;
         }
     };
     match runtime.block_on(run(&args, true)) {
         Ok(summary) => {
             print!("{summary}");
-            ExitCode::SUCCESS
+            Exit::Ok
         }
         Err(e @ SimError::Unreachable { .. }) => {
             eprintln!("dsreg-agent: {e}");
-            ExitCode::from(3)
+            Exit::Unreachable
         }
         Err(e) => {
             eprintln!("dsreg-agent: {e}");
-            ExitCode::from(2)
+            Exit::BadInput
         }
     }
 }

@@ -14,8 +14,9 @@
 //! - the spool is bounded by count and bytes. When a push overflows it, the overflow policy
 //!   drops, oldest first: (1) reports that repeat the previous report's state for the same
 //!   device, (2) other reports in between, and only then (3) the first failure or the latest
-//!   report of a device. The newest report is never dropped. Every drop is counted in
-//!   `state.json`, which also records the last successful delivery.
+//!   report of a device. The newest report is never dropped. Every drop is counted in the
+//!   ledger, `state.json` ([`ledger`]), which also records the last successful delivery and
+//!   the collection loop's memory (event bookmark, last fingerprint, last queued time).
 
 use std::fs;
 use std::io::Write;
@@ -23,7 +24,10 @@ use std::path::{Path, PathBuf};
 
 use dsreg_proto::Report;
 use prost::Message;
-use serde::{Deserialize, Serialize};
+
+mod ledger;
+
+pub use ledger::SpoolState;
 
 /// Where the spool lives and how big it may grow.
 #[derive(Debug, Clone)]
@@ -78,15 +82,6 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Spool
     move |source| SpoolError::Io { op, path, source }
 }
 
-/// Counters that survive restarts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SpoolState {
-    /// Reports dropped by the overflow policy since the spool was created.
-    pub dropped: u64,
-    /// Unix seconds of the last acknowledged delivery.
-    pub last_delivery_unix: Option<i64>,
-}
-
 /// One spooled report, as indexed in memory.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -123,15 +118,7 @@ impl Spool {
     /// Opens (or creates) the spool in `cfg.dir`, indexing the reports already there.
     pub fn open(cfg: SpoolConfig) -> Result<Spool, SpoolError> {
         fs::create_dir_all(&cfg.dir).map_err(io_err("create", &cfg.dir))?;
-        let state_path = cfg.dir.join("state.json");
-        let state = match fs::read(&state_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| SpoolError::State {
-                path: state_path.clone(),
-                source,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SpoolState::default(),
-            Err(e) => return Err(io_err("read", &state_path)(e)),
-        };
+        let state = ledger::load(&cfg.dir)?;
         let mut spool = Spool {
             cfg,
             entries: Vec::new(),
@@ -357,23 +344,21 @@ impl Spool {
         Ok(())
     }
 
-    /// Records a successful delivery time (unix seconds) in `state.json`.
+    /// Records a successful delivery time (unix seconds) in the ledger.
     pub fn record_delivery(&mut self, unix: i64) -> Result<(), SpoolError> {
         self.state.last_delivery_unix = Some(unix);
         self.save_state()
     }
 
+    /// Changes the ledger with `change` and saves it durably (the collection loop records
+    /// its bookmark, fingerprint and queue time here).
+    pub fn update_state(&mut self, change: impl FnOnce(&mut SpoolState)) -> Result<(), SpoolError> {
+        change(&mut self.state);
+        self.save_state()
+    }
+
     fn save_state(&self) -> Result<(), SpoolError> {
-        let path = self.cfg.dir.join("state.json");
-        let tmp = self.cfg.dir.join("state.json.tmp");
-        let body = serde_json::to_vec_pretty(&self.state).unwrap_or_default();
-        {
-            let mut f = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
-            f.write_all(&body).map_err(io_err("write", &tmp))?;
-            f.sync_all().map_err(io_err("fsync", &tmp))?;
-        }
-        fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
-        sync_dir(&self.cfg.dir)
+        ledger::save(&self.cfg.dir, &self.state)
     }
 }
 
