@@ -23,18 +23,27 @@
 //! `evidence` lines are reconstructed as `Key : value` so a technician can find them in the
 //! capture; every attempt is classified once, with one cause; nothing here panics on any
 //! snapshot or records.
+//!
+//! Modules: `correlate` (records → runs of the join task), `attempts` (a run → one classified
+//! attempt), `previous` (the Previous Registration block), `debug_trace` (a `/debug` trace),
+//! `post_join` (rule group 3), `text` (evidence and source texts).
 
 use crate::catalog::{self, Cause};
-use crate::classify::{self, ServerError};
-use crate::v1::{DiagnosticTests, PreviousRegistration, TestResult};
+use crate::v1::{DiagnosticTests, TestResult};
 use crate::{EventRecord, ExecutionContext, Failure, JoinType, Phase, Snapshot, TestStatus, hex};
 
 mod attempts;
 pub mod correlate;
 mod debug_trace;
 mod post_join;
+mod previous;
 #[cfg(test)]
 mod tests;
+mod text;
+
+pub(crate) use previous::generic_sub_cause;
+use previous::{fallback_cause, from_previous_registration};
+use text::{push, server_error_text};
 
 /// DSREG_AUTOJOIN_ADCONFIG_READ_FAILED: the SCP could not be read.
 const ADCONFIG_READ_FAILED: u32 = 0x801c_001d;
@@ -311,146 +320,6 @@ fn task_disabled(snapshot: &Snapshot) -> Option<Failure> {
     })
 }
 
-// ── rule 1: Previous Registration ───────────────────────────────────────────────────────────
-
-/// The failure a Previous Registration block records; `answer` is the server's answer (event
-/// 201/204) of the same run, used where the block itself has no server text.
-fn from_previous_registration(
-    p: &PreviousRegistration,
-    tests: Option<&DiagnosticTests>,
-    answer: Option<&EventRecord>,
-) -> Option<Failure> {
-    let code = p.client_error_code.filter(|c| *c != 0);
-    let has_server = non_empty(p.server_error_code.as_deref()).is_some()
-        || non_empty(p.server_message.as_deref()).is_some();
-    let error_phase = p.error_phase.as_deref().and_then(Phase::from_label);
-    if code.is_none() && !has_server && error_phase.is_none() {
-        return None;
-    }
-    let response = answer.and_then(|a| a.server_response.as_ref());
-    let server = ServerError {
-        error_code: non_empty(p.server_error_code.as_deref())
-            .or_else(|| response.and_then(|r| non_empty(r.error_type.as_deref()))),
-        sub_code: non_empty(p.server_error_sub_code.as_deref())
-            .or_else(|| response.and_then(|r| non_empty(r.sub_error_code.as_deref()))),
-        message: non_empty(p.server_message.as_deref())
-            .or_else(|| response.and_then(|r| non_empty(r.message.as_deref()))),
-        operation: non_empty(p.server_operation.as_deref()),
-    };
-    let refined = classify::refine(code, &server);
-    let entry_phase = code.and_then(catalog::lookup).map(|e| e.phase);
-    let phase = error_phase
-        .or(entry_phase)
-        .or_else(|| server_phase(server.error_code))
-        .or(refined.map(|c| c.phase))
-        .or_else(|| code.map(|c| catalog::describe(c).phase))
-        .unwrap_or(Phase::Unspecified);
-
-    let failing_test = tests.and_then(|t| {
-        chain(t)
-            .into_iter()
-            .find(|(_, test_phase, r)| *test_phase == phase && is_fail(r))
-    });
-    let sub_code = failing_test.and_then(|(_, _, r)| match (r.code, code) {
-        (Some(tc), Some(c)) if tc == c => r.sub_code,
-        _ => r.code,
-    });
-
-    let cause = refined
-        .map(|c| c.id)
-        .or_else(|| special_cause(code, sub_code, tests))
-        .or_else(|| code.map(|c| catalog::describe(c).cause.id))
-        .unwrap_or_else(|| fallback_cause(server.error_code));
-
-    let mut evidence = Vec::new();
-    push(&mut evidence, "Previous Registration", p.time.as_deref());
-    push(
-        &mut evidence,
-        "Registration Type",
-        p.registration_type.as_deref(),
-    );
-    push(&mut evidence, "Error Phase", p.error_phase.as_deref());
-    push(&mut evidence, "Client ErrorCode", code.map(hex).as_deref());
-    push(&mut evidence, "Server ErrorCode", server.error_code);
-    push(&mut evidence, "Server ErrorSubCode", server.sub_code);
-    push(&mut evidence, "Server Operation", server.operation);
-    push(&mut evidence, "Server Message", server.message);
-    push(
-        &mut evidence,
-        "Https Status",
-        p.https_status.map(|s| s.to_string()).as_deref(),
-    );
-    push(&mut evidence, "Request Id", p.request_id.as_deref());
-    if let Some((name, _, r)) = failing_test {
-        evidence.push(test_line(name, r));
-    }
-
-    Some(Failure {
-        phase: phase as i32,
-        code,
-        sub_code,
-        symbol: symbol(code),
-        cause: cause.to_owned(),
-        source: "previous_registration".to_owned(),
-        server_error: server_error_text(server.error_code, server.message),
-        evidence,
-    })
-}
-
-/// The cause rules the catalog and the server answer cannot express alone.
-fn special_cause(
-    code: Option<u32>,
-    sub_code: Option<u32>,
-    tests: Option<&DiagnosticTests>,
-) -> Option<&'static str> {
-    let code = code?;
-    // 0x80070002 means "no SCP" only as the AD Configuration Test's own code or sub-code.
-    let ad_config = tests
-        .and_then(|t| t.ad_configuration.as_ref())
-        .filter(|r| is_fail(r));
-    if code == ADCONFIG_READ_FAILED
-        && let Some(r) = ad_config
-    {
-        let no_scp = r.code == Some(FILE_NOT_FOUND) || r.sub_code == Some(FILE_NOT_FOUND);
-        return Some(if no_scp {
-            "scp_not_configured"
-        } else {
-            "scp_read_failed"
-        });
-    }
-    generic_sub_cause(code, sub_code)
-}
-
-/// For a generic code whose sub-code the catalog knows, the sub-code's cause.
-pub(crate) fn generic_sub_cause(code: u32, sub_code: Option<u32>) -> Option<&'static str> {
-    if !GENERIC_CODES.contains(&code) {
-        return None;
-    }
-    sub_code
-        .filter(|s| *s != code)
-        .and_then(catalog::lookup)
-        .map(|e| e.cause)
-}
-
-/// The phase a server error code implies when nothing else says: DRS answered, so the join
-/// call itself failed.
-fn server_phase(error_code: Option<&str>) -> Option<Phase> {
-    match error_code? {
-        c if c.eq_ignore_ascii_case("DirectoryError") => Some(Phase::Join),
-        c if c.eq_ignore_ascii_case("AuthenticationError") => Some(Phase::Join),
-        _ => None,
-    }
-}
-
-/// The cause when there is neither a code nor a refinement.
-fn fallback_cause(error_code: Option<&str>) -> &'static str {
-    match error_code {
-        Some(c) if c.eq_ignore_ascii_case("DirectoryError") => "directory_error",
-        Some(c) if c.eq_ignore_ascii_case("AuthenticationError") => "drs_authentication_error",
-        _ => "unknown_other",
-    }
-}
-
 // ── rule 2: diagnostic tests ────────────────────────────────────────────────────────────────
 
 /// The six tests in chain order: snake_case name, the phase a failure means, the result.
@@ -554,58 +423,6 @@ fn symbol(code: Option<u32>) -> Option<String> {
 fn non_empty(s: Option<&str>) -> Option<&str> {
     s.map(str::trim)
         .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("empty"))
-}
-
-fn one_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    push_one_line(&mut out, s);
-    out
-}
-
-/// Appends `s` with every run of whitespace as one space, trimmed.
-fn push_one_line(out: &mut String, s: &str) {
-    let b = s.as_bytes();
-    let plain = b.first().is_none_or(|c| *c != b' ')
-        && b.last().is_none_or(|c| *c != b' ')
-        && !b.windows(2).any(|w| w == b"  ")
-        && b.iter()
-            .all(|c| c.is_ascii() && (*c == b' ' || !char::from(*c).is_whitespace()));
-    if plain {
-        // Already one line (the common case): copied as is.
-        out.push_str(s);
-        return;
-    }
-    for (i, word) in s.split_whitespace().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(word);
-    }
-}
-
-fn server_error_text(code: Option<&str>, message: Option<&str>) -> Option<String> {
-    match (code, message) {
-        (Some(c), Some(m)) => {
-            let mut out = String::with_capacity(c.len() + 2 + m.len());
-            out.push_str(c);
-            out.push_str(": ");
-            push_one_line(&mut out, m);
-            Some(out)
-        }
-        (Some(c), None) => Some(c.to_owned()),
-        (None, Some(m)) => Some(one_line(m)),
-        (None, None) => None,
-    }
-}
-
-fn push(evidence: &mut Vec<String>, key: &str, value: Option<&str>) {
-    if let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) {
-        let mut line = String::with_capacity(key.len() + 3 + v.len());
-        line.push_str(key);
-        line.push_str(" : ");
-        line.push_str(v);
-        evidence.push(line);
-    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::v1::{
-    DeviceDetails, DeviceState, Diagnostics, JoinConfig, NgcPrerequisiteCheck, PrtDiagnostics,
-    ServerResponse, SsoState, UserState,
+    DeviceDetails, DeviceState, Diagnostics, JoinConfig, NgcPrerequisiteCheck,
+    PreviousRegistration, PrtDiagnostics, ServerResponse, SsoState, UserState,
 };
 
 const DIRECTORY_FAILURE: u32 = 0x801c_03f2;

@@ -13,14 +13,15 @@
 //! [`MAX_ATTEMPTS`].
 
 use super::correlate::{self, Run, TERMINAL_FAILURES, epoch_ms};
+use super::text::{event_line, event_source, server_error_text};
 use super::{
     ADCONFIG_READ_FAILED, FILE_NOT_FOUND, fallback_cause, from_previous_registration, non_empty,
-    one_line, server_error_text, symbol,
+    symbol,
 };
 use crate::catalog;
 use crate::classify::{ReadAnswer, ServerError};
 use crate::v1::{Attempt, DiagnosticTests, JoinConfig, PreviousRegistration};
-use crate::{EventRecord, Failure, Phase, Snapshot, TestStatus, hex};
+use crate::{EventRecord, Failure, Phase, Snapshot, TestStatus};
 
 /// At most this many attempts are kept on a snapshot (the newest).
 pub const MAX_ATTEMPTS: usize = 32;
@@ -242,35 +243,6 @@ fn push_evidence(f: &mut Failure, run: &Run<'_>) {
         }
     }
     f.evidence.truncate(MAX_EVIDENCE);
-}
-
-/// `event:<id>#<record id>`, the source name of a record (built without the formatter: one
-/// per record of every run).
-fn event_source(r: &EventRecord) -> String {
-    let mut s = String::with_capacity(32);
-    s.push_str("event:");
-    push_decimal(&mut s, u64::from(r.event_id));
-    s.push('#');
-    push_decimal(&mut s, r.record_id);
-    s
-}
-
-fn push_decimal(s: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        // `n % 10` is below 10: the cast cannot truncate.
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // ASCII digits: always UTF-8.
-    if let Ok(d) = std::str::from_utf8(&digits[i..]) {
-        s.push_str(d);
-    }
 }
 
 /// The attempt record of a classified failure.
@@ -503,50 +475,4 @@ fn scp_cause(tests: Option<&DiagnosticTests>, config: Option<&JoinConfig>) -> &'
     } else {
         "scp_not_configured"
     }
-}
-
-/// One line per event: `event 204 at …: exit code 0x801c03f2, HTTP 400, DirectoryError: …`.
-pub(crate) fn event_line(e: &EventRecord) -> String {
-    let mut line = String::with_capacity(128);
-    line.push_str("event ");
-    push_decimal(&mut line, u64::from(e.event_id));
-    if let Some(t) = e.time.as_deref() {
-        line.push_str(" at ");
-        line.push_str(t);
-    }
-    line.push_str(": ");
-    let mut sep = "";
-    let mut part = |line: &mut String, text: &str| {
-        line.push_str(sep);
-        line.push_str(text);
-        sep = ", ";
-    };
-    if let Some(c) = e.exit_code {
-        part(&mut line, "exit code ");
-        line.push_str(&hex(c));
-    }
-    if let Some(s) = e.http_status {
-        part(&mut line, "HTTP ");
-        push_decimal(&mut line, u64::from(s));
-    }
-    if let Some(p) = non_empty(e.error_phase.as_deref()) {
-        part(&mut line, "errorPhase ");
-        line.push_str(p);
-    }
-    if let Some(t) = non_empty(e.tenant_type.as_deref()) {
-        part(&mut line, "tenant type ");
-        line.push_str(t);
-    }
-    let response = e.server_response.as_ref();
-    let server = server_error_text(
-        response.and_then(|r| non_empty(r.error_type.as_deref())),
-        response.and_then(|r| non_empty(r.message.as_deref())),
-    )
-    .or_else(|| non_empty(e.server_error.as_deref()).map(one_line))
-    .or_else(|| non_empty(e.message.as_deref()).map(one_line));
-    if let Some(s) = server {
-        part(&mut line, "");
-        line.extend(s.chars().take(300));
-    }
-    line
 }

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::v1::{
-    DeviceDetails, DeviceState, Diagnostics, PrtDiagnostics, ServerResponse, SsoState, UserState,
-    WorkAccount,
+    DeviceDetails, DeviceState, Diagnostics, PreviousRegistration, PrtDiagnostics, ServerResponse,
+    SsoState, UserState, WorkAccount,
 };
 
 const SCP_READ: u32 = 0x801c_001d;
@@ -675,25 +675,4 @@ fn cause_of_resolves_the_id() {
         ..Failure::default()
     };
     assert_eq!(cause_of(&f).map(|c| c.id), Some("scp_not_configured"));
-}
-
-#[test]
-fn one_line_collapses_every_kind_of_whitespace() {
-    // The copy-as-is path and the word-by-word path agree with the plain definition.
-    for s in [
-        "",
-        "plain message",
-        " leading",
-        "trailing ",
-        "two  spaces",
-        "tab\there",
-        "line\r\nbreak",
-        "vertical\u{0b}tab",
-        "no\u{a0}break space",
-        "Ünïcode  text",
-        "   ",
-    ] {
-        let want = s.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert_eq!(one_line(s), want, "{s:?}");
-    }
 }
