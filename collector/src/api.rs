@@ -8,6 +8,7 @@
 
 pub mod agents;
 pub mod catalog;
+pub mod device;
 pub mod devices;
 pub mod failures;
 pub mod openapi;
@@ -58,14 +59,11 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/devices", get(devices::devices))
-        .route("/api/v1/devices/{key}", get(devices::device))
-        .route(
-            "/api/v1/devices/{key}/history",
-            get(devices::device_history),
-        )
+        .route("/api/v1/devices/{key}", get(device::device))
+        .route("/api/v1/devices/{key}/history", get(device::device_history))
         .route(
             "/api/v1/devices/{key}/attempts",
-            get(devices::device_attempts),
+            get(device::device_attempts),
         )
         .route("/api/v1/reconcile", get(reconcile::list))
         .route("/api/v1/failures", get(failures::failures))

@@ -20,7 +20,7 @@ use utoipa::openapi::{OpenApi as Document, Required};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::devices::MAX_LIMIT;
-use super::{agents, catalog as catalog_api, devices, failures};
+use super::{agents, catalog as catalog_api, device, devices, failures};
 
 /// Every error answer of the API.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -42,9 +42,9 @@ pub const READER_TOKEN: &str = "reader_token";
     ),
     paths(
         devices::devices,
-        devices::device,
-        devices::device_history,
-        devices::device_attempts,
+        device::device,
+        device::device_history,
+        device::device_attempts,
         failures::failures,
         agents::agents,
         catalog_api::catalog_doc,

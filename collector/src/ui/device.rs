@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::fleet::shown_name;
 use super::layout::{PageError, enc, list_href, page};
-use crate::api::devices::{DeviceDocument, device_document};
+use crate::api::device::{DeviceDocument, device_document};
 use crate::api::{AppState, rejected};
 
 /// Rows of the snapshot shown per section before the rest is summarised.
