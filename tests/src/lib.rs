@@ -10,7 +10,7 @@
 //! - [`agent`]: running the real `dsreg-agent`.
 //! - [`browser`]: a browser-like client (no redirects followed, one cookie, forms).
 //! - [`reports`]: the one report builder.
-//! - [`rng`]: the one seeded PRNG and FNV-1a.
+//! - [`rng`]: the one seeded PRNG.
 //! - [`http`]: a plain GET and a byte-exact raw HTTP/1.1 GET.
 //! - [`metrics`]: Prometheus text parsing for `/metrics` assertions.
 //! - [`prom`]: the Prometheus tier (promtool, a real Prometheus, the rules file).

@@ -1,5 +1,5 @@
-//! The one seeded PRNG and the one FNV-1a hash of the end-to-end tests: reproducible "random"
-//! choices (kill points, fuzz-ish inputs) and stable pseudo-random labels.
+//! The one seeded PRNG of the end-to-end tests: reproducible "random" choices (kill points,
+//! hostile inputs).
 //!
 //! Not cryptographic; the same seed always yields the same sequence on every platform.
 
@@ -26,18 +26,6 @@ impl Lcg {
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next_u64() % (hi - lo)
     }
-
-    /// `n` pseudo-random bytes.
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| (self.next_u64() >> 24) as u8).collect()
-    }
-}
-
-/// 64-bit FNV-1a of `bytes`.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]
@@ -59,11 +47,5 @@ mod tests {
         assert_ne!(a, c);
         let mut r = Lcg::new(1);
         assert!((0..100).all(|_| (10..20).contains(&r.range(10, 20))));
-    }
-
-    #[test]
-    fn fnv1a_matches_the_reference_vectors() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

@@ -19,9 +19,9 @@ use dsreg_proto::v1::telemetry_client::TelemetryClient;
 const INSTALL_HINT: &str = "python3 -m pip install schemathesis";
 const TOKEN: &str = "reader-token-for-schemathesis-0123456789";
 /// Examples per operation and phase.
-const MAX_EXAMPLES: &str = "20";
+const MAX_EXAMPLES: &str = "8";
 /// schemathesis' own time budget for the run, in seconds.
-const MAX_TIME_SECS: &str = "60";
+const MAX_TIME_SECS: &str = "30";
 /// The hard limit on the process.
 const HARD_TIMEOUT: Duration = Duration::from_secs(300);
 
