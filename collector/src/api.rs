@@ -121,4 +121,6 @@ pub(crate) fn rejected(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 #[cfg(test)]
+pub(crate) mod test_app;
+#[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@
 //! limits; messages stay short whatever the input.
 //!
 //! (Invalid UTF-8 cannot exist in a prost `String`; on the wire it fails decoding before
-//! validation — see `tests/tests/grpc_abuse.rs`.)
+//! validation — see `tests/tests/e2e/grpc_abuse.rs`.)
 
 use std::collections::HashMap;
 

@@ -1,17 +1,9 @@
-//! Helpers for tests that run the real `dsreg-agent` binary.
+//! Helpers for tests that run the real `dsreg-agent` binary: the binary, a command isolated
+//! from the machine's `DSREG_*` settings, spool counts.
 
 use std::path::Path;
-use std::process::Output;
 
-/// A process's exit status, stdout and stderr, for assertion messages.
-pub fn output_text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::process::{output_text, workspace_bin};
 
 /// Reports waiting in a spool directory, counted by file name (safe while an agent runs).
 pub fn spooled_reports(dir: &Path) -> usize {
@@ -33,29 +25,9 @@ pub fn isolated_agent(bin: &Path) -> std::process::Command {
     c
 }
 
-/// The `dsreg-agent` binary of this workspace, built once per test process (`cargo build -p
-/// dsreg-agent` in the same target directory as the running test).
+/// The `dsreg-agent` binary of this workspace ([`workspace_bin`]).
 pub fn agent_binary() -> std::path::PathBuf {
-    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(build_agent).clone()
-}
-
-fn build_agent() -> std::path::PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-p", "dsreg-agent", "--bin", "dsreg-agent"])
-        .current_dir(crate::prom::repo_root())
-        .status()
-        .expect("run cargo build -p dsreg-agent");
-    assert!(status.success(), "cargo build -p dsreg-agent failed");
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let bin = profile_dir.join(format!("dsreg-agent{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.is_file(), "no agent binary at {}", bin.display());
-    bin
+    workspace_bin("dsreg-agent")
 }
 
 /// `dsreg-agent <subcommand> --help`, as text.

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::prom::{KillOnDrop, collector_binary, http_get};
+use crate::http::http_get;
+use crate::process::{KillOnDrop, workspace_bin};
 
 /// How long start-up (bind + open store + /readyz) may take.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,6 +28,11 @@ pub struct CollectorProcess {
     /// The bound HTTP address.
     pub http: SocketAddr,
     log: PathBuf,
+}
+
+/// The `dsreg-collector` binary of this workspace ([`workspace_bin`]).
+pub fn collector_binary() -> PathBuf {
+    workspace_bin("dsreg-collector")
 }
 
 fn parse_ready(line: &str) -> Option<(SocketAddr, SocketAddr)> {
@@ -45,7 +51,18 @@ fn parse_ready(line: &str) -> Option<(SocketAddr, SocketAddr)> {
 impl CollectorProcess {
     /// Starts the collector on `db`, writing its log and ready file into `dir`.
     pub fn start(db: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<CollectorProcess> {
-        Self::start_probed(db, dir, extra, None)
+        Self::start_probed(db, dir, extra, None, &[])
+    }
+
+    /// Like [`CollectorProcess::start`] with extra environment variables for the child only
+    /// (the test process's own environment is never changed: tests share it).
+    pub fn start_env(
+        db: &Path,
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<CollectorProcess> {
+        Self::start_probed(db, dir, extra, None, env)
     }
 
     /// Like [`CollectorProcess::start`] for a collector started with `--tls-cert/--tls-key`
@@ -56,7 +73,7 @@ impl CollectorProcess {
         extra: &[&str],
         ca: &Path,
     ) -> anyhow::Result<CollectorProcess> {
-        Self::start_probed(db, dir, extra, Some(ca))
+        Self::start_probed(db, dir, extra, Some(ca), &[])
     }
 
     fn start_probed(
@@ -64,6 +81,7 @@ impl CollectorProcess {
         dir: &Path,
         extra: &[&str],
         https_ca: Option<&Path>,
+        env: &[(&str, &str)],
     ) -> anyhow::Result<CollectorProcess> {
         let bin = collector_binary();
         let ready = dir.join("ready");
@@ -84,6 +102,7 @@ impl CollectorProcess {
             .args(extra)
             .env_remove("DSREG_CONFIG")
             .env("DSREG_LOG", "info")
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)

@@ -5,40 +5,26 @@
 //! - [`Prometheus`] starts a real server on a free loopback port with a generated config and a
 //!   temporary TSDB, and answers instant queries; the process dies with the value (also when a
 //!   test panics).
-//! - [`collector_binary`] builds and finds the real `dsreg-collector` (the process itself is
-//!   run by [`crate::collector::CollectorProcess`]).
-//! - Small blocking helpers: [`http_get`], [`wait_until`], [`free_loopback_port`].
+//! - [`dashboard_queries`]: every PromQL query of the Grafana dashboards, variables set.
+//! - [`rules`] reads the project's rules file (`dashboards/prometheus/dsreg.rules.yml`): every
+//!   alert and recording rule with its expression.
 //!
 //! Everything binds 127.0.0.1 and every wait is bounded.
 
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+use crate::http::{agent, http_get};
+use crate::process::{KillOnDrop, find_on_path, free_loopback_port, repo_root};
+
 /// The command that installs `promtool` and `prometheus` (Debian package).
 pub const INSTALL_HINT: &str = "apt-get install -y prometheus";
-
-/// The repository root (the workspace directory).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-/// The path of `name` on `PATH`, or `None`.
-pub fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
 
 /// The path of `name` (`promtool` or `prometheus`); panics with the install command when it is
 /// missing, so the Prometheus tier fails loudly instead of passing silently.
@@ -89,88 +75,6 @@ pub fn promtool<S: AsRef<OsStr>>(args: &[S], cwd: &Path, stdin: Option<&str>) ->
     }
 }
 
-/// A loopback port that was free a moment ago (bind to 0, read, release).
-pub fn free_loopback_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
-}
-
-/// Polls `probe` every 200 ms until it returns `Some`, for at most `timeout`; panics naming
-/// `what` (and `context()`, e.g. a process log) on timeout.
-pub fn wait_until<T>(
-    what: &str,
-    timeout: Duration,
-    mut probe: impl FnMut() -> Option<T>,
-    context: impl Fn() -> String,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!(
-                "timed out after {timeout:?} waiting for {what}\n{}",
-                context()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
-}
-
-/// GET `url`; the status and body (any status, including 4xx/5xx).
-pub fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
-    let mut resp = agent()
-        .get(url)
-        .call()
-        .with_context(|| format!("GET {url}"))?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .read_to_string()
-        .with_context(|| format!("read body of {url}"))?;
-    Ok((status, body))
-}
-
-/// A child process that is killed (and reaped) when dropped, also during a panic.
-pub struct KillOnDrop {
-    child: Child,
-}
-
-impl KillOnDrop {
-    /// Takes ownership of `child`.
-    pub fn new(child: Child) -> Self {
-        Self { child }
-    }
-
-    /// The exit status if the process has already exited.
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// The process id.
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A real Prometheus server on 127.0.0.1 with a temporary TSDB.
 pub struct Prometheus {
     child: KillOnDrop,
@@ -184,6 +88,12 @@ impl Prometheus {
     /// Starts `prometheus` scraping `target` (`host:port`, path `/metrics`) every second and
     /// evaluating `rule_files` every second, then waits for `/-/ready`.
     pub fn start(target: &str, rule_files: &[PathBuf]) -> anyhow::Result<Self> {
+        Self::start_scraping(&[target], rule_files)
+    }
+
+    /// Like [`Prometheus::start`] with several targets in one job (each its own `instance`),
+    /// as one Prometheus scrapes several collectors (`docs/scaling.md`).
+    pub fn start_scraping(targets: &[&str], rule_files: &[PathBuf]) -> anyhow::Result<Self> {
         let bin = require_tool("prometheus");
         let dir = tempfile::tempdir()?;
         let port = free_loopback_port();
@@ -195,7 +105,7 @@ impl Prometheus {
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
              rule_files:\n{rules}\
              scrape_configs:\n  - job_name: e2e-any-name\n    metrics_path: /metrics\n    \
-             static_configs:\n      - targets: [{target:?}]\n"
+             static_configs:\n      - targets: {targets:?}\n"
         );
         let config_path = dir.path().join("prometheus.yml");
         fs::write(&config_path, config)?;
@@ -259,6 +169,23 @@ impl Prometheus {
         serde_json::from_str(&body).with_context(|| format!("query {expr}: {body}"))
     }
 
+    /// The `data.result` array of an instant query evaluated at `time` (Unix seconds), so
+    /// several queries see the same data (empty on failure).
+    pub fn result_at(&self, expr: &str, time: f64) -> Vec<serde_json::Value> {
+        let answer = agent()
+            .get(format!("{}/api/v1/query", self.base))
+            .query("query", expr)
+            .query("time", format!("{time:.3}"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
+        answer
+            .filter(|v| v["status"] == "success")
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
     /// The `data.result` array of a successful instant query (empty on failure).
     pub fn result(&self, expr: &str) -> Vec<serde_json::Value> {
         self.query(expr)
@@ -269,30 +196,88 @@ impl Prometheus {
     }
 }
 
-/// The `dsreg-collector` binary of this workspace, built first (`cargo build -p
-/// dsreg-collector`; a no-op when it is up to date) so `cargo test -p dsreg-e2e` works alone.
-/// Built once per test process: a test that restarts the collector many times (soak, faults)
-/// must not wait on a `cargo build` (and its file lock) at every restart.
-pub fn collector_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT.get_or_init(build_collector).clone()
+/// The project's rules file.
+pub fn rules_file() -> PathBuf {
+    repo_root().join("dashboards/prometheus/dsreg.rules.yml")
 }
 
-fn build_collector() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-p", "dsreg-collector", "--bin", "dsreg-collector"])
-        .current_dir(repo_root())
-        .status()
-        .expect("run cargo build -p dsreg-collector");
-    assert!(status.success(), "cargo build -p dsreg-collector failed");
-    // This test binary lives in target/<profile>/deps/.
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let bin = profile_dir.join(format!("dsreg-collector{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.is_file(), "no collector binary at {}", bin.display());
-    bin
+/// Every rule of [`rules_file`] in file order: its name (`alert:` or `record:`) and `expr`.
+pub fn rules() -> Vec<(String, String)> {
+    let path = rules_file();
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
+    let groups = doc["groups"].as_sequence().expect("`groups:` is a list");
+    groups
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().expect("`rules:` is a list").iter())
+        .map(|r| {
+            let name = r["alert"].as_str().or(r["record"].as_str());
+            let name = name.expect("a rule has `alert:` or `record:`");
+            let expr = r["expr"].as_str().expect("a rule has `expr:`");
+            (name.to_string(), expr.to_string())
+        })
+        .collect()
+}
+
+/// The expression of the rule named `name` in [`rules_file`]; panics when there is none.
+pub fn rule_expr(name: &str) -> String {
+    rules()
+        .into_iter()
+        .find_map(|(n, e)| (n == name).then_some(e))
+        .unwrap_or_else(|| panic!("no rule {name} in {}", rules_file().display()))
+}
+
+/// Every PromQL expression of every dashboard panel, Grafana variables substituted:
+/// (dashboard file, panel title, expression).
+pub fn dashboard_queries() -> Vec<(String, String, String)> {
+    let dir = repo_root().join("dashboards/grafana");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let d: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        // Query variables with an "All" value become that value (`.*` inside `=~`).
+        let mut vars: Vec<(String, String)> = vec![
+            ("__rate_interval".into(), "1m".into()),
+            ("__interval".into(), "15s".into()),
+            ("__range".into(), "1h".into()),
+        ];
+        for v in d["templating"]["list"].as_array().unwrap() {
+            if let Some(all) = v["allValue"].as_str() {
+                vars.push((v["name"].as_str().unwrap().into(), all.into()));
+            }
+        }
+        let mut stack: Vec<&serde_json::Value> = d["panels"].as_array().unwrap().iter().collect();
+        while let Some(p) = stack.pop() {
+            if let Some(nested) = p["panels"].as_array() {
+                stack.extend(nested);
+            }
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let mut expr = t["expr"].as_str().unwrap().to_string();
+                for (k, v) in &vars {
+                    expr = expr
+                        .replace(&format!("${{{k}}}"), v)
+                        .replace(&format!("${k}"), v);
+                }
+                assert!(
+                    !expr.contains('$'),
+                    "{name}: unknown variable left in {expr}"
+                );
+                out.push((
+                    name.clone(),
+                    p["title"].as_str().unwrap_or("?").into(),
+                    expr,
+                ));
+            }
+        }
+    }
+    out
 }

@@ -1,8 +1,5 @@
 //! API tests through `tower::ServiceExt::oneshot`: errors, lookups, pagination, groups.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use dsreg_proto::v1::{DeviceDetails, DeviceState, Diagnostics, PreviousRegistration, Report};
@@ -11,24 +8,9 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::*;
-use crate::store::StoreOptions;
+use crate::api::test_app::{TestApp, test_app};
 
-async fn app() -> (Router, Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let fleet = Arc::new(Fleet::new(Duration::from_secs(3600)));
-    let metrics = Arc::new(Metrics::new());
-    let opts = StoreOptions {
-        queue_depth: 8,
-        history_per_device: 10,
-        readers: 2,
-    };
-    let store = Store::open(
-        &dir.path().join("a.db"),
-        opts,
-        fleet.clone(),
-        metrics.clone(),
-    )
-    .unwrap();
+async fn app() -> TestApp {
     let mut reports = Vec::new();
     for i in 0..7u32 {
         reports.push(Report {
@@ -60,14 +42,7 @@ async fn app() -> (Router, Store, tempfile::TempDir) {
             ..Default::default()
         });
     }
-    store.submit(reports).await.unwrap();
-    let state = AppState {
-        store: store.clone(),
-        fleet,
-        metrics,
-        stale_after_ms: 3_600_000,
-    };
-    (router(state), store, dir)
+    test_app(reports, None).await
 }
 
 async fn get(app: &Router, uri: &str) -> (StatusCode, Value, String) {

@@ -2,7 +2,6 @@
 //! are escaped, bad filters are 400 pages, and the reader-token login works with the cookie.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -12,11 +11,8 @@ use dsreg_proto::v1::{
 };
 use tower::ServiceExt;
 
-use crate::api::{AppState, router};
-use crate::auth::{Auth, TokenFile, http_guard};
-use crate::fleet::Fleet;
-use crate::metrics::Metrics;
-use crate::store::{Store, StoreOptions};
+use crate::api::test_app::{TestApp, test_app};
+use crate::auth::{Auth, TokenFile};
 
 const HOSTILE: &str = "<script>alert(\"x\")</script>'\"><img src=x onerror=alert(1)>";
 const TOKEN: &str = "reader-token-0123456789abcdef";
@@ -61,22 +57,7 @@ fn report(i: u32, hostname: &str, message: &str) -> Report {
     }
 }
 
-async fn app(tokens: Option<&std::path::Path>) -> (Router, Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let fleet = Arc::new(Fleet::new(Duration::from_secs(3600)));
-    let metrics = Arc::new(Metrics::new());
-    let opts = StoreOptions {
-        queue_depth: 8,
-        history_per_device: 10,
-        readers: 2,
-    };
-    let store = Store::open(
-        &dir.path().join("a.db"),
-        opts,
-        fleet.clone(),
-        metrics.clone(),
-    )
-    .unwrap();
+async fn app(tokens: Option<&std::path::Path>) -> TestApp {
     let mut reports = vec![report(0, HOSTILE, HOSTILE)];
     for i in 1..4 {
         reports.push(report(
@@ -85,19 +66,11 @@ async fn app(tokens: Option<&std::path::Path>) -> (Router, Store, tempfile::Temp
             "The device object by the given id (x) is not found.",
         ));
     }
-    store.submit(reports).await.unwrap();
-    let state = AppState {
-        store: store.clone(),
-        fleet,
-        metrics,
-        stale_after_ms: 3_600_000,
-    };
     let mut auth = Auth::default();
     if let Some(p) = tokens {
         auth.reader = Some(Arc::new(TokenFile::load("reader_token_file", p).unwrap()));
     }
-    let app = router(state).layer(axum::middleware::from_fn_with_state(auth, http_guard));
-    (app, store, dir)
+    test_app(reports, Some(auth)).await
 }
 
 async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {

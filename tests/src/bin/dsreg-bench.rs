@@ -565,7 +565,7 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         let _ = stopped.await;
     }));
     let scrape = move || -> anyhow::Result<String> {
-        let (_, body) = dsreg_e2e::prom::http_get(&format!("http://{http_addr}/metrics"))?;
+        let (_, body) = dsreg_e2e::http::http_get(&format!("http://{http_addr}/metrics"))?;
         Ok(body)
     };
     let before = tokio::task::spawn_blocking(scrape).await??;

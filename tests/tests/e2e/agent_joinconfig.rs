@@ -8,9 +8,10 @@ use std::path::Path;
 use std::process::Output;
 
 use dsreg_agent::spool::{Spool, SpoolConfig};
-use dsreg_e2e::agent::{agent_binary, isolated_agent, output_text};
-use dsreg_e2e::collector::CollectorProcess;
-use dsreg_e2e::prom::{free_loopback_port, repo_root};
+use dsreg_e2e::agent::{agent_binary, isolated_agent};
+use dsreg_e2e::inproc::InProcessCollector;
+use dsreg_e2e::process::output_text;
+use dsreg_e2e::process::{free_loopback_port, repo_root};
 
 const SID: &str = "S-1-5-21-1004336348-1177238915-682003330-1001";
 
@@ -66,7 +67,7 @@ fn the_report_carries_the_join_configuration_and_is_delivered_with_gzip() {
     assert_eq!(j.computer_sid.as_deref(), Some(SID));
 
     // The collector takes the gzip-compressed call: the spooled report and the new one.
-    let c = CollectorProcess::start(&dir.path().join("dsreg.db"), dir.path(), &[]).unwrap();
+    let c = InProcessCollector::start(&dir.path().join("dsreg.db"), &[]).unwrap();
     let out = send(&c.grpc_url(), &spool);
     assert_eq!(
         out.status.code(),

@@ -7,9 +7,10 @@
 use std::path::Path;
 
 use dsreg_agent::pseudonym::Pseudonymizer;
-use dsreg_e2e::agent::{agent_binary, isolated_agent, output_text};
-use dsreg_e2e::collector::CollectorProcess;
-use dsreg_e2e::prom::repo_root;
+use dsreg_e2e::agent::{agent_binary, isolated_agent};
+use dsreg_e2e::inproc::InProcessCollector;
+use dsreg_e2e::process::output_text;
+use dsreg_e2e::process::repo_root;
 
 const KEY: &str = "fleet-pseudonymization-key-0123456789";
 const CAPTURES: [(&str, &str); 2] = [
@@ -42,7 +43,7 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 /// Sends every capture (with `extra` flags) to a fresh collector; returns its database bytes.
 fn deliver(dir: &Path, extra: &[&str]) -> Vec<u8> {
     std::fs::create_dir_all(dir).unwrap();
-    let mut c = CollectorProcess::start(&dir.join("dsreg.db"), dir, &[]).unwrap();
+    let c = InProcessCollector::start(&dir.join("dsreg.db"), &[]).unwrap();
     for (capture, machine) in CAPTURES {
         let out = isolated_agent(&agent_binary())
             .arg("send")
@@ -61,7 +62,7 @@ fn deliver(dir: &Path, extra: &[&str]) -> Vec<u8> {
             .expect("run dsreg-agent send");
         assert!(out.status.success(), "{}", output_text(&out));
     }
-    c.terminate(std::time::Duration::from_secs(30)).unwrap();
+    c.shutdown().unwrap();
     db_bytes(dir)
 }
 

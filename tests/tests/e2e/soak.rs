@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use dsreg_e2e::abuse::vm_rss_kb;
 use dsreg_e2e::collector::CollectorProcess;
+use dsreg_e2e::process::vm_rss_kb;
+use dsreg_e2e::reports::ReportBuilder;
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
-use dsreg_proto::v1::{DeviceState, Report, ReportBatch, ReportStatus, Snapshot};
+use dsreg_proto::v1::{Report, ReportBatch, ReportStatus};
 use tokio::sync::watch;
 
 const BATCH: u64 = 10;
@@ -22,24 +23,12 @@ const INCARNATIONS: usize = 6;
 
 fn report(n: u64) -> Report {
     let device = n % DEVICES;
-    Report {
-        report_id: format!("00000000-0000-4000-8000-{n:012}"),
-        machine_id: format!("soak-{device:05}"),
-        hostname: format!("SOAK-{device:05}"),
-        collected_at: Some(prost_types::Timestamp {
-            seconds: 1_760_000_000 + n as i64,
-            nanos: 0,
-        }),
-        snapshot: Some(Snapshot {
-            device_state: Some(DeviceState {
-                azure_ad_joined: Some(n.is_multiple_of(3)),
-                domain_joined: Some(true),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    ReportBuilder::new(n, "soak")
+        .machine(format!("soak-{device:05}"))
+        .hostname(format!("SOAK-{device:05}"))
+        .collected_at(1_760_000_000 + n as i64)
+        .entra_joined(n.is_multiple_of(3))
+        .build()
 }
 
 #[derive(Default)]

@@ -4,7 +4,8 @@
 //! report kept in the spool. Certificates are generated at test time ([`Pki`]); every wait is
 //! a bounded poll on something observable.
 
-use dsreg_e2e::agent::{agent_binary, isolated_agent, output_text, spooled_reports};
+use dsreg_e2e::agent::{agent_binary, isolated_agent, spooled_reports};
+use dsreg_e2e::process::output_text;
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,8 @@ use std::time::Duration;
 
 use dsreg_collector::config::{Args, Config};
 use dsreg_e2e::collector::CollectorProcess;
-use dsreg_e2e::prom::{http_get, repo_root, wait_until};
+use dsreg_e2e::http::http_get;
+use dsreg_e2e::process::{repo_root, wait_until};
 use dsreg_e2e::tls::{Pki, https_get};
 use dsreg_proto::v1::ReportBatch;
 use dsreg_proto::v1::telemetry_client::TelemetryClient;

@@ -9,16 +9,14 @@
 //! Chromium the test fails naming the install command; it never passes silently.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use dsreg_e2e::collector::CollectorProcess;
-use dsreg_e2e::prom::find_on_path;
+use dsreg_e2e::inproc::InProcessCollector;
+use dsreg_e2e::process::{find_on_path, run_bounded};
+use dsreg_e2e::reports::ReportBuilder;
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
-use dsreg_proto::v1::{
-    DeviceState, Diagnostics, ExtraField, PreviousRegistration, Report, ReportBatch, ReportStatus,
-    Snapshot,
-};
+use dsreg_proto::v1::{Report, ReportBatch, ReportStatus};
 
 /// How the test tier installs the browser.
 const INSTALL_HINT: &str = "apt-get install -y chromium";
@@ -45,46 +43,28 @@ fn chromium() -> PathBuf {
 fn browse(profile: &Path, args: &[&str], url: &str) -> String {
     let out = profile.join("stdout");
     let err = profile.join("stderr");
-    let mut child = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            "--window-size=1280,900",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            profile.join("profile").display()
-        ))
-        .args(args)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .expect("start chromium");
-    let deadline = Instant::now() + BROWSER_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium still running after {BROWSER_TIMEOUT:?} on {url}: {}",
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut cmd = Command::new(chromium());
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--window-size=1280,900",
+    ])
+    .arg(format!(
+        "--user-data-dir={}",
+        profile.join("profile").display()
+    ))
+    .args(args)
+    .arg(url);
+    let status = run_bounded(cmd, &out, &err, BROWSER_TIMEOUT)
+        .unwrap_or_else(|e| panic!("chromium on {url}: {e:#}"));
     assert!(
         status.success(),
         "chromium on {url}: {status}: {}",
@@ -94,37 +74,18 @@ fn browse(profile: &Path, args: &[&str], url: &str) -> String {
 }
 
 fn report(n: u32, hostname: &str, message: &str) -> Report {
-    Report {
-        report_id: format!("00000000-0000-4000-8000-{n:012}"),
-        machine_id: format!("ui-{n:03}"),
-        hostname: hostname.to_string(),
-        snapshot: Some(Snapshot {
-            device_state: Some(DeviceState {
-                azure_ad_joined: Some(false),
-                domain_joined: Some(true),
-                domain_name: Some("CORP".into()),
-                ..Default::default()
-            }),
-            diagnostics: Some(Diagnostics {
-                previous_registration: Some(PreviousRegistration {
-                    time: Some("2026-11-30T08:00:00Z".into()),
-                    client_error_code: Some(0x801c03f2),
-                    error_phase: Some("join".into()),
-                    server_error_code: Some("DirectoryError".into()),
-                    server_message: Some(message.to_string()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            extra: vec![ExtraField {
-                section: "Diagnostic Data".into(),
-                key: "Unmapped".into(),
-                value: format!("{SCRIPT} \"quoted\" 'single'"),
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    ReportBuilder::new(u64::from(n), "ui")
+        .machine(format!("ui-{n:03}"))
+        .hostname(hostname)
+        .domain_name("CORP")
+        .failure("2026-11-30T08:00:00Z", 0x801c03f2)
+        .server_error("DirectoryError", message)
+        .extra(
+            "Diagnostic Data",
+            "Unmapped",
+            format!("{SCRIPT} \"quoted\" 'single'"),
+        )
+        .build()
 }
 
 /// Elements in a serialized DOM whose tag is `tag`.
@@ -136,7 +97,7 @@ fn elements(dom: &str, tag: &str) -> usize {
 fn pages_render_in_chromium_and_show_hostile_strings_as_text() {
     let browser = chromium();
     let dir = tempfile::tempdir().unwrap();
-    let c = CollectorProcess::start(&dir.path().join("dsreg.db"), dir.path(), &[]).unwrap();
+    let c = InProcessCollector::start(&dir.path().join("dsreg.db"), &[]).unwrap();
 
     // Hostile strings as long as the collector stores them (host names up to 256 bytes, texts
     // up to 16 KiB); a 100 kB host name is refused at ingest, so it never reaches a page.

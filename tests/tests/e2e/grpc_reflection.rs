@@ -2,7 +2,7 @@
 //! services and fetches the `dsreg.v1` descriptors without the `.proto` files, with agent
 //! tokens on (reflection serves only the schema and needs no token, like grpc.health.v1).
 
-use dsreg_e2e::collector::CollectorProcess;
+use dsreg_e2e::inproc::InProcessCollector;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
@@ -33,9 +33,8 @@ fn grpcurl_style_reflection_lists_and_describes_the_telemetry_service() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("agents");
     std::fs::write(&tokens, "agent-token-0123456789abcdef\n").unwrap();
-    let c = CollectorProcess::start(
+    let c = InProcessCollector::start(
         &dir.path().join("dsreg.db"),
-        dir.path(),
         &["--agent-token-file", tokens.to_str().unwrap()],
     )
     .unwrap();

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use dsreg_collector::config::{Args, Config};
-use dsreg_e2e::prom::repo_root;
+use dsreg_e2e::process::repo_root;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 

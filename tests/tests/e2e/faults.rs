@@ -12,34 +12,21 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dsreg_e2e::abuse::{Lcg, metric_sum, run_to_exit};
 use dsreg_e2e::collector::CollectorProcess;
+use dsreg_e2e::metrics::metric_sum;
+use dsreg_e2e::process::run_to_exit;
+use dsreg_e2e::reports::ReportBuilder;
+use dsreg_e2e::rng::Lcg;
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
-use dsreg_proto::v1::{DeviceState, ExtraField, Report, ReportBatch, ReportStatus, Snapshot};
+use dsreg_proto::v1::{Report, ReportBatch, ReportStatus};
 
 fn report(n: u64, pad: usize) -> Report {
-    Report {
-        report_id: format!("00000000-0000-4000-8000-{n:012}"),
-        machine_id: format!("fault-{n:06}"),
-        hostname: format!("FAULT-{n:06}"),
-        snapshot: Some(Snapshot {
-            device_state: Some(DeviceState {
-                azure_ad_joined: Some(false),
-                domain_joined: Some(true),
-                ..Default::default()
-            }),
-            extra: (pad > 0)
-                .then(|| ExtraField {
-                    section: "pad".into(),
-                    key: "pad".into(),
-                    value: format!("{n}-").repeat(pad / 2 + 1)[..pad].to_string(),
-                })
-                .into_iter()
-                .collect(),
-            ..Default::default()
-        }),
-        ..Default::default()
+    let r = ReportBuilder::new(n, "fault");
+    if pad == 0 {
+        return r.build();
     }
+    r.extra("pad", "pad", &format!("{n}-").repeat(pad / 2 + 1)[..pad])
+        .build()
 }
 
 fn send_all(c: &CollectorProcess, reports: &[Report]) -> Vec<ReportStatus> {
@@ -63,7 +50,7 @@ fn send_all(c: &CollectorProcess, reports: &[Report]) -> Vec<ReportStatus> {
 
 /// Runs the collector binary on `db` expecting it to EXIT (bounded); status and log.
 fn start_expecting_exit(db: &Path, dir: &Path, name: &str) -> (std::process::ExitStatus, String) {
-    let mut cmd = Command::new(dsreg_e2e::prom::collector_binary());
+    let mut cmd = Command::new(dsreg_e2e::collector::collector_binary());
     cmd.args([
         "--grpc-listen",
         "127.0.0.1:0",
@@ -178,7 +165,7 @@ fn kill_9_at_pseudo_random_points_loses_nothing_acknowledged() {
             statuses.iter().all(|s| *s == ReportStatus::Duplicate),
             "round {round}: an acknowledged report was lost"
         );
-        let (_, text) = dsreg_e2e::prom::http_get(&c.url("/metrics")).unwrap();
+        let (_, text) = dsreg_e2e::http::http_get(&c.url("/metrics")).unwrap();
         let devices = metric_sum(&text, "dsreg_devices");
         assert!(
             devices >= acked_all.len() as f64,

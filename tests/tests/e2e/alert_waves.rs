@@ -9,35 +9,22 @@
 
 use std::time::Duration;
 
-use dsreg_e2e::agent::{agent_binary, isolated_agent, output_text};
-use dsreg_e2e::collector::CollectorProcess;
-use dsreg_e2e::prom::{Prometheus, repo_root, wait_until};
+use dsreg_e2e::agent::{agent_binary, isolated_agent};
+use dsreg_e2e::inproc::InProcessCollector;
+use dsreg_e2e::process::output_text;
+use dsreg_e2e::process::wait_until;
+use dsreg_e2e::prom::{Prometheus, rule_expr, rules_file};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn spike_expr() -> String {
-    let path = repo_root().join("dashboards/prometheus/dsreg.rules.yml");
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    doc["groups"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .flat_map(|g| g["rules"].as_sequence().unwrap().iter())
-        .find(|r| r["alert"].as_str() == Some("DsregDirectoryFailureSpike"))
-        .and_then(|r| r["expr"].as_str())
-        .expect("DsregDirectoryFailureSpike in the rules file")
-        .to_string()
-}
 
 /// Runs one wave against a fresh collector scraped by a real Prometheus; returns the spike
 /// expression's series (their `cause` labels) and the attempts counted per cause.
 fn wave(scenario: &str) -> (Vec<String>, Vec<(String, f64)>) {
     let dir = tempfile::tempdir().unwrap();
-    let collector = CollectorProcess::start(&dir.path().join("dsreg.db"), dir.path(), &[])
+    let collector = InProcessCollector::start(&dir.path().join("dsreg.db"), &[])
         .expect("start dsreg-collector");
-    let rules = repo_root().join("dashboards/prometheus/dsreg.rules.yml");
-    let prom = Prometheus::start(&collector.http.to_string(), &[rules]).expect("start prometheus");
+    let prom =
+        Prometheus::start(&collector.http.to_string(), &[rules_file()]).expect("start prometheus");
     let context = || {
         format!(
             "--- prometheus ---\n{}\n--- collector ---\n{}",
@@ -79,7 +66,7 @@ fn wave(scenario: &str) -> (Vec<String>, Vec<(String, f64)>) {
         "the final counters to be scraped",
         WAIT,
         || {
-            let metrics = dsreg_e2e::prom::http_get(&collector.url("/metrics"))
+            let metrics = dsreg_e2e::http::http_get(&collector.url("/metrics"))
                 .ok()?
                 .1;
             let want: f64 = metrics
@@ -98,7 +85,7 @@ fn wave(scenario: &str) -> (Vec<String>, Vec<(String, f64)>) {
     assert!(final_value > 0.0);
     eprintln!("{scenario}: scraped after {:?}", started.elapsed());
     let causes = prom
-        .result(&spike_expr())
+        .result(&rule_expr("DsregDirectoryFailureSpike"))
         .iter()
         .filter_map(|s| s["metric"]["cause"].as_str().map(str::to_owned))
         .collect();

@@ -6,10 +6,11 @@
 
 use std::net::SocketAddr;
 
-use dsreg_e2e::abuse::{RawResponse, raw_get};
-use dsreg_e2e::collector::CollectorProcess;
+use dsreg_e2e::http::{RawResponse, raw_get};
+use dsreg_e2e::inproc::InProcessCollector;
+use dsreg_e2e::reports::{ReportBuilder, send_accepted};
+use dsreg_proto::v1::Report;
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
-use dsreg_proto::v1::{DeviceState, Report, ReportBatch, ReportStatus, Snapshot};
 use serde_json::Value;
 
 const PAYLOADS: &[&str] = &[
@@ -57,20 +58,11 @@ fn enc(s: &str) -> String {
 }
 
 fn report(n: usize, hostname: &str) -> Report {
-    Report {
-        report_id: format!("00000000-0000-4000-8000-{n:012}"),
-        machine_id: format!("abuse-{n:03}"),
-        hostname: hostname.into(),
-        snapshot: Some(Snapshot {
-            device_state: Some(DeviceState {
-                azure_ad_joined: Some(false),
-                domain_joined: Some(true),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    let n = n as u64;
+    ReportBuilder::new(n, "abuse")
+        .machine(format!("abuse-{n:03}"))
+        .hostname(hostname)
+        .build()
 }
 
 /// The checks every answer passes; returns the JSON body.
@@ -121,7 +113,7 @@ fn hostnames(json: &Value) -> Vec<String> {
 fn hostile_requests_get_json_4xx_never_500() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("dsreg.db");
-    let c = CollectorProcess::start(&db, dir.path(), &[]).unwrap();
+    let c = InProcessCollector::start(&db, &[]).unwrap();
     let seed = [
         "PC-0001",
         "PCX-0002",
@@ -133,17 +125,7 @@ fn hostile_requests_get_json_4xx_never_500() {
     rt.block_on(async {
         let mut client = TelemetryClient::connect(c.grpc_url()).await.unwrap();
         let reports = seed.iter().enumerate().map(|(i, h)| report(i, h)).collect();
-        let ack = client
-            .report(ReportBatch { reports })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(
-            ack.results
-                .iter()
-                .all(|r| r.status() == ReportStatus::Accepted),
-            "{ack:?}"
-        );
+        send_accepted(&mut client, reports).await.unwrap();
     });
     let http = c.http;
 

@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dsreg_e2e::abuse::{Lcg, label_values, metric_sum};
 use dsreg_e2e::collector::CollectorProcess;
+use dsreg_e2e::metrics::{label_values, metric_sum};
+use dsreg_e2e::reports::{ReportBuilder, report_id, send_accepted};
+use dsreg_e2e::rng::Lcg;
 use dsreg_proto::catalog;
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
-use dsreg_proto::v1::{
-    DeviceState, Diagnostics, ExtraField, PreviousRegistration, Report, ReportAck, ReportBatch,
-    ReportStatus, Snapshot,
-};
+use dsreg_proto::v1::{ExtraField, Report, ReportAck, ReportBatch, ReportStatus};
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -80,44 +79,20 @@ async fn send_raw(channel: &Channel, bytes: Vec<u8>) -> Result<ReportAck, Status
 }
 
 fn uuid(n: u64) -> String {
-    format!("00000000-0000-4000-8000-{n:012}")
+    report_id(n)
 }
 
 fn report(n: u64, machine: &str, hostname: &str) -> Report {
-    Report {
-        report_id: uuid(n),
-        machine_id: machine.into(),
-        hostname: hostname.into(),
-        snapshot: Some(Snapshot {
-            device_state: Some(DeviceState {
-                azure_ad_joined: Some(false),
-                domain_joined: Some(true),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    ReportBuilder::new(n, machine)
+        .machine(machine)
+        .hostname(hostname)
+        .build()
 }
 
-/// A device whose failed join attempt carries `code`.
 fn failing(n: u64, code: u32) -> Report {
-    let mut r = report(n, &format!("card-{n:06}"), &format!("CARD-{n:06}"));
-    r.snapshot
-        .as_mut()
-        .map(|s| {
-            s.diagnostics = Some(Diagnostics {
-                previous_registration: Some(PreviousRegistration {
-                    time: Some("2025-03-09T11:00:00Z".into()),
-                    error_phase: Some("join".into()),
-                    client_error_code: Some(code),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-        })
-        .unwrap();
-    r
+    ReportBuilder::new(n, "card")
+        .failure("2025-03-09T11:00:00Z", code)
+        .build()
 }
 
 fn statuses(ack: &ReportAck) -> Vec<ReportStatus> {
@@ -298,19 +273,9 @@ fn hostile_grpc_clients_are_refused_and_the_collector_keeps_serving() {
                 .enumerate()
                 .map(|(i, code)| failing(10_000 + (chunk_no * MAX_BATCH + i) as u64, *code))
                 .collect();
-            let ack = client
-                .report(ReportBatch { reports })
-                .await
-                .unwrap()
-                .into_inner();
-            assert!(
-                ack.results
-                    .iter()
-                    .all(|r| r.status() == ReportStatus::Accepted),
-                "{ack:?}"
-            );
+            send_accepted(&mut client, reports).await.unwrap();
         }
-        let (_, text) = dsreg_e2e::prom::http_get(&c.url("/metrics")).unwrap();
+        let (_, text) = dsreg_e2e::http::http_get(&c.url("/metrics")).unwrap();
         let bound = known.len() + 32 + 2; // catalog codes, admitted unknowns, "other", ""
         for family in ["dsreg_devices_failing", "dsreg_registration_failures_total"] {
             let values = label_values(&text, family, "code");
@@ -398,7 +363,7 @@ fn hostile_grpc_clients_are_refused_and_the_collector_keeps_serving() {
         drop(held);
 
         // 8. Many concurrent clients: all acked, each report stored once.
-        let (_, before) = dsreg_e2e::prom::http_get(&c.url("/metrics")).unwrap();
+        let (_, before) = dsreg_e2e::http::http_get(&c.url("/metrics")).unwrap();
         let devices_before = metric_sum(&before, "dsreg_devices");
         let (tasks, batches, per) = (32u64, 20u64, 5u64);
         let retries = Arc::new(AtomicUsize::new(0));
@@ -445,7 +410,7 @@ fn hostile_grpc_clients_are_refused_and_the_collector_keeps_serving() {
         for h in handles {
             h.await.unwrap();
         }
-        let (_, after) = dsreg_e2e::prom::http_get(&c.url("/metrics")).unwrap();
+        let (_, after) = dsreg_e2e::http::http_get(&c.url("/metrics")).unwrap();
         let stored = metric_sum(&after, "dsreg_devices") - devices_before;
         assert_eq!(
             stored,

@@ -4,11 +4,12 @@
 //! (no rule errors) and every dashboard query (status `success`; the key panels have data).
 //! Both processes run on free loopback ports and are killed on drop, also on panic.
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dsreg_e2e::collector::CollectorProcess;
-use dsreg_e2e::prom::{Prometheus, http_get, promtool, repo_root, wait_until};
+use dsreg_e2e::http::http_get;
+use dsreg_e2e::inproc::InProcessCollector;
+use dsreg_e2e::process::{repo_root, wait_until};
+use dsreg_e2e::prom::{Prometheus, dashboard_queries, promtool, rules, rules_file};
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
 use dsreg_proto::v1::{
     DeviceState, Diagnostics, PreviousRegistration, SsoState, TestResult as DiagTest,
@@ -102,7 +103,7 @@ fn fleet() -> Vec<Snapshot> {
     snaps
 }
 
-fn send_fleet(collector: &CollectorProcess) {
+fn send_fleet(collector: &InProcessCollector) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let reports: Vec<Report> = fleet()
         .into_iter()
@@ -149,74 +150,6 @@ fn send_fleet(collector: &CollectorProcess) {
             r.message
         );
     }
-}
-
-/// Every PromQL expression of every dashboard panel, Grafana variables substituted:
-/// (dashboard file, panel title, expression).
-fn dashboard_queries() -> Vec<(String, String, String)> {
-    let dir = repo_root().join("dashboards/grafana");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for file in files {
-        let d: Json = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        let name = file.file_name().unwrap().to_string_lossy().to_string();
-        // Query variables with an "All" value become that value (`.*` inside `=~`).
-        let mut vars: Vec<(String, String)> = vec![
-            ("__rate_interval".into(), "1m".into()),
-            ("__interval".into(), "15s".into()),
-            ("__range".into(), "1h".into()),
-        ];
-        for v in d["templating"]["list"].as_array().unwrap() {
-            if let Some(all) = v["allValue"].as_str() {
-                vars.push((v["name"].as_str().unwrap().into(), all.into()));
-            }
-        }
-        let mut stack: Vec<&Json> = d["panels"].as_array().unwrap().iter().collect();
-        while let Some(p) = stack.pop() {
-            if let Some(nested) = p["panels"].as_array() {
-                stack.extend(nested);
-            }
-            for t in p["targets"].as_array().into_iter().flatten() {
-                let mut expr = t["expr"].as_str().unwrap().to_string();
-                for (k, v) in &vars {
-                    expr = expr
-                        .replace(&format!("${{{k}}}"), v)
-                        .replace(&format!("${k}"), v);
-                }
-                assert!(
-                    !expr.contains('$'),
-                    "{name}: unknown variable left in {expr}"
-                );
-                out.push((
-                    name.clone(),
-                    p["title"].as_str().unwrap_or("?").into(),
-                    expr,
-                ));
-            }
-        }
-    }
-    out
-}
-
-fn rule_expressions() -> Vec<(String, String)> {
-    let path = repo_root().join("dashboards/prometheus/dsreg.rules.yml");
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    doc["groups"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .flat_map(|g| g["rules"].as_sequence().unwrap().iter())
-        .map(|r| {
-            let name = r["alert"].as_str().or(r["record"].as_str()).unwrap();
-            (name.to_string(), r["expr"].as_str().unwrap().to_string())
-        })
-        .collect()
 }
 
 /// Every link into the collector's API in the dashboards (data links, panel links, text
@@ -293,7 +226,7 @@ fn variable_queries() -> Vec<(String, String, String)> {
 #[test]
 fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule_and_panel() {
     let dir = tempfile::tempdir().unwrap();
-    let collector = CollectorProcess::start(&dir.path().join("dsreg.db"), dir.path(), &[])
+    let collector = InProcessCollector::start(&dir.path().join("dsreg.db"), &[])
         .expect("start dsreg-collector");
     send_fleet(&collector);
 
@@ -332,8 +265,8 @@ fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule_and_panel() {
     );
 
     // (b) A real Prometheus scrapes it every second with the real rules file.
-    let rules = repo_root().join("dashboards/prometheus/dsreg.rules.yml");
-    let prom = Prometheus::start(&collector.http.to_string(), &[rules]).expect("start prometheus");
+    let prom =
+        Prometheus::start(&collector.http.to_string(), &[rules_file()]).expect("start prometheus");
     let context = || format!("--- prometheus log ---\n{}", prom.log());
     wait_until(
         "the collector target to be up and dsreg_devices ingested",
@@ -360,7 +293,7 @@ fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule_and_panel() {
         },
         context,
     );
-    assert_eq!(rule_health.len(), rule_expressions().len());
+    assert_eq!(rule_health.len(), rules().len());
     for r in &rule_health {
         assert_eq!(
             r["health"], "ok",
@@ -376,7 +309,7 @@ fn real_prometheus_scrapes_the_collector_and_evaluates_every_rule_and_panel() {
     );
 
     // Every rule expression and every dashboard query is valid PromQL on real data.
-    for (name, expr) in rule_expressions() {
+    for (name, expr) in rules() {
         let v = prom.query(&expr).unwrap();
         assert_eq!(v["status"], "success", "rule {name}: {v}\n{expr}");
     }

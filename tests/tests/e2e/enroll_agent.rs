@@ -8,9 +8,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Output;
 
-use dsreg_e2e::agent::{agent_binary, isolated_agent, output_text, spooled_reports};
+use dsreg_e2e::agent::{agent_binary, isolated_agent, spooled_reports};
 use dsreg_e2e::collector::CollectorProcess;
-use dsreg_e2e::prom::repo_root;
+use dsreg_e2e::process::output_text;
+use dsreg_e2e::process::repo_root;
 
 const SECRET: &str = "enroll-secret-0123456789abcdef";
 const ADMIN: &str = "admin-token-0123456789abcdef";

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use dsreg_e2e::collector::CollectorProcess;
+use dsreg_e2e::reports::ReportBuilder;
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
 use dsreg_proto::v1::{ExtraField, Report, ReportBatch, ReportStatus, Snapshot};
 use tonic_health::pb::HealthCheckRequest;
@@ -12,7 +13,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 /// Every fixture capture of the agent's corpus, parsed by the agent's own parser.
 fn fixtures() -> Vec<(String, Snapshot)> {
-    let dir = dsreg_e2e::prom::repo_root().join("endpoint-agent/testdata/dsregcmd");
+    let dir = dsreg_e2e::process::repo_root().join("endpoint-agent/testdata/dsregcmd");
     let mut out: Vec<(String, Snapshot)> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -33,19 +34,16 @@ fn fixtures() -> Vec<(String, Snapshot)> {
 }
 
 fn report(n: usize, snapshot: Snapshot) -> Report {
-    Report {
-        report_id: format!("00000000-0000-4000-8000-{n:012}"),
-        machine_id: format!("e2e-machine-{n:03}"),
-        hostname: format!("FIX-{n:03}"),
-        ad_domain: "CONTOSO".into(),
-        agent_version: "e2e".into(),
-        collected_at: Some(prost_types::Timestamp {
-            seconds: 1_741_500_000,
-            nanos: 0,
-        }),
-        snapshot: Some(snapshot),
-        ..Default::default()
-    }
+    ReportBuilder::new(n as u64, "e2e-machine")
+        .machine(format!("e2e-machine-{n:03}"))
+        .hostname(format!("FIX-{n:03}"))
+        .collected_at(1_741_500_000)
+        .with_snapshot(snapshot)
+        .map(|r| {
+            r.ad_domain = "CONTOSO".into();
+            r.agent_version = "e2e".into();
+        })
+        .build()
 }
 
 fn statuses(ack: &dsreg_proto::ReportAck) -> Vec<ReportStatus> {
@@ -203,7 +201,7 @@ fn fixtures_are_stored_grouped_and_drilled_into() {
     assert!(err["error"].as_str().unwrap().contains("joined"));
 
     // Metrics: the ingest counters.
-    let (status, text) = dsreg_e2e::prom::http_get(&c.url("/metrics")).unwrap();
+    let (status, text) = dsreg_e2e::http::http_get(&c.url("/metrics")).unwrap();
     assert_eq!(status, 200);
     assert!(
         text.contains(&format!(

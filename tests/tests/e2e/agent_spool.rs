@@ -4,7 +4,8 @@
 //! CLI. Every wait is a bounded poll on something observable (exit status, spool files,
 //! `/metrics`), never a sleep standing in for synchronisation.
 
-use dsreg_e2e::agent::{agent_binary, isolated_agent, output_text, spooled_reports};
+use dsreg_e2e::agent::{agent_binary, isolated_agent, spooled_reports};
+use dsreg_e2e::process::output_text;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,8 +13,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use dsreg_agent::spool::{Spool, SpoolConfig};
-use dsreg_e2e::collector::CollectorProcess;
-use dsreg_e2e::prom::{KillOnDrop, http_get, repo_root, wait_until};
+use dsreg_e2e::http::http_get;
+use dsreg_e2e::inproc::InProcessCollector;
+use dsreg_e2e::process::{KillOnDrop, repo_root, wait_until};
 use dsreg_proto::v1::Report;
 
 const FAILING: &str = "domain-joined-discover-0x801c001d-elevated-ws2022.txt";
@@ -28,7 +30,10 @@ fn fixture(name: &str) -> PathBuf {
 
 /// A collector URL where nothing listens (a port bound and released at once).
 fn dead_collector() -> String {
-    format!("http://127.0.0.1:{}", dsreg_e2e::prom::free_loopback_port())
+    format!(
+        "http://127.0.0.1:{}",
+        dsreg_e2e::process::free_loopback_port()
+    )
 }
 
 fn agent_cmd(bin: &Path, sub: &str, collector: &str, status: &Path, spool: &Path) -> Command {
@@ -58,7 +63,7 @@ fn spooled(dir: &Path) -> Vec<(u64, Report)> {
 }
 
 /// `dsreg_reports_total{result=…}` from a real scrape.
-fn reports_total(c: &CollectorProcess, result: &str) -> u64 {
+fn reports_total(c: &InProcessCollector, result: &str) -> u64 {
     let (status, body) = http_get(&c.url("/metrics")).expect("scrape /metrics");
     assert_eq!(status, 200);
     let prefix = format!("dsreg_reports_total{{result=\"{result}\"}} ");
@@ -68,7 +73,7 @@ fn reports_total(c: &CollectorProcess, result: &str) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
-fn stored_reports(c: &CollectorProcess) -> u64 {
+fn stored_reports(c: &InProcessCollector) -> u64 {
     reports_total(c, "accepted")
 }
 
@@ -94,7 +99,7 @@ fn queued_while_the_collector_is_down_then_delivered_exactly_once() {
     }
     assert_eq!(ids.len(), 4, "every send queues its own report");
 
-    let c = CollectorProcess::start(&dir.path().join("dsreg.db"), dir.path(), &[]).unwrap();
+    let c = InProcessCollector::start(&dir.path().join("dsreg.db"), &[]).unwrap();
     let o = send(&bin, &c.grpc_url(), &status, &spool, &[]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", output_text(&o), c.log());
     assert!(
@@ -171,7 +176,7 @@ fn kill_9_of_run_around_delivery_loses_nothing_and_stores_nothing_twice() {
     // 2. Collector up; `run` drains in batches of 100 (interval and heartbeat long, so it
     //    queues nothing new: the state did not change). Kill -9 it as soon as the first batch
     //    is acknowledged, i.e. while the rest is in flight or about to be.
-    let c = CollectorProcess::start(&dir.path().join("dsreg.db"), dir.path(), &[]).unwrap();
+    let c = InProcessCollector::start(&dir.path().join("dsreg.db"), &[]).unwrap();
     let quiet = ["--interval", "1h", "--heartbeat", "6h"];
     let agent = start_run(&bin, &c.grpc_url(), &status, &spool, &quiet);
     wait_until(
@@ -230,7 +235,7 @@ fn run_sends_at_start_then_only_on_change_plus_a_heartbeat() {
     let spool = dir.path().join("spool");
     let status = dir.path().join("status.txt");
     replace_file(&fixture(FAILING), &status);
-    let c = CollectorProcess::start(&dir.path().join("dsreg.db"), dir.path(), &[]).unwrap();
+    let c = InProcessCollector::start(&dir.path().join("dsreg.db"), &[]).unwrap();
     let heartbeat = Duration::from_secs(3);
     let started = Instant::now();
     let _agent = start_run(
@@ -312,7 +317,7 @@ fn overflow_keeps_the_first_failure_and_the_latest() {
 fn system_and_user_context_reports_make_one_device_view() {
     let bin = agent_binary();
     let dir = tempfile::tempdir().unwrap();
-    let c = CollectorProcess::start(&dir.path().join("dsreg.db"), dir.path(), &[]).unwrap();
+    let c = InProcessCollector::start(&dir.path().join("dsreg.db"), &[]).unwrap();
     let status = fixture(HEALTHY);
     let o = send(&bin, &c.grpc_url(), &status, &dir.path().join("sys"), &[]);
     assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));

@@ -7,7 +7,8 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use dsreg_e2e::prom::{promtool, repo_root};
+use dsreg_e2e::process::repo_root;
+use dsreg_e2e::prom::promtool;
 use serde_yaml::Value;
 
 fn rules_dir() -> PathBuf {

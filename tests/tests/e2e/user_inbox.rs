@@ -8,9 +8,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use dsreg_e2e::agent::{agent_binary, isolated_agent, output_text};
-use dsreg_e2e::collector::CollectorProcess;
-use dsreg_e2e::prom::repo_root;
+use dsreg_e2e::agent::{agent_binary, isolated_agent};
+use dsreg_e2e::inproc::InProcessCollector;
+use dsreg_e2e::process::output_text;
+use dsreg_e2e::process::repo_root;
 
 const MACHINE: &str = "inbox-e2e-0001";
 const AGENT_TOKEN: &str = "agent-token-inbox-0123456789abcdef";
@@ -57,9 +58,8 @@ fn a_user_report_handed_to_the_device_agent_is_delivered_with_its_token() {
     fs::write(&tokens, format!("{AGENT_TOKEN}\n")).unwrap();
     let token = dir.path().join("agent.token");
     fs::write(&token, AGENT_TOKEN).unwrap();
-    let c = CollectorProcess::start(
+    let c = InProcessCollector::start(
         &dir.path().join("dsreg.db"),
-        dir.path(),
         &["--agent-token-file", s(&tokens)],
     )
     .unwrap();

@@ -5,26 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dsreg_e2e::collector::{CollectorProcess, expect_all_duplicates};
+use dsreg_e2e::reports::ReportBuilder;
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
-use dsreg_proto::v1::{DeviceState, Report, ReportBatch, ReportStatus, Snapshot};
+use dsreg_proto::v1::{Report, ReportBatch, ReportStatus};
 
 const BATCH: usize = 20;
 
 fn report(n: usize) -> Report {
-    Report {
-        report_id: format!("00000000-0000-4000-8000-{n:012}"),
-        machine_id: format!("crash-{n:06}"),
-        hostname: format!("CRASH-{n:06}"),
-        snapshot: Some(Snapshot {
-            device_state: Some(DeviceState {
-                azure_ad_joined: Some(false),
-                domain_joined: Some(true),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    ReportBuilder::new(n as u64, "crash").build()
 }
 
 #[test]
@@ -91,7 +79,7 @@ fn acknowledged_reports_survive_kill_9() {
             .unwrap();
         assert_eq!(status, 200, "{d}");
     }
-    let (_, metrics) = dsreg_e2e::prom::http_get(&c.url("/metrics")).unwrap();
+    let (_, metrics) = dsreg_e2e::http::http_get(&c.url("/metrics")).unwrap();
     let devices: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("dsreg_devices{"))

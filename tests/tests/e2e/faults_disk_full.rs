@@ -10,30 +10,15 @@
 use std::time::Duration;
 
 use dsreg_e2e::collector::{CollectorProcess, expect_all_duplicates};
+use dsreg_e2e::reports::{ReportBuilder, send_accepted};
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
-use dsreg_proto::v1::{DeviceState, ExtraField, Report, ReportBatch, ReportStatus, Snapshot};
+use dsreg_proto::v1::{Report, ReportBatch, ReportStatus};
 use tonic::Code;
 
 fn report(n: u64) -> Report {
-    Report {
-        report_id: format!("00000000-0000-4000-8000-{n:012}"),
-        machine_id: format!("full-{n:06}"),
-        hostname: format!("FULL-{n:06}"),
-        snapshot: Some(Snapshot {
-            device_state: Some(DeviceState {
-                azure_ad_joined: Some(false),
-                domain_joined: Some(true),
-                ..Default::default()
-            }),
-            extra: vec![ExtraField {
-                section: "pad".into(),
-                key: "pad".into(),
-                value: "x".repeat(1500),
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    ReportBuilder::new(n, "full")
+        .extra("pad", "pad", "x".repeat(1500))
+        .build()
 }
 
 #[test]
@@ -41,10 +26,8 @@ fn disk_full_refuses_with_unavailable_and_loses_nothing_acknowledged() {
     const BATCH: u64 = 5;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("dsreg.db");
-    // SAFETY: the only test in this binary, and no other thread runs yet.
-    unsafe { std::env::set_var("DSREG_TEST_MAX_PAGE_COUNT", "80") };
-    let mut c = CollectorProcess::start(&db, dir.path(), &[]).unwrap();
-    unsafe { std::env::remove_var("DSREG_TEST_MAX_PAGE_COUNT") };
+    let cap = [("DSREG_TEST_MAX_PAGE_COUNT", "80")];
+    let mut c = CollectorProcess::start_env(&db, dir.path(), &[], &cap).unwrap();
     assert!(c.log().contains("TEST ONLY"), "{}", c.log());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (acked, refused) = rt.block_on(async {
@@ -122,16 +105,6 @@ fn disk_full_refuses_with_unavailable_and_loses_nothing_acknowledged() {
         .unwrap();
     rt.block_on(async {
         let mut client = TelemetryClient::connect(c.grpc_url()).await.unwrap();
-        let ack = client
-            .report(ReportBatch { reports: refused })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(
-            ack.results
-                .iter()
-                .all(|r| r.status() == ReportStatus::Accepted),
-            "{ack:?}"
-        );
+        send_accepted(&mut client, refused).await.unwrap();
     });
 }

@@ -13,10 +13,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use dsreg_e2e::abuse::{metric_sum, raw_get, samples};
 use dsreg_e2e::collector::CollectorProcess;
+use dsreg_e2e::http::raw_get;
+use dsreg_e2e::metrics::{metric_sum, samples};
+use dsreg_e2e::reports::{ReportBuilder, batch};
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
-use dsreg_proto::v1::{DeviceState, Report, ReportBatch, ReportStatus, Snapshot};
+use dsreg_proto::v1::{ReportBatch, ReportStatus};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -61,21 +63,9 @@ async fn connect_from(n: usize, to: SocketAddr) -> std::io::Result<TcpStream> {
 }
 
 fn report(n: u64) -> ReportBatch {
-    ReportBatch {
-        reports: vec![Report {
-            report_id: format!("00000000-0000-4000-8000-{n:012}"),
-            machine_id: format!("flood-probe-{n}"),
-            hostname: "FLOOD-PROBE".into(),
-            snapshot: Some(Snapshot {
-                device_state: Some(DeviceState {
-                    domain_joined: Some(true),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }],
-    }
+    batch([ReportBuilder::new(n, "flood-probe")
+        .hostname("FLOOD-PROBE")
+        .build()])
 }
 
 #[test]
