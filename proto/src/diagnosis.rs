@@ -25,7 +25,7 @@
 //! snapshot or records.
 
 use crate::catalog::{self, Cause};
-use crate::classify::{self, ServerError};
+use crate::server_message::{self as classify, ServerError};
 use crate::v1::{DiagnosticTests, PreviousRegistration, TestResult};
 use crate::{EventRecord, ExecutionContext, Failure, JoinType, Phase, Snapshot, TestStatus, hex};
 

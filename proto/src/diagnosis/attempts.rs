@@ -18,7 +18,7 @@ use super::{
     one_line, server_error_text, symbol,
 };
 use crate::catalog;
-use crate::classify::{self, ServerError};
+use crate::server_message::{self as classify, ServerError};
 use crate::v1::{Attempt, DiagnosticTests, JoinConfig, PreviousRegistration};
 use crate::{EventRecord, Failure, Phase, Snapshot, TestStatus, hex};
 
