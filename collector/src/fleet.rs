@@ -27,16 +27,16 @@
 //! - [`Fleet::counts`] copies only the aggregate tables: its cost depends on the number of
 //!   label sets, never on the number of devices.
 //!
-//! Memory (issue 6: collector RSS ≤ 300 MB at 1M devices): a device costs one 24-byte record
-//! (`fleet/devices.rs`), its machine id stored once in a packed arena, a 4-byte slot in the id
-//! index and a 12-byte key in the ordered index (`fleet/order.rs`) — about 90 bytes in all
-//! (`benches/fleet_memory.rs`). Labels are interned (`fleet/tally.rs`): a record holds small
-//! ids, and each label in use is stored once; a label no device has any more is dropped and
-//! its id reused.
+//! Memory: a device costs one 24-byte record (`fleet/devices.rs`), its machine id stored once
+//! in a packed arena, a 4-byte slot in the id index and a 12-byte key in the ordered index
+//! (`fleet/last_seen.rs`). Labels are interned (`fleet/tally.rs`): a record holds small ids,
+//! and each label in use is stored once; a label no device has any more is dropped and its id
+//! reused. The figures (`benches/fleet_memory.rs`) and their history are in
+//! docs/performance.md, "Fleet index memory".
 
 mod devices;
 mod groups;
-mod order;
+mod last_seen;
 mod tally;
 #[cfg(test)]
 mod tests;
@@ -46,6 +46,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use dsreg_proto::diagnostic_tests::NAMES as TESTS;
 use serde::Serialize;
 
 use devices::{
@@ -54,18 +55,8 @@ use devices::{
 };
 use groups::GroupInfo;
 pub use groups::{FailureGroup, SAMPLES, Sighting};
-use order::{Mark, Seen};
+use last_seen::{Mark, Seen};
 use tally::Tally;
-
-/// The diagnostic tests, in bit order of [`DeviceFacts::failing_tests`].
-pub const TESTS: [&str; 6] = [
-    "ad_connectivity",
-    "ad_configuration",
-    "drs_discovery",
-    "drs_connectivity",
-    "kerberos_ticket",
-    "token_acquisition",
-];
 
 /// Distinct unknown (non-catalog) codes that keep their own `code` label.
 pub const MAX_UNKNOWN_CODES: usize = 32;
@@ -77,7 +68,7 @@ pub const MAX_AGENT_VERSIONS: usize = 16;
 pub const NOT_DELIVERED_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// The label for anything outside a closed set.
-pub const OTHER: &str = "other";
+pub const OTHER: &str = dsreg_proto::labels::OTHER;
 
 /// What the store knows about a device's current state, as stored in the `devices` row.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -86,7 +77,7 @@ pub struct DeviceFacts {
     pub join_type: String,
     /// The current failure, if any.
     pub failure: Option<FailureFacts>,
-    /// Bit `i` set when `TESTS[i]` printed FAIL.
+    /// Bit `i` set when `dsreg_proto::diagnostic_tests::DIAGNOSTIC_TESTS[i]` printed FAIL.
     pub failing_tests: u8,
     /// A joined device that reported no Entra PRT.
     pub without_prt: bool,
@@ -217,7 +208,7 @@ struct Inner {
     /// Joined devices without a PRT, by join type id.
     without_prt: Vec<u64>,
     failures: Tally<FailureLabel>,
-    tests: [u64; 6],
+    tests: [u64; TESTS.len()],
     agent_versions: Tally<Box<str>>,
     spool_overflowing: u64,
     /// Devices per [`dsreg_proto::diagnosis::NOT_TARGETED_REASONS`] entry.
@@ -274,7 +265,7 @@ impl Inner {
             join_types: Tally::default(),
             without_prt: Vec::new(),
             failures: Tally::default(),
-            tests: [0; 6],
+            tests: [0; TESTS.len()],
             agent_versions: Tally::default(),
             spool_overflowing: 0,
             not_targeted: [0; 2],

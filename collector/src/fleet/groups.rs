@@ -10,7 +10,7 @@
 //! leaving does not move it later: that would need every member's time).
 
 use super::devices::{NO_FAILURE, SPOOL_OVERFLOWING, Slot};
-use super::order::Seen;
+use super::last_seen::Seen;
 use super::{FailureKey, Fleet, Inner};
 
 /// Sample devices kept per group.

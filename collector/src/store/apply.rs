@@ -21,7 +21,7 @@
 
 use dsreg_proto::catalog;
 use dsreg_proto::v1::{Failure, Report, ReportResult, ReportStatus, Snapshot};
-use dsreg_proto::{ExecutionContext, JoinType, Phase, TestStatus, diagnosis};
+use dsreg_proto::{ExecutionContext, JoinType, Phase, diagnosis, diagnostic_tests, labels};
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -34,6 +34,9 @@ pub const SAMPLE_EVERY_MS: i64 = 24 * 3600 * 1000;
 /// The time of a device's newest history row (one index seek; `MAX(at)` visited every row).
 pub(super) const LAST_SAMPLE: &str =
     "SELECT at FROM history WHERE machine_id = ?1 ORDER BY id DESC LIMIT 1";
+
+/// The idempotency row of an accepted report.
+pub(crate) const INSERT_REPORT: &str = "INSERT INTO reports (report_id, machine_id, content_hash, received_at) VALUES (?1, ?2, ?3, ?4)";
 
 /// A fleet update to apply after COMMIT.
 #[derive(Debug)]
@@ -54,7 +57,8 @@ pub struct FleetUpdate {
 /// The read of [`Stored`] for a report of `part`.
 pub(super) fn stored_sql(part: Part) -> String {
     format!(
-        "SELECT {}, failing_since, {p}_collected_at, {p}_state_hash
+        "SELECT {}, failing_since, {p}_collected_at AS part_collected_at,
+            {p}_state_hash AS part_state_hash
          FROM devices WHERE machine_id = ?1",
         super::FACT_COLUMNS,
         p = part.label()
@@ -133,7 +137,7 @@ fn result(r: &Report, status: ReportStatus, message: String) -> ReportResult {
     }
 }
 
-fn ts_ms(t: &prost_types::Timestamp) -> i64 {
+pub(crate) fn ts_ms(t: &prost_types::Timestamp) -> i64 {
     t.seconds
         .saturating_mul(1000)
         .saturating_add(i64::from(t.nanos / 1_000_000))
@@ -146,11 +150,11 @@ pub fn failure_facts(f: &Failure) -> FailureFacts {
     let phase = Phase::try_from(f.phase).unwrap_or_default();
     FailureFacts {
         phase: match phase.label() {
-            "" => d.map_or("unknown", |d| d.phase.label()).to_string(),
+            "" => d.map_or(labels::UNKNOWN, |d| d.phase.label()).to_string(),
             l => l.to_string(),
         },
         cause: if f.cause.is_empty() {
-            d.map_or("unknown_other", |d| d.cause.id).to_string()
+            d.map_or(labels::UNKNOWN_CAUSE, |d| d.cause.id).to_string()
         } else {
             f.cause.clone()
         },
@@ -163,28 +167,15 @@ pub fn failure_facts(f: &Failure) -> FailureFacts {
 pub fn facts(snapshot: &Snapshot, context: ExecutionContext) -> DeviceFacts {
     let join = JoinType::try_from(snapshot.join_type).unwrap_or_default();
     let join_type = match join.label() {
-        "" => "unknown".to_string(),
+        "" => labels::UNKNOWN.to_string(),
         l => l.to_string(),
     };
     let failure = snapshot.failure.as_ref().map(failure_facts);
-    let mut failing_tests = 0u8;
-    if let Some(t) = snapshot.diagnostics.as_ref().and_then(|d| d.tests.as_ref()) {
-        let all = [
-            &t.ad_connectivity,
-            &t.ad_configuration,
-            &t.drs_discovery,
-            &t.drs_connectivity,
-            &t.kerberos_ticket,
-            &t.token_acquisition,
-        ];
-        for (i, r) in all.iter().enumerate() {
-            if r.as_ref()
-                .is_some_and(|r| r.result == TestStatus::Fail as i32)
-            {
-                failing_tests |= 1 << i;
-            }
-        }
-    }
+    let failing_tests = snapshot
+        .diagnostics
+        .as_ref()
+        .and_then(|d| d.tests.as_ref())
+        .map_or(0, diagnostic_tests::failing_bits);
     // The same rule as the diagnosis: user context, an Entra user, AzureAdPrt NO.
     let without_prt = diagnosis::without_prt(snapshot, context);
     DeviceFacts {
@@ -241,8 +232,8 @@ pub fn report(
         }
         None => {}
     }
-    conn.prepare_cached("INSERT INTO reports (report_id, machine_id, content_hash, received_at) VALUES (?1, ?2, ?3, ?4)")?.execute(params![r.report_id, r.machine_id, hash, now],
-    )?;
+    conn.prepare_cached(INSERT_REPORT)?
+        .execute(params![r.report_id, r.machine_id, hash, now])?;
 
     let context = ExecutionContext::try_from(r.execution_context).unwrap_or_default();
     let part = Part::of(context);
@@ -273,10 +264,10 @@ pub fn report(
         .prepare_cached(&stored_sql(part))?
         .query_row([&r.machine_id], |row| {
             Ok(Stored {
-                facts: super::facts_from_row(row, 0)?,
-                failing_since: row.get(super::FACT_COUNT)?,
-                collected_at: row.get(super::FACT_COUNT + 1)?,
-                state_hash: row.get(super::FACT_COUNT + 2)?,
+                facts: super::facts_from_row(row)?,
+                failing_since: row.get("failing_since")?,
+                collected_at: row.get("part_collected_at")?,
+                state_hash: row.get("part_state_hash")?,
             })
         })
         .optional()?;
@@ -292,7 +283,7 @@ pub fn report(
         && state.is_some()
         && s.state_hash == state
     {
-        super::heartbeat::narrow(conn, r, part, context, collected, now)?;
+        super::heartbeat::refresh_times(conn, r, part, context, collected, now)?;
         history(conn, r, &s.facts, false, now, history_per_device)?;
         return Ok(Applied {
             result: result(r, ReportStatus::Accepted, String::new()),
@@ -398,7 +389,7 @@ pub fn report(
 
 /// Stores the report's snapshot, events and agent health as the latest of its part.
 #[allow(clippy::too_many_arguments)]
-fn upsert_part(
+pub(crate) fn upsert_part(
     conn: &Connection,
     r: &Report,
     part: Part,
@@ -480,8 +471,9 @@ fn upsert_part(
     Ok(())
 }
 
+/// Writes the device row of a (merged) snapshot and its facts.
 #[allow(clippy::too_many_arguments)]
-fn upsert_device(
+pub(crate) fn upsert_device(
     conn: &Connection,
     r: &Report,
     snapshot: &Snapshot,

@@ -169,8 +169,28 @@ pub struct AgentRow {
     pub parse_warnings: i64,
 }
 
-fn corrupt(i: usize, e: prost::DecodeError) -> rusqlite::Error {
+fn corrupt(row: &rusqlite::Row<'_>, column: &str, e: prost::DecodeError) -> rusqlite::Error {
+    let i = row.as_ref().column_index(column).unwrap_or_default();
     rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, Box::new(e))
+}
+
+/// The device row's copies of a part's latest report id, times and last delivery (schema step
+/// 3), as column names of the query in [`parts`].
+fn latest_columns(part: Part) -> [&'static str; 4] {
+    match part {
+        Part::Device => [
+            "device_report_id",
+            "device_collected_at",
+            "device_received_at",
+            "device_last_delivery",
+        ],
+        Part::User => [
+            "user_report_id",
+            "user_collected_at",
+            "user_received_at",
+            "user_last_delivery",
+        ],
+    }
 }
 
 /// The stored parts of a device, device part first. A part's report id, times and last
@@ -188,40 +208,51 @@ pub fn parts(conn: &Connection, machine_id: &str) -> rusqlite::Result<Vec<PartRo
          WHERE p.machine_id = ?1 ORDER BY p.part",
     )?;
     let rows = stmt.query_map([machine_id], |row| {
-        let snapshot: Vec<u8> = row.get(5)?;
-        let events: Option<Vec<u8>> = row.get(6)?;
-        let part = match row.get_ref(0)?.as_str()? {
+        let snapshot: Vec<u8> = row.get("snapshot")?;
+        let events: Option<Vec<u8>> = row.get("events")?;
+        let part = match row.get_ref("part")?.as_str()? {
             "user" => Part::User,
             _ => Part::Device,
         };
         // The device row's copy of this part's latest times and id, when it has one.
-        let at = if part == Part::User { 16 } else { 12 };
-        let latest: Option<i64> = row.get(at + 2)?;
+        let [id, collected, received, delivery] = latest_columns(part);
+        let latest: Option<i64> = row.get(received)?;
         let (report_id, collected_at, received_at, last_delivery) = match latest {
-            Some(received) => (row.get(at)?, row.get(at + 1)?, received, row.get(at + 3)?),
-            None => (row.get(2)?, row.get(3)?, row.get(4)?, row.get(10)?),
+            Some(received) => (
+                row.get(id)?,
+                row.get(collected)?,
+                received,
+                row.get(delivery)?,
+            ),
+            None => (
+                row.get("report_id")?,
+                row.get("collected_at")?,
+                row.get("received_at")?,
+                row.get("last_delivery")?,
+            ),
         };
         Ok(PartRow {
             part,
-            context: ExecutionContext::try_from(row.get::<_, i32>(1)?).unwrap_or_default(),
+            context: ExecutionContext::try_from(row.get::<_, i32>("context")?).unwrap_or_default(),
             report_id,
             collected_at,
             received_at,
-            snapshot: Snapshot::decode(snapshot.as_slice()).map_err(|e| corrupt(5, e))?,
+            snapshot: Snapshot::decode(snapshot.as_slice())
+                .map_err(|e| corrupt(row, "snapshot", e))?,
             events: match events {
                 Some(b) => {
                     Report::decode(b.as_slice())
-                        .map_err(|e| corrupt(6, e))?
+                        .map_err(|e| corrupt(row, "events", e))?
                         .events
                 }
                 None => Vec::new(),
             },
             agent: AgentRow {
-                version: row.get(7)?,
-                spool_depth: row.get(8)?,
-                spool_dropped: row.get(9)?,
+                version: row.get("agent_version")?,
+                spool_depth: row.get("spool_depth")?,
+                spool_dropped: row.get("spool_dropped")?,
                 last_delivery,
-                parse_warnings: row.get(11)?,
+                parse_warnings: row.get("parse_warnings")?,
             },
         })
     })?;
