@@ -8,7 +8,7 @@
 //!   section ([`Storage::prepare`]), then written in one `BEGIN IMMEDIATE … COMMIT` group by
 //!   the writer's statements ([`Storage::write`]): for a heartbeat the idempotency row and
 //!   the narrow device-row update (`store::heartbeat`); for a full row the idempotency row,
-//!   the part upsert and the device upsert (`store::apply`), which encode the snapshot as
+//!   the part upsert and the device upsert (`store::upsert`), which encode the snapshot as
 //!   the writer does.
 //!
 //! Invariants: the connection is the writer's (`store::open_write`: WAL, `synchronous=FULL`,
@@ -22,7 +22,7 @@ use rusqlite::{Connection, params};
 
 use crate::fleet::DeviceFacts;
 use crate::store::merge::Part;
-use crate::store::{StoreError, apply, heartbeat, open_write};
+use crate::store::{StoreError, apply, heartbeat, open_write, upsert};
 
 /// Writes one report per device through the collector's apply path into `db` (created and
 /// migrated if needed), in one transaction received at `now_ms`, then truncates the WAL.
@@ -117,7 +117,7 @@ impl Storage {
                     )?;
                     continue;
                 }
-                apply::upsert_part(
+                upsert::part(
                     conn,
                     r,
                     row.part(),
@@ -127,7 +127,7 @@ impl Storage {
                     row.state,
                     now_ms,
                 )?;
-                apply::upsert_device(
+                upsert::device(
                     conn,
                     r,
                     &row.snapshot,

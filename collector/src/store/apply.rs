@@ -19,12 +19,16 @@
 //!    every [`SAMPLE_EVERY_MS`] otherwise; trimmed to `history_per_device` rows.
 //! 5. Events and failed registration attempts: see [`super::attempts`].
 
+use std::sync::OnceLock;
+
 use dsreg_proto::catalog;
 use dsreg_proto::v1::{Failure, Report, ReportResult, ReportStatus, Snapshot};
 use dsreg_proto::{ExecutionContext, JoinType, Phase, diagnosis, diagnostic_tests, labels};
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::FactColumns;
+use super::columns::positions;
 use super::merge::{self, AgentRow, Part};
 use crate::fleet::{DeviceFacts, FailureFacts};
 
@@ -63,6 +67,37 @@ pub(super) fn stored_sql(part: Part) -> String {
         super::FACT_COLUMNS,
         p = part.label()
     )
+}
+
+/// Where [`Stored`]'s columns are in [`stored_sql`]'s rows, found by name once per part: the
+/// SQL of a part never changes, and this read runs for every report.
+#[derive(Debug, Clone, Copy)]
+struct StoredColumns {
+    facts: FactColumns,
+    failing_since: usize,
+    collected_at: usize,
+    state_hash: usize,
+}
+
+impl StoredColumns {
+    fn of(stmt: &rusqlite::Statement<'_>, part: Part) -> rusqlite::Result<StoredColumns> {
+        static FOUND: [OnceLock<StoredColumns>; 2] = [OnceLock::new(), OnceLock::new()];
+        let cell = &FOUND[part as usize];
+        if let Some(at) = cell.get() {
+            return Ok(*at);
+        }
+        let [failing_since, collected_at, state_hash] = positions(
+            stmt,
+            ["failing_since", "part_collected_at", "part_state_hash"],
+        )?;
+        let at = StoredColumns {
+            facts: FactColumns::of(stmt)?,
+            failing_since,
+            collected_at,
+            state_hash,
+        };
+        Ok(*cell.get_or_init(|| at))
+    }
 }
 
 /// What a report's apply reads of its device row.
@@ -260,17 +295,19 @@ pub fn report(
 
     // One read of the device row: its facts, and this part's latest collection time and
     // state hash (heartbeats write only that row, see the schema's step 3).
-    let stored: Option<Stored> = conn
-        .prepare_cached(&stored_sql(part))?
+    let mut read = conn.prepare_cached(&stored_sql(part))?;
+    let at = StoredColumns::of(&read, part)?;
+    let stored: Option<Stored> = read
         .query_row([&r.machine_id], |row| {
             Ok(Stored {
-                facts: super::facts_from_row(row)?,
-                failing_since: row.get("failing_since")?,
-                collected_at: row.get("part_collected_at")?,
-                state_hash: row.get("part_state_hash")?,
+                facts: super::facts_from_row(row, &at.facts)?,
+                failing_since: row.get(at.failing_since)?,
+                collected_at: row.get(at.collected_at)?,
+                state_hash: row.get(at.state_hash)?,
             })
         })
         .optional()?;
+    drop(read);
     // A report older than the stored part of its own context (a spool replay) changes nothing
     // but `last_seen`; the other part does not matter for that.
     let newer = match (stored.as_ref().and_then(|s| s.collected_at), collected) {
@@ -303,7 +340,7 @@ pub fn report(
     let mut new = DeviceFacts::default();
     let mut agent = AgentRow::default();
     if newer {
-        upsert_part(conn, r, part, context, collected, own, state, now)?;
+        super::upsert::part(conn, r, part, context, collected, own, state, now)?;
         let view = merge::view(&merge::parts(conn, &r.machine_id)?);
         new = facts(&view.snapshot, view.context);
         new.agent_version = view.agent.version.clone();
@@ -319,7 +356,7 @@ pub fn report(
             }
             _ => Some(now),
         };
-        upsert_device(
+        super::upsert::device(
             conn,
             r,
             &snapshot,
@@ -385,160 +422,6 @@ pub fn report(
         fleet,
         new_attempts,
     })
-}
-
-/// Stores the report's snapshot, events and agent health as the latest of its part.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn upsert_part(
-    conn: &Connection,
-    r: &Report,
-    part: Part,
-    context: ExecutionContext,
-    collected: Option<i64>,
-    own: &Snapshot,
-    state: Option<i64>,
-    now: i64,
-) -> rusqlite::Result<()> {
-    // The part's event context: the stored records and the new ones, bounded (see
-    // `correlate::retain_context`), so the next diagnosis still sees the newest attempt.
-    let events = if r.events.is_empty() {
-        None
-    } else {
-        let stored: Option<Option<Vec<u8>>> = conn
-            .prepare_cached("SELECT events FROM device_parts WHERE machine_id = ?1 AND part = ?2")?
-            .query_row(params![r.machine_id, part.label()], |row| row.get(0))
-            .optional()?;
-        let stored = stored
-            .flatten()
-            .and_then(|b| Report::decode(b.as_slice()).ok())
-            .map(|r| r.events)
-            .unwrap_or_default();
-        let events = diagnosis::correlate::retain_context(stored, &r.events);
-        Some(
-            Report {
-                events,
-                ..Default::default()
-            }
-            .encode_to_vec(),
-        )
-    };
-    let health = r.agent.unwrap_or_default();
-    // A report without events keeps the stored context (COALESCE).
-    conn.prepare_cached(
-        "INSERT INTO device_parts (machine_id, part, context, report_id, collected_at,
-            received_at, snapshot, events, agent_version, spool_depth, spool_dropped,
-            last_delivery, parse_warnings)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-         ON CONFLICT(machine_id, part) DO UPDATE SET context = excluded.context,
-            report_id = excluded.report_id, collected_at = excluded.collected_at,
-            received_at = excluded.received_at, snapshot = excluded.snapshot,
-            events = COALESCE(excluded.events, device_parts.events),
-            agent_version = excluded.agent_version, spool_depth = excluded.spool_depth,
-            spool_dropped = excluded.spool_dropped, last_delivery = excluded.last_delivery,
-            parse_warnings = excluded.parse_warnings",
-    )?
-    .execute(params![
-        r.machine_id,
-        part.label(),
-        context as i32,
-        r.report_id,
-        collected,
-        now,
-        own.encode_to_vec(),
-        events,
-        r.agent_version,
-        i64::from(health.spool_depth),
-        i64::try_from(health.spool_dropped).unwrap_or(i64::MAX),
-        health.last_delivery.as_ref().map(ts_ms),
-        i64::from(health.parse_warnings),
-    ])?;
-    // The part's times and id on the device row, which readers prefer (see the schema's step
-    // 3); a new device gets them with its INSERT in `upsert_device`.
-    conn.prepare_cached(&format!(
-        "UPDATE devices SET {p}_report_id = ?2, {p}_collected_at = ?3, {p}_received_at = ?4,
-            {p}_last_delivery = ?5, {p}_state_hash = ?6
-         WHERE machine_id = ?1",
-        p = part.label()
-    ))?
-    .execute(params![
-        r.machine_id,
-        r.report_id,
-        collected,
-        now,
-        health.last_delivery.as_ref().map(ts_ms),
-        state,
-    ])?;
-    Ok(())
-}
-
-/// Writes the device row of a (merged) snapshot and its facts.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn upsert_device(
-    conn: &Connection,
-    r: &Report,
-    snapshot: &Snapshot,
-    f: &DeviceFacts,
-    context: ExecutionContext,
-    collected: Option<i64>,
-    failing_since: Option<i64>,
-    state: Option<i64>,
-    now: i64,
-) -> rusqlite::Result<()> {
-    let hostname = snapshot.hostname_or(&r.hostname);
-    let ad_domain = snapshot.ad_domain_or(&r.ad_domain);
-    let entra_id = snapshot
-        .device_details
-        .as_ref()
-        .and_then(|d| d.device_id.as_deref())
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty());
-    let fail = f.failure.as_ref();
-    let part = Part::of(context).label();
-    let last_delivery = r.agent.and_then(|a| a.last_delivery).as_ref().map(ts_ms);
-    conn.prepare_cached(&format!("INSERT INTO devices (machine_id, hostname, ad_domain, entra_device_id, join_type,
-            failure_phase, failure_cause, failure_code, failure_symbol, failing_since,
-            failing_tests, without_prt, first_seen, last_seen, collected_at, last_report_id,
-            agent_version, os_build, execution_context, snapshot,
-            {part}_report_id, {part}_collected_at, {part}_received_at, {part}_last_delivery,
-            {part}_state_hash, not_targeted)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-            ?15, ?14, ?13, ?20, ?21, ?22)
-         ON CONFLICT(machine_id) DO UPDATE SET
-            hostname = excluded.hostname, ad_domain = excluded.ad_domain,
-            entra_device_id = excluded.entra_device_id, join_type = excluded.join_type,
-            failure_phase = excluded.failure_phase, failure_cause = excluded.failure_cause,
-            failure_code = excluded.failure_code, failure_symbol = excluded.failure_symbol,
-            failing_since = excluded.failing_since, failing_tests = excluded.failing_tests,
-            without_prt = excluded.without_prt, last_seen = MAX(last_seen, excluded.last_seen),
-            collected_at = excluded.collected_at, last_report_id = excluded.last_report_id,
-            agent_version = excluded.agent_version, os_build = excluded.os_build,
-            execution_context = excluded.execution_context, snapshot = excluded.snapshot,
-            not_targeted = excluded.not_targeted"))?.execute(params![
-            r.machine_id,
-            hostname,
-            ad_domain,
-            entra_id,
-            f.join_type,
-            fail.map(|x| &x.phase),
-            fail.map(|x| &x.cause),
-            fail.and_then(|x| x.code).map(i64::from),
-            fail.map(|x| &x.symbol),
-            failing_since,
-            i64::from(f.failing_tests),
-            f.without_prt,
-            now,
-            collected,
-            r.report_id,
-            r.agent_version,
-            r.os_build,
-            context.label(),
-            snapshot.encode_to_vec(),
-            last_delivery,
-            state,
-            f.not_targeted,
-        ],
-    )?;
-    Ok(())
 }
 
 fn history(

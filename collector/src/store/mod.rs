@@ -5,7 +5,10 @@
 //!   channel of (batch, reply). A full channel is answered at once with [`StoreError::Full`]
 //!   (backpressure to the client, never unbounded memory). Replies are sent only after COMMIT.
 //! - [`apply`]: what one report does inside the writer's transaction (idempotency, device
-//!   state, history).
+//!   state, history); [`upsert`] its full writes of the part and device rows, and
+//!   [`heartbeat`] the narrow write of an unchanged heartbeat.
+//! - `columns`: the device facts' columns, read by name (positions looked up once per
+//!   statement).
 //! - [`merge`]: one device view from the latest SYSTEM part and the latest USER part.
 //! - [`attempts`]: event records and failed registration attempts, each stored once.
 //! - [`read`]: queries for the API, run with `spawn_blocking` on a small pool of read-only
@@ -18,10 +21,12 @@
 
 pub(crate) mod apply;
 pub mod attempts;
+mod columns;
 pub(crate) mod heartbeat;
 pub mod merge;
 pub mod read;
 pub(crate) mod schema;
+pub(crate) mod upsert;
 pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
@@ -29,12 +34,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub(crate) use columns::{FACT_COLUMNS, FactColumns, facts_from_row};
 use dsreg_proto::v1::{Report, ReportResult};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::fleet::{DeviceFacts, FailureFacts, Fleet};
+use crate::fleet::{FailureFacts, Fleet};
 use crate::metrics::Metrics;
 
 /// Storage errors.
@@ -357,42 +363,6 @@ impl Readers {
         out
     }
 }
-
-/// Facts of a device row selected with [`FACT_COLUMNS`], read by column name (shared by the
-/// writer, the fleet rebuild and the tests' recount).
-pub(crate) fn facts_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceFacts> {
-    let join_type: String = row.get("join_type")?;
-    let phase: Option<String> = row.get("failure_phase")?;
-    let cause: Option<String> = row.get("failure_cause")?;
-    let code: Option<i64> = row.get("failure_code")?;
-    let symbol: Option<String> = row.get("failure_symbol")?;
-    let failing_tests: i64 = row.get("failing_tests")?;
-    let without_prt: bool = row.get("without_prt")?;
-    let agent_version: String = row.get("agent_version")?;
-    let spool_overflowing: bool = row.get("spool_overflowing")?;
-    let not_targeted: Option<String> = row.get("not_targeted")?;
-    Ok(DeviceFacts {
-        join_type,
-        failure: cause.map(|cause| FailureFacts {
-            phase: phase.unwrap_or_default(),
-            cause,
-            code: code.map(|c| c as u32),
-            symbol: symbol.unwrap_or_default(),
-        }),
-        failing_tests: u8::try_from(failing_tests).unwrap_or(0),
-        without_prt,
-        agent_version,
-        spool_overflowing,
-        not_targeted: not_targeted
-            .as_deref()
-            .and_then(crate::fleet::not_targeted_reason),
-    })
-}
-
-/// The columns [`facts_from_row`] reads (by name, so a query may select more around them).
-pub(crate) const FACT_COLUMNS: &str = "join_type, failure_phase, failure_cause, failure_code, \
-    failure_symbol, failing_tests, without_prt, agent_version, \
-    agent_spool_dropped > 0 AS spool_overflowing, not_targeted";
 
 #[cfg(test)]
 mod attempt_tests;

@@ -10,7 +10,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde::Serialize;
 
-use super::{FACT_COLUMNS, StoreError, facts_from_row};
+use super::columns::positions;
+use super::{FACT_COLUMNS, FactColumns, StoreError, facts_from_row};
 use crate::fleet::Fleet;
 
 /// Loads every device's facts into `fleet` (start-up only); returns the device count.
@@ -18,14 +19,19 @@ pub fn rebuild_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreErr
     let mut stmt = conn.prepare(&format!(
         "SELECT machine_id, last_seen, hostname, failing_since, {FACT_COLUMNS} FROM devices"
     ))?;
+    let facts_at = FactColumns::of(&stmt)?;
+    let [id_at, seen_at, hostname_at, since_at] = positions(
+        &stmt,
+        ["machine_id", "last_seen", "hostname", "failing_since"],
+    )?;
     let mut rows = stmt.query([])?;
     let mut n = 0;
     while let Some(row) = rows.next()? {
-        let id: String = row.get("machine_id")?;
-        let seen: i64 = row.get("last_seen")?;
-        let hostname = row.get_ref("hostname")?.as_str().unwrap_or_default();
-        let failing_since: Option<i64> = row.get("failing_since")?;
-        let facts = facts_from_row(row)?;
+        let id: String = row.get(id_at)?;
+        let seen: i64 = row.get(seen_at)?;
+        let hostname = row.get_ref(hostname_at)?.as_str().unwrap_or_default();
+        let failing_since: Option<i64> = row.get(since_at)?;
+        let facts = facts_from_row(row, &facts_at)?;
         let name = if hostname.is_empty() {
             id.as_str()
         } else {
@@ -54,12 +60,13 @@ pub fn refresh_fleet(
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT machine_id, last_seen, {FACT_COLUMNS} FROM devices WHERE machine_id = ?1"
     ))?;
+    let facts_at = FactColumns::of(&stmt)?;
     let mut n = 0;
     for id in machine_ids {
         let mut rows = stmt.query([id])?;
         if let Some(row) = rows.next()? {
             let seen: i64 = row.get("last_seen")?;
-            let facts = facts_from_row(row)?;
+            let facts = facts_from_row(row, &facts_at)?;
             fleet.set(id, Some(&facts), seen);
             n += 1;
         }
