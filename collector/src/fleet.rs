@@ -27,45 +27,37 @@
 //! - [`Fleet::counts`] copies only the aggregate tables: its cost depends on the number of
 //!   label sets, never on the number of devices.
 //!
-//! Memory (issue 6: collector RSS ≤ 300 MB at 1M devices): a device costs one 24-byte record
-//! (`fleet/devices.rs`), its machine id stored once in a packed arena, a 4-byte slot in the id
-//! index and a 12-byte key in the ordered index (`fleet/order.rs`) — about 90 bytes in all
-//! (`benches/fleet_memory.rs`). Labels are interned (`fleet/tally.rs`): a record holds small
-//! ids, and each label in use is stored once; a label no device has any more is dropped and
-//! its id reused.
+//! Memory: a device costs one 24-byte record (`fleet/devices.rs`), its machine id stored once
+//! in a packed arena, a 4-byte slot in the id index and a 12-byte key in the ordered index
+//! (`fleet/last_seen.rs`). Labels are interned (`fleet/tally.rs`): a record holds small ids,
+//! and each label in use is stored once; a label no device has any more is dropped and its id
+//! reused. The figures (`benches/fleet_memory.rs`) and their history are in
+//! docs/performance.md, "Fleet index memory".
 
 mod devices;
+mod facts;
 mod groups;
-mod order;
+mod last_seen;
 mod tally;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde::Serialize;
+use dsreg_proto::diagnostic_tests::NAMES as TESTS;
 
 use devices::{
     Device, Devices, NO_FAILURE, NOT_DELIVERED, NOT_TARGETED, SPOOL_OVERFLOWING, STALE, Slot,
     WITHOUT_PRT,
 };
+pub use facts::{DeviceFacts, FailureFacts, FailureKey, FleetCounts, not_targeted_reason};
 use groups::GroupInfo;
 pub use groups::{FailureGroup, SAMPLES, Sighting};
-use order::{Mark, Seen};
+use last_seen::{Mark, Seen};
 use tally::Tally;
-
-/// The diagnostic tests, in bit order of [`DeviceFacts::failing_tests`].
-pub const TESTS: [&str; 6] = [
-    "ad_connectivity",
-    "ad_configuration",
-    "drs_discovery",
-    "drs_connectivity",
-    "kerberos_ticket",
-    "token_acquisition",
-];
 
 /// Distinct unknown (non-catalog) codes that keep their own `code` label.
 pub const MAX_UNKNOWN_CODES: usize = 32;
@@ -77,100 +69,7 @@ pub const MAX_AGENT_VERSIONS: usize = 16;
 pub const NOT_DELIVERED_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// The label for anything outside a closed set.
-pub const OTHER: &str = "other";
-
-/// What the store knows about a device's current state, as stored in the `devices` row.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct DeviceFacts {
-    /// Join type label (`hybrid_joined`, …, or `unknown`).
-    pub join_type: String,
-    /// The current failure, if any.
-    pub failure: Option<FailureFacts>,
-    /// Bit `i` set when `TESTS[i]` printed FAIL.
-    pub failing_tests: u8,
-    /// A joined device that reported no Entra PRT.
-    pub without_prt: bool,
-    /// The agent version of the part the device view takes agent health from.
-    pub agent_version: String,
-    /// That agent reported reports dropped by its spool overflow policy.
-    pub spool_overflowing: bool,
-    /// Why hybrid join is not intended for the device (one of
-    /// [`dsreg_proto::diagnosis::NOT_TARGETED_REASONS`]), or `None` when it is targeted.
-    pub not_targeted: Option<&'static str>,
-}
-
-/// The closed-set reason for a stored or reported `not_targeted` text (`None` for anything
-/// else, which keeps `dsreg_devices_not_targeted` bounded).
-pub fn not_targeted_reason(reason: &str) -> Option<&'static str> {
-    dsreg_proto::diagnosis::NOT_TARGETED_REASONS
-        .into_iter()
-        .find(|r| *r == reason)
-}
-
-/// A failure as stored: raw code, labels not yet folded.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FailureFacts {
-    /// Phase label.
-    pub phase: String,
-    /// Cause id.
-    pub cause: String,
-    /// The main code.
-    pub code: Option<u32>,
-    /// Catalog symbol, `""` when unknown.
-    pub symbol: String,
-}
-
-/// A failure group's labels (what `dsreg_devices_failing` is keyed by).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct FailureKey {
-    /// Phase label.
-    pub phase: String,
-    /// Cause id from the closed catalog set, or `other`.
-    pub cause: String,
-    /// `0x%08x`, `other`, or `""` when the failure had no code.
-    pub code: String,
-    /// Catalog symbol or `""`.
-    pub symbol: String,
-}
-
-/// A cheap copy of the aggregates.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct FleetCounts {
-    /// Devices by join type.
-    pub devices: BTreeMap<String, u64>,
-    /// Failing devices by (phase, cause, code, symbol).
-    #[serde(serialize_with = "failing_as_list")]
-    pub failing: BTreeMap<FailureKey, u64>,
-    /// Devices per failing diagnostic test.
-    pub diagnostic_tests_failing: BTreeMap<String, u64>,
-    /// Joined devices without a PRT, by join type.
-    pub without_prt: BTreeMap<String, u64>,
-    /// Devices not heard from within the stale window.
-    pub stale: u64,
-    /// All devices.
-    pub total: u64,
-    /// Devices by agent version (`other` beyond [`MAX_AGENT_VERSIONS`] distinct versions).
-    pub agent_versions: BTreeMap<String, u64>,
-    /// Devices whose agent reported `spool_dropped > 0`.
-    pub spool_overflowing: u64,
-    /// Devices not meant to join, by reason (`domain_controller`, `policy_disabled`).
-    pub not_targeted: BTreeMap<String, u64>,
-    /// Devices with no delivery (no report received) for [`NOT_DELIVERED_AFTER`].
-    pub not_delivered_1d: u64,
-}
-
-fn failing_as_list<S: serde::Serializer>(
-    m: &BTreeMap<FailureKey, u64>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    #[derive(Serialize)]
-    struct Row<'a> {
-        #[serde(flatten)]
-        key: &'a FailureKey,
-        devices: u64,
-    }
-    s.collect_seq(m.iter().map(|(key, &devices)| Row { key, devices }))
-}
+pub const OTHER: &str = dsreg_proto::labels::OTHER;
 
 /// Live join type (or agent version) labels kept apart; beyond, a new one folds into `other`.
 /// The sets are closed (7 join types; versions are capped at [`MAX_AGENT_VERSIONS`] first),
@@ -217,7 +116,7 @@ struct Inner {
     /// Joined devices without a PRT, by join type id.
     without_prt: Vec<u64>,
     failures: Tally<FailureLabel>,
-    tests: [u64; 6],
+    tests: [u64; TESTS.len()],
     agent_versions: Tally<Box<str>>,
     spool_overflowing: u64,
     /// Devices per [`dsreg_proto::diagnosis::NOT_TARGETED_REASONS`] entry.
@@ -274,7 +173,7 @@ impl Inner {
             join_types: Tally::default(),
             without_prt: Vec::new(),
             failures: Tally::default(),
-            tests: [0; 6],
+            tests: [0; TESTS.len()],
             agent_versions: Tally::default(),
             spool_overflowing: 0,
             not_targeted: [0; 2],

@@ -22,6 +22,8 @@
 //! - [`enroll`]: per-device tokens (`Telemetry/Enroll`), bound to one machine id.
 //! - [`admin`]: the admin API (revoke a device credential), behind admin tokens.
 //! - [`ratelimit`]: token buckets per device token / per peer (RESOURCE_EXHAUSTED + hint).
+//! - `bench` (cargo feature `bench`, for `dsreg-bench` only): the writer's statements for the
+//!   benchmark's populate step and storage ceiling.
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so tests bind `127.0.0.1:0`.
 
@@ -46,6 +48,9 @@ pub mod conn;
 pub mod enroll;
 pub mod http_server;
 pub mod ratelimit;
+
+#[cfg(feature = "bench")]
+pub mod bench;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! Prometheus metrics (DESIGN §7), rendered on the HTTP port at `/metrics`.
+//! Prometheus metrics (DESIGN §7), rendered on the HTTP port at `/metrics`. The families'
+//! names, kinds and help texts are in [`names`].
 //!
 //! The recorder is built with `PrometheusBuilder::build_recorder()` and owned by this struct
 //! (no global recorder, no exporter HTTP listener): each `run` has its own registry, so tests
@@ -18,15 +19,17 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use metrics::{Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
+use metrics::{Key, KeyName, Label, Metadata, Recorder, SharedString};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use crate::fleet::{FailureFacts, Fleet, FleetCounts, cause_label};
+
+pub mod names;
+
+use names::Kind;
 
 /// A series: family name and label pairs.
 type Series = (&'static str, Vec<(&'static str, String)>);
-
-use dsreg_proto::JoinType;
-
-use crate::fleet::{FailureFacts, Fleet, FleetCounts, TESTS, cause_label};
 
 const META: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, None);
 
@@ -74,192 +77,48 @@ impl Metrics {
         };
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
-        let d = |name: &'static str, kind: char, unit: Option<Unit>, help: &'static str| {
-            let (n, h) = (KeyName::from_const_str(name), SharedString::const_str(help));
-            match kind {
-                'g' => recorder.describe_gauge(n, unit, h),
-                'c' => recorder.describe_counter(n, unit, h),
-                _ => recorder.describe_histogram(n, unit, h),
+        for f in names::FAMILIES {
+            let (n, h) = (
+                KeyName::from_const_str(f.name),
+                SharedString::const_str(f.help),
+            );
+            match f.kind {
+                Kind::Gauge => recorder.describe_gauge(n, f.unit, h),
+                Kind::Counter => recorder.describe_counter(n, f.unit, h),
+                Kind::Histogram => recorder.describe_histogram(n, f.unit, h),
             }
-        };
-        d("dsreg_devices", 'g', None, "Devices by join type.");
-        d(
-            "dsreg_devices_failing",
-            'g',
-            None,
-            "Devices with a current failure, by phase, cause, code and symbol.",
-        );
-        d(
-            "dsreg_registration_failures_total",
-            'c',
-            None,
-            "Unique failed registration attempts (device, attempt time, code), counted once.",
-        );
-        d(
-            "dsreg_devices_diagnostic_test_failing",
-            'g',
-            None,
-            "Devices whose dsregcmd diagnostic test printed FAIL, by test.",
-        );
-        d(
-            "dsreg_devices_without_prt",
-            'g',
-            None,
-            "Joined devices without an Entra PRT, by join type.",
-        );
-        d(
-            "dsreg_devices_not_targeted",
-            'g',
-            None,
-            "Devices where hybrid join is not intended (not failing), by reason: domain_controller, policy_disabled.",
-        );
-        d(
-            "dsreg_devices_stale",
-            'g',
-            None,
-            "Devices not heard from within the stale window.",
-        );
-        d(
-            "dsreg_agents_not_delivered_1d",
-            'g',
-            None,
-            "Devices whose agent has delivered no report for a day.",
-        );
-        d(
-            "dsreg_agents_spool_overflowing",
-            'g',
-            None,
-            "Devices whose agent reported reports dropped by its spool overflow policy.",
-        );
-        d(
-            "dsreg_agent_versions",
-            'g',
-            None,
-            "Devices by agent version (versions beyond a cap fold into \"other\").",
-        );
-        d(
-            "dsreg_reports_total",
-            'c',
-            None,
-            "Reports acknowledged, by result.",
-        );
-        d(
-            "dsreg_ingest_batch_duration_seconds",
-            'h',
-            Some(Unit::Seconds),
-            "Time to validate, store and acknowledge one batch.",
-        );
-        d(
-            "dsreg_store_commit_duration_seconds",
-            'h',
-            Some(Unit::Seconds),
-            "Time of one SQLite group commit.",
-        );
-        d(
-            "dsreg_collector_build_info",
-            'g',
-            None,
-            "Collector build; value is 1.",
-        );
-        // Graph sync (issue 13): exported only when the sync is configured.
-        d(
-            "dsreg_devices_reconciled",
-            'g',
-            None,
-            "Devices by client state and Entra (cloud) state, from the Graph sync.",
-        );
-        d(
-            "dsreg_devices_cloud_pending_over_1d",
-            'g',
-            None,
-            "Not-joined devices whose Entra object has been Pending for over a day, by client cause.",
-        );
-        d(
-            "dsreg_graph_sync_last_success_timestamp_seconds",
-            'g',
-            Some(Unit::Seconds),
-            "Unix time of the last complete Graph device sync round.",
-        );
-        d(
-            "dsreg_graph_sync_started_timestamp_seconds",
-            'g',
-            Some(Unit::Seconds),
-            "Unix time the Graph device sync started in this process.",
-        );
-        d(
-            "dsreg_graph_sync_errors_total",
-            'c',
-            None,
-            "Graph sync incidents (retried or failing), by reason.",
-        );
-        d(
-            "dsreg_graph_names_ambiguous",
-            'g',
-            None,
-            "Computer names not matched to a cloud object because they are ambiguous.",
-        );
-        d(
-            "dsreg_graph_cloud_devices",
-            'g',
-            None,
-            "Device objects stored from Microsoft Graph.",
-        );
+        }
         recorder
             .register_gauge(
                 &key(
-                    "dsreg_collector_build_info",
+                    names::COLLECTOR_BUILD_INFO,
                     &[("version", env!("CARGO_PKG_VERSION").into())],
                 ),
                 &META,
             )
             .set(1.0);
-        d(
-            "dsreg_connections_rejected_total",
-            'c',
-            None,
-            "Connections refused or closed by the connection limits, by listener and reason.",
-        );
-        d(
-            "dsreg_connections_open",
-            'g',
-            None,
-            "Connections open now, by listener.",
-        );
         for listener in ["grpc", "http"] {
             for reason in crate::conn::REASONS {
                 let labels = [("listener", listener.into()), ("reason", reason.into())];
                 recorder
-                    .register_counter(&key("dsreg_connections_rejected_total", &labels), &META)
+                    .register_counter(&key(names::CONNECTIONS_REJECTED_TOTAL, &labels), &META)
                     .increment(0);
             }
             recorder
                 .register_gauge(
-                    &key("dsreg_connections_open", &[("listener", listener.into())]),
+                    &key(names::CONNECTIONS_OPEN, &[("listener", listener.into())]),
                     &META,
                 )
                 .set(0.0);
         }
-        d(
-            "dsreg_device_credentials",
-            'g',
-            None,
-            "Devices holding a device token (enrolled).",
-        );
-        d(
-            "dsreg_devices_by_credential",
-            'g',
-            None,
-            "Devices by the credential of their latest accepted report since start \
-             (device token, fleet agent token, or open).",
-        );
         recorder
-            .register_gauge(&key("dsreg_device_credentials", &[]), &META)
+            .register_gauge(&key(names::DEVICE_CREDENTIALS, &[]), &META)
             .set(0.0);
         for credential in ["device", "fleet", "open"] {
             recorder
                 .register_gauge(
                     &key(
-                        "dsreg_devices_by_credential",
+                        names::DEVICES_BY_CREDENTIAL,
                         &[("credential", credential.into())],
                     ),
                     &META,
@@ -269,7 +128,7 @@ impl Metrics {
         for result in ["accepted", "duplicate", "rejected"] {
             recorder
                 .register_counter(
-                    &key("dsreg_reports_total", &[("result", result.into())]),
+                    &key(names::REPORTS_TOTAL, &[("result", result.into())]),
                     &META,
                 )
                 .increment(0);
@@ -291,7 +150,7 @@ impl Metrics {
             if n > 0 {
                 self.recorder
                     .register_counter(
-                        &key("dsreg_reports_total", &[("result", result.into())]),
+                        &key(names::REPORTS_TOTAL, &[("result", result.into())]),
                         &META,
                     )
                     .increment(n);
@@ -309,7 +168,7 @@ impl Metrics {
                 ("symbol", a.symbol.clone()),
             ];
             self.recorder
-                .register_counter(&key("dsreg_registration_failures_total", &labels), &META)
+                .register_counter(&key(names::REGISTRATION_FAILURES_TOTAL, &labels), &META)
                 .increment(1);
         }
     }
@@ -317,14 +176,14 @@ impl Metrics {
     /// Records one batch's end-to-end duration.
     pub fn batch_duration(&self, d: Duration) {
         self.recorder
-            .register_histogram(&key("dsreg_ingest_batch_duration_seconds", &[]), &META)
+            .register_histogram(&key(names::INGEST_BATCH_DURATION_SECONDS, &[]), &META)
             .record(d.as_secs_f64());
     }
 
     /// Records one group commit's duration.
     pub fn commit_duration(&self, d: Duration) {
         self.recorder
-            .register_histogram(&key("dsreg_store_commit_duration_seconds", &[]), &META)
+            .register_histogram(&key(names::STORE_COMMIT_DURATION_SECONDS, &[]), &META)
             .record(d.as_secs_f64());
     }
 
@@ -347,14 +206,14 @@ impl Metrics {
     pub fn connection_shed(&self, listener: &'static str, reason: &'static str) {
         let labels = [("listener", listener.into()), ("reason", reason.into())];
         self.recorder
-            .register_counter(&key("dsreg_connections_rejected_total", &labels), &META)
+            .register_counter(&key(names::CONNECTIONS_REJECTED_TOTAL, &labels), &META)
             .increment(1);
     }
 
     /// Adds `delta` to the open connections of `listener`.
     pub fn connections_open(&self, listener: &'static str, delta: f64) {
         let gauge = self.recorder.register_gauge(
-            &key("dsreg_connections_open", &[("listener", listener.into())]),
+            &key(names::CONNECTIONS_OPEN, &[("listener", listener.into())]),
             &META,
         );
         if delta >= 0.0 {
@@ -367,7 +226,7 @@ impl Metrics {
     /// Sets the number of enrolled devices.
     pub fn device_credentials(&self, n: usize) {
         self.recorder
-            .register_gauge(&key("dsreg_device_credentials", &[]), &META)
+            .register_gauge(&key(names::DEVICE_CREDENTIALS, &[]), &META)
             .set(n as f64);
     }
 
@@ -375,10 +234,7 @@ impl Metrics {
     pub fn devices_by_credential(&self, before: Option<&'static str>, now: &'static str) {
         let gauge = |kind: &'static str| {
             self.recorder.register_gauge(
-                &key(
-                    "dsreg_devices_by_credential",
-                    &[("credential", kind.into())],
-                ),
+                &key(names::DEVICES_BY_CREDENTIAL, &[("credential", kind.into())]),
                 &META,
             )
         };
@@ -393,13 +249,10 @@ impl Metrics {
         let mut now: Vec<(Series, f64)> = Vec::new();
         // Closed label sets are always exported (0 when empty), so dashboards and alerts see
         // every join type and test from the first scrape instead of "no data".
-        let join_types = JoinType::ALL
-            .iter()
-            .map(|j| j.label().to_string())
-            .chain(["unknown".to_string()]);
+        let join_types = dsreg_proto::labels::join_type_labels().map(str::to_string);
         for j in join_types {
             let n = counts.devices.get(&j).copied().unwrap_or(0);
-            now.push((("dsreg_devices", vec![("join_type", j)]), n as f64));
+            now.push(((names::DEVICES, vec![("join_type", j)]), n as f64));
         }
         for (k, n) in &counts.failing {
             let labels = vec![
@@ -408,39 +261,36 @@ impl Metrics {
                 ("code", k.code.clone()),
                 ("symbol", k.symbol.clone()),
             ];
-            now.push((("dsreg_devices_failing", labels), *n as f64));
+            now.push(((names::DEVICES_FAILING, labels), *n as f64));
         }
-        for t in TESTS {
+        for t in dsreg_proto::diagnostic_tests::NAMES {
             let n = counts.diagnostic_tests_failing.get(t).copied().unwrap_or(0);
             let series = (
-                "dsreg_devices_diagnostic_test_failing",
+                names::DEVICES_DIAGNOSTIC_TEST_FAILING,
                 vec![("test", t.to_string())],
             );
             now.push((series, n as f64));
         }
         for (j, n) in &counts.without_prt {
-            let series = ("dsreg_devices_without_prt", vec![("join_type", j.clone())]);
+            let series = (names::DEVICES_WITHOUT_PRT, vec![("join_type", j.clone())]);
             now.push((series, *n as f64));
         }
         for r in dsreg_proto::diagnosis::NOT_TARGETED_REASONS {
             let n = counts.not_targeted.get(r).copied().unwrap_or(0);
-            let series = (
-                "dsreg_devices_not_targeted",
-                vec![("reason", r.to_string())],
-            );
+            let series = (names::DEVICES_NOT_TARGETED, vec![("reason", r.to_string())]);
             now.push((series, n as f64));
         }
-        now.push((("dsreg_devices_stale", Vec::new()), counts.stale as f64));
+        now.push(((names::DEVICES_STALE, Vec::new()), counts.stale as f64));
         now.push((
-            ("dsreg_agents_not_delivered_1d", Vec::new()),
+            (names::AGENTS_NOT_DELIVERED_1D, Vec::new()),
             counts.not_delivered_1d as f64,
         ));
         now.push((
-            ("dsreg_agents_spool_overflowing", Vec::new()),
+            (names::AGENTS_SPOOL_OVERFLOWING, Vec::new()),
             counts.spool_overflowing as f64,
         ));
         for (v, n) in &counts.agent_versions {
-            let series = ("dsreg_agent_versions", vec![("version", v.clone())]);
+            let series = (names::AGENT_VERSIONS, vec![("version", v.clone())]);
             now.push((series, *n as f64));
         }
         let mut exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());

@@ -58,7 +58,7 @@ async fn a_wrong_secret_is_a_config_error_in_the_log_without_the_secret() {
     }
     let db = dir.path().join("g.db");
     let mut conn = rusqlite::Connection::open(&db).unwrap();
-    dsreg_collector::store::schema::migrate(&mut conn).unwrap();
+    dsreg_collector::store::migrate(&mut conn).unwrap();
     drop(conn);
     let config = Config {
         graph_tenant_id: Some("contoso.onmicrosoft.com".into()),

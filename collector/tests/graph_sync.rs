@@ -59,7 +59,7 @@ async fn fixture_with(credential: Credential, dir: tempfile::TempDir) -> Fixture
     let (base, standin) = graph_standin::start(SECRET, 2).await;
     let db = dir.path().join("g.db");
     let mut conn = Connection::open(&db).unwrap();
-    dsreg_collector::store::schema::migrate(&mut conn).unwrap();
+    dsreg_collector::store::migrate(&mut conn).unwrap();
     let settings = GraphSettings {
         tenant_id: "contoso.onmicrosoft.com".into(),
         client_id: "11111111-2222-3333-4444-555555555555".into(),

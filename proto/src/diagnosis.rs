@@ -373,7 +373,7 @@ fn from_tests(t: &DiagnosticTests) -> Option<Failure> {
             .and_then(|c| generic_sub_cause(c, r.sub_code))
             .or(known)
             .or_else(|| code.map(|c| catalog::describe(c).cause.id))
-            .unwrap_or("unknown_other"),
+            .unwrap_or(crate::labels::UNKNOWN_CAUSE),
     };
     Some(Failure {
         phase: phase as i32,

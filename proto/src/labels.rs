@@ -5,6 +5,26 @@
 
 use crate::v1::{ExecutionContext, JoinType, Phase, TestStatus};
 
+/// The join type label of a device whose join type is not known, and the phase label of a
+/// failure that no phase names.
+pub const UNKNOWN: &str = "unknown";
+
+/// The cause id when nothing names a cause: the catalog's fallback for a code of no known
+/// facility, and the diagnosis's last resort.
+pub const UNKNOWN_CAUSE: &str = "unknown_other";
+
+/// The label of a value outside a closed label set (causes, codes and agent versions folded
+/// to keep metrics bounded).
+pub const OTHER: &str = "other";
+
+/// Every join type label a device can carry: the [`JoinType`] labels, then [`UNKNOWN`].
+pub fn join_type_labels() -> impl Iterator<Item = &'static str> {
+    JoinType::ALL
+        .iter()
+        .map(|j| j.label())
+        .chain(std::iter::once(UNKNOWN))
+}
+
 impl JoinType {
     /// The snake_case name (`hybrid_joined`, …); `""` for unspecified.
     pub fn label(self) -> &'static str {

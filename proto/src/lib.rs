@@ -8,16 +8,19 @@
 //! - [`catalog`]: every documented error code with symbol, phase, cause and resolution, plus
 //!   the facility fallback for codes nobody documented.
 //! - [`diagnosis`]: snapshot + event records → `join_type` and the current `failure` (DESIGN §4).
-//! - [`classify`]: server-response refinement of a code into a finer cause
+//! - [`server_message`]: server-response refinement of a code into a finer cause
 //!   (`DSREG_E_DIRECTORY_FAILURE` → `device_not_synced`, `tenant_not_found`, …).
+//! - [`diagnostic_tests`]: the one table of the six dsregcmd diagnostic tests (names, printed
+//!   labels, phases, the `failing_tests` bit order).
 //!
 //! No I/O, no async: everything here is pure data and functions over it.
 
 pub mod catalog;
-pub mod classify;
 pub mod diagnosis;
+pub mod diagnostic_tests;
 pub mod json;
 pub mod labels;
+pub mod server_message;
 
 /// The generated `dsreg.v1` types and gRPC stubs.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

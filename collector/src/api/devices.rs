@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use dsreg_proto::{JoinType, Phase, catalog};
+use dsreg_proto::{JoinType, Phase, catalog, labels};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -62,12 +62,12 @@ pub fn parse_filter(q: &HashMap<String, String>) -> Result<DeviceFilter, Error> 
         ..Default::default()
     };
     if let Some(v) = get("join_type") {
-        if v != "unknown" && JoinType::from_label(v).is_none() {
-            let all: Vec<_> = JoinType::ALL.iter().map(|j| j.label()).collect();
+        if v != labels::UNKNOWN && JoinType::from_label(v).is_none() {
+            let all: Vec<_> = labels::join_type_labels().collect();
             return Err(bad(
                 "join_type",
                 v,
-                &format!("expected one of {}, unknown", all.join(", ")),
+                &format!("expected one of {}", all.join(", ")),
             ));
         }
         f.join_type = Some(v.to_string());

@@ -11,7 +11,7 @@
 
 use std::sync::OnceLock;
 
-use dsreg_proto::{JoinType, Phase, catalog};
+use dsreg_proto::{Phase, catalog};
 use serde::Serialize;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
@@ -130,10 +130,7 @@ fn pattern(p: &str) -> Schema {
 /// The query parameters of `/api/v1/devices` (what [`devices::parse_filter`] accepts). Every
 /// one may be given empty, which turns its filter off.
 fn list_parameters() -> Vec<Parameter> {
-    let join_types = JoinType::ALL
-        .iter()
-        .map(|j| j.label().to_string())
-        .chain(["unknown".to_string()]);
+    let join_types = dsreg_proto::labels::join_type_labels().map(str::to_string);
     let phases = Phase::ALL.iter().map(|p| p.label().to_string());
     let causes = catalog::causes().iter().map(|c| c.id.to_string());
     let mut symbols: Vec<String> = catalog::entries()

@@ -37,7 +37,7 @@ pub(super) struct Device {
     pub join: u16,
     /// Agent version label id.
     pub version: u16,
-    /// Bit `i` set when `TESTS[i]` printed FAIL.
+    /// Bit `i` set when `dsreg_proto::diagnostic_tests::DIAGNOSTIC_TESTS[i]` printed FAIL.
     pub failing_tests: u8,
     /// [`WITHOUT_PRT`], [`SPOOL_OVERFLOWING`], [`STALE`], [`NOT_DELIVERED`].
     pub flags: u8,

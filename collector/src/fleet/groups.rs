@@ -13,7 +13,7 @@
 //! `failing_since`.
 
 use super::devices::{NO_FAILURE, SPOOL_OVERFLOWING, Slot};
-use super::order::Seen;
+use super::last_seen::Seen;
 use super::{FailureKey, Fleet, Inner};
 
 /// Sample devices kept per group.

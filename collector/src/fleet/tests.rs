@@ -1,5 +1,7 @@
 //! Fleet aggregate tests: transitions, stale and undelivered sweeps, label caps.
 
+use std::collections::BTreeMap;
+
 use super::*;
 
 fn failing(code: u32) -> DeviceFacts {

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, names};
 use crate::store::{StoreError, now_ms};
 use cloud::CloudState;
 use reconcile::{ClientState, Reconciled};
@@ -129,7 +129,7 @@ pub trait SyncMetrics: Send + Sync {
 impl SyncMetrics for Metrics {
     fn error(&self, reason: &'static str) {
         self.add_counter(
-            "dsreg_graph_sync_errors_total",
+            names::GRAPH_SYNC_ERRORS_TOTAL,
             &[("reason", reason.into())],
             1,
         );
@@ -203,13 +203,13 @@ impl Graph {
         let state = Arc::new(GraphState::default());
         for reason in REASONS {
             metrics.add_counter(
-                "dsreg_graph_sync_errors_total",
+                names::GRAPH_SYNC_ERRORS_TOTAL,
                 &[("reason", (*reason).into())],
                 0,
             );
         }
         metrics.set_gauge(
-            "dsreg_graph_sync_started_timestamp_seconds",
+            names::GRAPH_SYNC_STARTED_TIMESTAMP_SECONDS,
             &[],
             now_ms() as f64 / 1000.0,
         );
@@ -220,7 +220,7 @@ impl Graph {
         )?;
         if let Some(ms) = last {
             metrics.set_gauge(
-                "dsreg_graph_sync_last_success_timestamp_seconds",
+                names::GRAPH_SYNC_LAST_SUCCESS_TIMESTAMP_SECONDS,
                 &[],
                 ms as f64 / 1000.0,
             );
@@ -312,7 +312,7 @@ fn sync_loop(
                     st.last_success = Some(crate::store::read::rfc3339(now));
                     st.last_error = None;
                     metrics.set_gauge(
-                        "dsreg_graph_sync_last_success_timestamp_seconds",
+                        names::GRAPH_SYNC_LAST_SUCCESS_TIMESTAMP_SECONDS,
                         &[],
                         now as f64 / 1000.0,
                     );
@@ -419,7 +419,7 @@ fn set_gauges(metrics: &Metrics, r: &Reconciled, exported: &mut HashSet<String>)
         for cloud in CloudState::ALL {
             let n = r.counts.get(&(client, cloud)).copied().unwrap_or(0);
             metrics.set_gauge(
-                "dsreg_devices_reconciled",
+                names::DEVICES_RECONCILED,
                 &[
                     ("client", client.label().into()),
                     ("cloud", cloud.label().into()),
@@ -428,12 +428,12 @@ fn set_gauges(metrics: &Metrics, r: &Reconciled, exported: &mut HashSet<String>)
             );
         }
     }
-    metrics.set_gauge("dsreg_graph_names_ambiguous", &[], r.ambiguous_names as f64);
-    metrics.set_gauge("dsreg_graph_cloud_devices", &[], r.cloud_objects as f64);
+    metrics.set_gauge(names::GRAPH_NAMES_AMBIGUOUS, &[], r.ambiguous_names as f64);
+    metrics.set_gauge(names::GRAPH_CLOUD_DEVICES, &[], r.cloud_objects as f64);
     for cause in exported.iter() {
         if !r.pending_over_1d.contains_key(cause) {
             metrics.set_gauge(
-                "dsreg_devices_cloud_pending_over_1d",
+                names::DEVICES_CLOUD_PENDING_OVER_1D,
                 &[("cause", cause.clone())],
                 0.0,
             );
@@ -441,7 +441,7 @@ fn set_gauges(metrics: &Metrics, r: &Reconciled, exported: &mut HashSet<String>)
     }
     for (cause, n) in &r.pending_over_1d {
         metrics.set_gauge(
-            "dsreg_devices_cloud_pending_over_1d",
+            names::DEVICES_CLOUD_PENDING_OVER_1D,
             &[("cause", cause.clone())],
             *n as f64,
         );

@@ -19,12 +19,16 @@
 //!    every [`SAMPLE_EVERY_MS`] otherwise; trimmed to `history_per_device` rows.
 //! 5. Events and failed registration attempts: see [`super::attempts`].
 
+use std::sync::OnceLock;
+
 use dsreg_proto::catalog;
 use dsreg_proto::v1::{Failure, Report, ReportResult, ReportStatus, Snapshot};
-use dsreg_proto::{ExecutionContext, JoinType, Phase, TestStatus, diagnosis};
+use dsreg_proto::{ExecutionContext, JoinType, Phase, diagnosis, diagnostic_tests, labels};
 use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::FactColumns;
+use super::columns::positions;
 use super::merge::{self, AgentRow, Part};
 use crate::fleet::{DeviceFacts, FailureFacts};
 
@@ -34,6 +38,9 @@ pub const SAMPLE_EVERY_MS: i64 = 24 * 3600 * 1000;
 /// The time of a device's newest history row (one index seek; `MAX(at)` visited every row).
 pub(super) const LAST_SAMPLE: &str =
     "SELECT at FROM history WHERE machine_id = ?1 ORDER BY id DESC LIMIT 1";
+
+/// The idempotency row of an accepted report.
+pub(crate) const INSERT_REPORT: &str = "INSERT INTO reports (report_id, machine_id, content_hash, received_at) VALUES (?1, ?2, ?3, ?4)";
 
 /// A fleet update to apply after COMMIT.
 #[derive(Debug)]
@@ -54,11 +61,43 @@ pub struct FleetUpdate {
 /// The read of [`Stored`] for a report of `part`.
 pub(super) fn stored_sql(part: Part) -> String {
     format!(
-        "SELECT {}, failing_since, {p}_collected_at, {p}_state_hash
+        "SELECT {}, failing_since, {p}_collected_at AS part_collected_at,
+            {p}_state_hash AS part_state_hash
          FROM devices WHERE machine_id = ?1",
         super::FACT_COLUMNS,
         p = part.label()
     )
+}
+
+/// Where [`Stored`]'s columns are in [`stored_sql`]'s rows, found by name once per part: the
+/// SQL of a part never changes, and this read runs for every report.
+#[derive(Debug, Clone, Copy)]
+struct StoredColumns {
+    facts: FactColumns,
+    failing_since: usize,
+    collected_at: usize,
+    state_hash: usize,
+}
+
+impl StoredColumns {
+    fn of(stmt: &rusqlite::Statement<'_>, part: Part) -> rusqlite::Result<StoredColumns> {
+        static FOUND: [OnceLock<StoredColumns>; 2] = [OnceLock::new(), OnceLock::new()];
+        let cell = &FOUND[part as usize];
+        if let Some(at) = cell.get() {
+            return Ok(*at);
+        }
+        let [failing_since, collected_at, state_hash] = positions(
+            stmt,
+            ["failing_since", "part_collected_at", "part_state_hash"],
+        )?;
+        let at = StoredColumns {
+            facts: FactColumns::of(stmt)?,
+            failing_since,
+            collected_at,
+            state_hash,
+        };
+        Ok(*cell.get_or_init(|| at))
+    }
 }
 
 /// What a report's apply reads of its device row.
@@ -133,7 +172,7 @@ fn result(r: &Report, status: ReportStatus, message: String) -> ReportResult {
     }
 }
 
-fn ts_ms(t: &prost_types::Timestamp) -> i64 {
+pub(crate) fn ts_ms(t: &prost_types::Timestamp) -> i64 {
     t.seconds
         .saturating_mul(1000)
         .saturating_add(i64::from(t.nanos / 1_000_000))
@@ -146,11 +185,11 @@ pub fn failure_facts(f: &Failure) -> FailureFacts {
     let phase = Phase::try_from(f.phase).unwrap_or_default();
     FailureFacts {
         phase: match phase.label() {
-            "" => d.map_or("unknown", |d| d.phase.label()).to_string(),
+            "" => d.map_or(labels::UNKNOWN, |d| d.phase.label()).to_string(),
             l => l.to_string(),
         },
         cause: if f.cause.is_empty() {
-            d.map_or("unknown_other", |d| d.cause.id).to_string()
+            d.map_or(labels::UNKNOWN_CAUSE, |d| d.cause.id).to_string()
         } else {
             f.cause.clone()
         },
@@ -163,28 +202,15 @@ pub fn failure_facts(f: &Failure) -> FailureFacts {
 pub fn facts(snapshot: &Snapshot, context: ExecutionContext) -> DeviceFacts {
     let join = JoinType::try_from(snapshot.join_type).unwrap_or_default();
     let join_type = match join.label() {
-        "" => "unknown".to_string(),
+        "" => labels::UNKNOWN.to_string(),
         l => l.to_string(),
     };
     let failure = snapshot.failure.as_ref().map(failure_facts);
-    let mut failing_tests = 0u8;
-    if let Some(t) = snapshot.diagnostics.as_ref().and_then(|d| d.tests.as_ref()) {
-        let all = [
-            &t.ad_connectivity,
-            &t.ad_configuration,
-            &t.drs_discovery,
-            &t.drs_connectivity,
-            &t.kerberos_ticket,
-            &t.token_acquisition,
-        ];
-        for (i, r) in all.iter().enumerate() {
-            if r.as_ref()
-                .is_some_and(|r| r.result == TestStatus::Fail as i32)
-            {
-                failing_tests |= 1 << i;
-            }
-        }
-    }
+    let failing_tests = snapshot
+        .diagnostics
+        .as_ref()
+        .and_then(|d| d.tests.as_ref())
+        .map_or(0, diagnostic_tests::failing_bits);
     // The same rule as the diagnosis: user context, an Entra user, AzureAdPrt NO.
     let without_prt = diagnosis::without_prt(snapshot, context);
     DeviceFacts {
@@ -241,8 +267,8 @@ pub fn report(
         }
         None => {}
     }
-    conn.prepare_cached("INSERT INTO reports (report_id, machine_id, content_hash, received_at) VALUES (?1, ?2, ?3, ?4)")?.execute(params![r.report_id, r.machine_id, hash, now],
-    )?;
+    conn.prepare_cached(INSERT_REPORT)?
+        .execute(params![r.report_id, r.machine_id, hash, now])?;
 
     let context = ExecutionContext::try_from(r.execution_context).unwrap_or_default();
     let part = Part::of(context);
@@ -269,17 +295,19 @@ pub fn report(
 
     // One read of the device row: its facts, and this part's latest collection time and
     // state hash (heartbeats write only that row, see the schema's step 3).
-    let stored: Option<Stored> = conn
-        .prepare_cached(&stored_sql(part))?
+    let mut read = conn.prepare_cached(&stored_sql(part))?;
+    let at = StoredColumns::of(&read, part)?;
+    let stored: Option<Stored> = read
         .query_row([&r.machine_id], |row| {
             Ok(Stored {
-                facts: super::facts_from_row(row, 0)?,
-                failing_since: row.get(super::FACT_COUNT)?,
-                collected_at: row.get(super::FACT_COUNT + 1)?,
-                state_hash: row.get(super::FACT_COUNT + 2)?,
+                facts: super::facts_from_row(row, &at.facts)?,
+                failing_since: row.get(at.failing_since)?,
+                collected_at: row.get(at.collected_at)?,
+                state_hash: row.get(at.state_hash)?,
             })
         })
         .optional()?;
+    drop(read);
     // A report older than the stored part of its own context (a spool replay) changes nothing
     // but `last_seen`; the other part does not matter for that.
     let newer = match (stored.as_ref().and_then(|s| s.collected_at), collected) {
@@ -292,7 +320,7 @@ pub fn report(
         && state.is_some()
         && s.state_hash == state
     {
-        super::heartbeat::narrow(conn, r, part, context, collected, now)?;
+        super::heartbeat::refresh_times(conn, r, part, context, collected, now)?;
         history(conn, r, &s.facts, false, now, history_per_device)?;
         return Ok(Applied {
             result: result(r, ReportStatus::Accepted, String::new()),
@@ -312,7 +340,7 @@ pub fn report(
     let mut new = DeviceFacts::default();
     let mut agent = AgentRow::default();
     if newer {
-        upsert_part(conn, r, part, context, collected, own, state, now)?;
+        super::upsert::part(conn, r, part, context, collected, own, state, now)?;
         let view = merge::view(&merge::parts(conn, &r.machine_id)?);
         new = facts(&view.snapshot, view.context);
         new.agent_version = view.agent.version.clone();
@@ -328,7 +356,7 @@ pub fn report(
             }
             _ => Some(now),
         };
-        upsert_device(
+        super::upsert::device(
             conn,
             r,
             &snapshot,
@@ -394,159 +422,6 @@ pub fn report(
         fleet,
         new_attempts,
     })
-}
-
-/// Stores the report's snapshot, events and agent health as the latest of its part.
-#[allow(clippy::too_many_arguments)]
-fn upsert_part(
-    conn: &Connection,
-    r: &Report,
-    part: Part,
-    context: ExecutionContext,
-    collected: Option<i64>,
-    own: &Snapshot,
-    state: Option<i64>,
-    now: i64,
-) -> rusqlite::Result<()> {
-    // The part's event context: the stored records and the new ones, bounded (see
-    // `correlate::retain_context`), so the next diagnosis still sees the newest attempt.
-    let events = if r.events.is_empty() {
-        None
-    } else {
-        let stored: Option<Option<Vec<u8>>> = conn
-            .prepare_cached("SELECT events FROM device_parts WHERE machine_id = ?1 AND part = ?2")?
-            .query_row(params![r.machine_id, part.label()], |row| row.get(0))
-            .optional()?;
-        let stored = stored
-            .flatten()
-            .and_then(|b| Report::decode(b.as_slice()).ok())
-            .map(|r| r.events)
-            .unwrap_or_default();
-        let events = diagnosis::correlate::retain_context(stored, &r.events);
-        Some(
-            Report {
-                events,
-                ..Default::default()
-            }
-            .encode_to_vec(),
-        )
-    };
-    let health = r.agent.unwrap_or_default();
-    // A report without events keeps the stored context (COALESCE).
-    conn.prepare_cached(
-        "INSERT INTO device_parts (machine_id, part, context, report_id, collected_at,
-            received_at, snapshot, events, agent_version, spool_depth, spool_dropped,
-            last_delivery, parse_warnings)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-         ON CONFLICT(machine_id, part) DO UPDATE SET context = excluded.context,
-            report_id = excluded.report_id, collected_at = excluded.collected_at,
-            received_at = excluded.received_at, snapshot = excluded.snapshot,
-            events = COALESCE(excluded.events, device_parts.events),
-            agent_version = excluded.agent_version, spool_depth = excluded.spool_depth,
-            spool_dropped = excluded.spool_dropped, last_delivery = excluded.last_delivery,
-            parse_warnings = excluded.parse_warnings",
-    )?
-    .execute(params![
-        r.machine_id,
-        part.label(),
-        context as i32,
-        r.report_id,
-        collected,
-        now,
-        own.encode_to_vec(),
-        events,
-        r.agent_version,
-        i64::from(health.spool_depth),
-        i64::try_from(health.spool_dropped).unwrap_or(i64::MAX),
-        health.last_delivery.as_ref().map(ts_ms),
-        i64::from(health.parse_warnings),
-    ])?;
-    // The part's times and id on the device row, which readers prefer (see the schema's step
-    // 3); a new device gets them with its INSERT in `upsert_device`.
-    conn.prepare_cached(&format!(
-        "UPDATE devices SET {p}_report_id = ?2, {p}_collected_at = ?3, {p}_received_at = ?4,
-            {p}_last_delivery = ?5, {p}_state_hash = ?6
-         WHERE machine_id = ?1",
-        p = part.label()
-    ))?
-    .execute(params![
-        r.machine_id,
-        r.report_id,
-        collected,
-        now,
-        health.last_delivery.as_ref().map(ts_ms),
-        state,
-    ])?;
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn upsert_device(
-    conn: &Connection,
-    r: &Report,
-    snapshot: &Snapshot,
-    f: &DeviceFacts,
-    context: ExecutionContext,
-    collected: Option<i64>,
-    failing_since: Option<i64>,
-    state: Option<i64>,
-    now: i64,
-) -> rusqlite::Result<()> {
-    let hostname = snapshot.hostname_or(&r.hostname);
-    let ad_domain = snapshot.ad_domain_or(&r.ad_domain);
-    let entra_id = snapshot
-        .device_details
-        .as_ref()
-        .and_then(|d| d.device_id.as_deref())
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty());
-    let fail = f.failure.as_ref();
-    let part = Part::of(context).label();
-    let last_delivery = r.agent.and_then(|a| a.last_delivery).as_ref().map(ts_ms);
-    conn.prepare_cached(&format!("INSERT INTO devices (machine_id, hostname, ad_domain, entra_device_id, join_type,
-            failure_phase, failure_cause, failure_code, failure_symbol, failing_since,
-            failing_tests, without_prt, first_seen, last_seen, collected_at, last_report_id,
-            agent_version, os_build, execution_context, snapshot,
-            {part}_report_id, {part}_collected_at, {part}_received_at, {part}_last_delivery,
-            {part}_state_hash, not_targeted)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-            ?15, ?14, ?13, ?20, ?21, ?22)
-         ON CONFLICT(machine_id) DO UPDATE SET
-            hostname = excluded.hostname, ad_domain = excluded.ad_domain,
-            entra_device_id = excluded.entra_device_id, join_type = excluded.join_type,
-            failure_phase = excluded.failure_phase, failure_cause = excluded.failure_cause,
-            failure_code = excluded.failure_code, failure_symbol = excluded.failure_symbol,
-            failing_since = excluded.failing_since, failing_tests = excluded.failing_tests,
-            without_prt = excluded.without_prt, last_seen = MAX(last_seen, excluded.last_seen),
-            collected_at = excluded.collected_at, last_report_id = excluded.last_report_id,
-            agent_version = excluded.agent_version, os_build = excluded.os_build,
-            execution_context = excluded.execution_context, snapshot = excluded.snapshot,
-            not_targeted = excluded.not_targeted"))?.execute(params![
-            r.machine_id,
-            hostname,
-            ad_domain,
-            entra_id,
-            f.join_type,
-            fail.map(|x| &x.phase),
-            fail.map(|x| &x.cause),
-            fail.and_then(|x| x.code).map(i64::from),
-            fail.map(|x| &x.symbol),
-            failing_since,
-            i64::from(f.failing_tests),
-            f.without_prt,
-            now,
-            collected,
-            r.report_id,
-            r.agent_version,
-            r.os_build,
-            context.label(),
-            snapshot.encode_to_vec(),
-            last_delivery,
-            state,
-            f.not_targeted,
-        ],
-    )?;
-    Ok(())
 }
 
 fn history(

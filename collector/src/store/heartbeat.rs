@@ -1,12 +1,13 @@
-//! The narrow write for an unchanged heartbeat.
+//! The narrow write for an unchanged heartbeat: [`state_hash`] recognises one, and
+//! [`refresh_times`] writes it.
 //!
 //! Most reports in a healthy fleet repeat the snapshot their device sent last time (the agent's
 //! periodic heartbeat). Rewriting the part and the device row for them re-encodes and rewrites
-//! two snapshot blobs and deletes and re-inserts an entry in each of the four `devices` indexes —
-//! about six B-tree pages per report in the WAL, where the heartbeat changes only times and the
-//! report id. [`narrow`] recognises that case and updates only those columns, all on the device
-//! row (the part's own times and id included, schema step 3): no indexed column changes and the
-//! `device_parts` row is not written, so a heartbeat dirties one page.
+//! two snapshot blobs and deletes and re-inserts an entry in each of the four `devices` indexes,
+//! where the heartbeat changes only times and the report id. [`refresh_times`] updates only
+//! those columns, all on the device row (the part's own times and id included, schema step 3):
+//! no indexed column changes and the `device_parts` row is not written, so a heartbeat dirties
+//! one page.
 //!
 //! "Unchanged" is strict: the report repeats its part's last full write — the same context,
 //! snapshot bytes, agent version and spool/parse health (only `last_delivery` may move),
@@ -21,20 +22,14 @@ use dsreg_proto::{ExecutionContext, Report, Snapshot};
 use prost::Message;
 use rusqlite::{Connection, params};
 
-use super::apply::Fnv;
+use super::apply::{Fnv, ts_ms};
 use super::merge::Part;
-
-fn ts_ms(t: &prost_types::Timestamp) -> i64 {
-    t.seconds
-        .saturating_mul(1000)
-        .saturating_add(i64::from(t.nanos / 1_000_000))
-}
 
 /// The state hash of a report's part: what must not change for a report to count as an
 /// unchanged heartbeat of the part's last full write. `None` when the report cannot be one
 /// (it brings events, or lacks hostname or AD domain); a part stored from such a report has
 /// no hash, so the next report of that part takes the full path.
-pub(super) fn state_hash(r: &Report, context: ExecutionContext, own: &Snapshot) -> Option<i64> {
+pub(crate) fn state_hash(r: &Report, context: ExecutionContext, own: &Snapshot) -> Option<i64> {
     if !r.events.is_empty() || r.hostname.is_empty() || r.ad_domain.is_empty() {
         return None;
     }
@@ -54,7 +49,7 @@ pub(super) fn state_hash(r: &Report, context: ExecutionContext, own: &Snapshot) 
 
 /// Refreshes only the times and ids of an unchanged heartbeat (the caller compared
 /// [`state_hash`] with the stored one), on the device row.
-pub(crate) fn narrow(
+pub(crate) fn refresh_times(
     conn: &Connection,
     r: &Report,
     part: Part,

@@ -11,10 +11,13 @@
 //! part. Join type and failure are then re-derived on the merged snapshot.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use dsreg_proto::{EventRecord, ExecutionContext, Report, Snapshot, diagnosis};
 use prost::Message;
 use rusqlite::Connection;
+
+use super::columns::positions;
 
 /// Which stored part a report updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -173,55 +176,143 @@ fn corrupt(i: usize, e: prost::DecodeError) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, Box::new(e))
 }
 
+/// The stored parts of a device, device part first, with the device row's copies of each
+/// part's latest times (see [`parts`]).
+const PARTS: &str = "SELECT p.part, p.context, p.report_id, p.collected_at, p.received_at,
+        p.snapshot, p.events, p.agent_version, p.spool_depth, p.spool_dropped, p.last_delivery,
+        p.parse_warnings,
+        d.device_report_id, d.device_collected_at, d.device_received_at, d.device_last_delivery,
+        d.user_report_id, d.user_collected_at, d.user_received_at, d.user_last_delivery
+     FROM device_parts p LEFT JOIN devices d ON d.machine_id = p.machine_id
+     WHERE p.machine_id = ?1 ORDER BY p.part";
+
+/// Where [`PARTS`]' columns are, found by name once (the SQL is fixed; this read runs for
+/// every full write).
+#[derive(Debug, Clone, Copy)]
+struct PartsColumns {
+    /// part, context, report_id, collected_at, received_at, snapshot, events, agent_version,
+    /// spool_depth, spool_dropped, last_delivery, parse_warnings.
+    part: [usize; 12],
+    /// The device row's report id, collected, received and last delivery of the device part,
+    /// then of the user part.
+    latest: [[usize; 4]; 2],
+}
+
+impl PartsColumns {
+    fn of(stmt: &rusqlite::Statement<'_>) -> rusqlite::Result<PartsColumns> {
+        static FOUND: OnceLock<PartsColumns> = OnceLock::new();
+        if let Some(at) = FOUND.get() {
+            return Ok(*at);
+        }
+        let part = positions(
+            stmt,
+            [
+                "part",
+                "context",
+                "report_id",
+                "collected_at",
+                "received_at",
+                "snapshot",
+                "events",
+                "agent_version",
+                "spool_depth",
+                "spool_dropped",
+                "last_delivery",
+                "parse_warnings",
+            ],
+        )?;
+        let latest = [
+            positions(
+                stmt,
+                [
+                    "device_report_id",
+                    "device_collected_at",
+                    "device_received_at",
+                    "device_last_delivery",
+                ],
+            )?,
+            positions(
+                stmt,
+                [
+                    "user_report_id",
+                    "user_collected_at",
+                    "user_received_at",
+                    "user_last_delivery",
+                ],
+            )?,
+        ];
+        Ok(*FOUND.get_or_init(|| PartsColumns { part, latest }))
+    }
+}
+
 /// The stored parts of a device, device part first. A part's report id, times and last
 /// delivery come from the device row when it has them (heartbeats write only that row, see
 /// the schema's step 3), else from the part row.
 pub fn parts(conn: &Connection, machine_id: &str) -> rusqlite::Result<Vec<PartRow>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT p.part, p.context, p.report_id, p.collected_at, p.received_at, p.snapshot,
-            p.events, p.agent_version, p.spool_depth, p.spool_dropped, p.last_delivery,
-            p.parse_warnings,
-            d.device_report_id, d.device_collected_at, d.device_received_at,
-            d.device_last_delivery,
-            d.user_report_id, d.user_collected_at, d.user_received_at, d.user_last_delivery
-         FROM device_parts p LEFT JOIN devices d ON d.machine_id = p.machine_id
-         WHERE p.machine_id = ?1 ORDER BY p.part",
-    )?;
+    let mut stmt = conn.prepare_cached(PARTS)?;
+    let PartsColumns {
+        part:
+            [
+                part_at,
+                context_at,
+                id_at,
+                collected_at_at,
+                received_at_at,
+                snapshot_at,
+                events_at,
+                version_at,
+                depth_at,
+                dropped_at,
+                delivery_at,
+                warnings_at,
+            ],
+        latest,
+    } = PartsColumns::of(&stmt)?;
     let rows = stmt.query_map([machine_id], |row| {
-        let snapshot: Vec<u8> = row.get(5)?;
-        let events: Option<Vec<u8>> = row.get(6)?;
-        let part = match row.get_ref(0)?.as_str()? {
+        let snapshot: Vec<u8> = row.get(snapshot_at)?;
+        let events: Option<Vec<u8>> = row.get(events_at)?;
+        let part = match row.get_ref(part_at)?.as_str()? {
             "user" => Part::User,
             _ => Part::Device,
         };
         // The device row's copy of this part's latest times and id, when it has one.
-        let at = if part == Part::User { 16 } else { 12 };
-        let latest: Option<i64> = row.get(at + 2)?;
+        let [id, collected, received, delivery] = latest[part as usize];
+        let latest: Option<i64> = row.get(received)?;
         let (report_id, collected_at, received_at, last_delivery) = match latest {
-            Some(received) => (row.get(at)?, row.get(at + 1)?, received, row.get(at + 3)?),
-            None => (row.get(2)?, row.get(3)?, row.get(4)?, row.get(10)?),
+            Some(received) => (
+                row.get(id)?,
+                row.get(collected)?,
+                received,
+                row.get(delivery)?,
+            ),
+            None => (
+                row.get(id_at)?,
+                row.get(collected_at_at)?,
+                row.get(received_at_at)?,
+                row.get(delivery_at)?,
+            ),
         };
         Ok(PartRow {
             part,
-            context: ExecutionContext::try_from(row.get::<_, i32>(1)?).unwrap_or_default(),
+            context: ExecutionContext::try_from(row.get::<_, i32>(context_at)?).unwrap_or_default(),
             report_id,
             collected_at,
             received_at,
-            snapshot: Snapshot::decode(snapshot.as_slice()).map_err(|e| corrupt(5, e))?,
+            snapshot: Snapshot::decode(snapshot.as_slice()).map_err(|e| corrupt(snapshot_at, e))?,
             events: match events {
                 Some(b) => {
                     Report::decode(b.as_slice())
-                        .map_err(|e| corrupt(6, e))?
+                        .map_err(|e| corrupt(events_at, e))?
                         .events
                 }
                 None => Vec::new(),
             },
             agent: AgentRow {
-                version: row.get(7)?,
-                spool_depth: row.get(8)?,
-                spool_dropped: row.get(9)?,
+                version: row.get(version_at)?,
+                spool_depth: row.get(depth_at)?,
+                spool_dropped: row.get(dropped_at)?,
                 last_delivery,
-                parse_warnings: row.get(11)?,
+                parse_warnings: row.get(warnings_at)?,
             },
         })
     })?;

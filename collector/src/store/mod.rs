@@ -5,7 +5,10 @@
 //!   channel of (batch, reply). A full channel is answered at once with [`StoreError::Full`]
 //!   (backpressure to the client, never unbounded memory). Replies are sent only after COMMIT.
 //! - [`apply`]: what one report does inside the writer's transaction (idempotency, device
-//!   state, history).
+//!   state, history); [`upsert`] its full writes of the part and device rows, and
+//!   [`heartbeat`] the narrow write of an unchanged heartbeat.
+//! - `columns`: the device facts' columns, read by name (positions looked up once per
+//!   statement).
 //! - [`merge`]: one device view from the latest SYSTEM part and the latest USER part.
 //! - [`attempts`]: event records and failed registration attempts, each stored once.
 //! - [`read`]: queries for the API, run with `spawn_blocking` on a small pool of read-only
@@ -16,25 +19,28 @@
 //! before any ack is sent. NORMAL would survive `kill -9` too, but not a power cut, and the ack
 //! promises "committed to disk"; group commit pays the fsync once per group, not per report.
 
-pub mod apply;
+pub(crate) mod apply;
 pub mod attempts;
-mod heartbeat;
+mod columns;
+pub(crate) mod heartbeat;
 pub mod merge;
 pub mod read;
-pub mod schema;
-pub mod writer;
+pub(crate) mod schema;
+pub(crate) mod upsert;
+pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub(crate) use columns::{FACT_COLUMNS, FactColumns, facts_from_row};
 use dsreg_proto::v1::{Report, ReportResult};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::fleet::{DeviceFacts, FailureFacts, Fleet};
+use crate::fleet::{FailureFacts, Fleet};
 use crate::metrics::Metrics;
 
 /// Storage errors.
@@ -64,7 +70,7 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Writer queue capacity, in full-size batches: at most `queue_depth` ×
-    /// [`QUEUE_SLOT_REPORTS`] reports wait, in up to `queue_depth` × [`writer::GROUP_MAX_BATCHES`]
+    /// [`QUEUE_SLOT_REPORTS`] reports wait, in up to `queue_depth` × [`GROUP_MAX_BATCHES`]
     /// batches (so many one-report calls can queue where one full batch would).
     pub queue_depth: usize,
     /// History rows kept per device.
@@ -75,6 +81,14 @@ pub struct StoreOptions {
 
 /// Reports one `queue_depth` slot holds (the default `max_batch`).
 pub const QUEUE_SLOT_REPORTS: usize = 1000;
+
+pub use writer::GROUP_MAX_BATCHES;
+
+/// Creates or migrates the schema on `conn` (for tools and tests that open the database
+/// themselves); returns the schema version. The collector migrates at start on its own.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
+    schema::migrate(conn)
+}
 
 /// What the writer returns for a committed batch.
 #[derive(Debug, Default)]
@@ -119,7 +133,9 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn open_write(path: &Path) -> Result<Connection, StoreError> {
+/// The write connection: WAL, `synchronous=FULL`, the writer's cache and planner settings,
+/// migrated, write lock checked.
+pub(crate) fn open_write(path: &Path) -> Result<Connection, StoreError> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -132,11 +148,11 @@ fn open_write(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "cache_size", -32_768)?;
     // Savepoints (one per batch) and multi-index writes journal the pages they change again
     // for a statement rollback; keep that sub-journal in memory instead of a temp file that
-    // every report wrote to (12 % of the writer's time in a profile of the batched bench).
+    // every report writes to (docs/performance.md, design change 6).
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Plans must not depend on bound values: otherwise SQLite re-prepares a statement at every
-    // run once a bound value took part in planning, and it did for the heartbeat comparison
-    // and the history-sample lookup (19 % of the writer's time). Readers keep the default.
+    // run once a bound value took part in planning, as it did for the heartbeat comparison
+    // and the history-sample lookup (design change 6). Readers keep the default.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     schema::migrate(&mut conn)?;
     // Take the write lock once now: a database another process holds locked fails the start
@@ -347,44 +363,6 @@ impl Readers {
         out
     }
 }
-
-/// Facts of a device row (shared by the writer, the fleet rebuild and the tests' recount).
-pub(crate) fn facts_from_row(
-    row: &rusqlite::Row<'_>,
-    first: usize,
-) -> rusqlite::Result<DeviceFacts> {
-    let join_type: String = row.get(first)?;
-    let phase: Option<String> = row.get(first + 1)?;
-    let cause: Option<String> = row.get(first + 2)?;
-    let code: Option<i64> = row.get(first + 3)?;
-    let symbol: Option<String> = row.get(first + 4)?;
-    let failing_tests: i64 = row.get(first + 5)?;
-    let without_prt: bool = row.get(first + 6)?;
-    let agent_version: String = row.get(first + 7)?;
-    let spool_overflowing: bool = row.get(first + 8)?;
-    let not_targeted: Option<String> = row.get(first + 9)?;
-    Ok(DeviceFacts {
-        join_type,
-        failure: cause.map(|cause| FailureFacts {
-            phase: phase.unwrap_or_default(),
-            cause,
-            code: code.map(|c| c as u32),
-            symbol: symbol.unwrap_or_default(),
-        }),
-        failing_tests: u8::try_from(failing_tests).unwrap_or(0),
-        without_prt,
-        agent_version,
-        spool_overflowing,
-        not_targeted: not_targeted
-            .as_deref()
-            .and_then(crate::fleet::not_targeted_reason),
-    })
-}
-
-/// The column list [`facts_from_row`] reads, in order.
-pub(crate) const FACT_COLUMNS: &str = "join_type, failure_phase, failure_cause, failure_code, failure_symbol, failing_tests, without_prt, agent_version, agent_spool_dropped > 0, not_targeted";
-/// How many columns [`FACT_COLUMNS`] names (the first column after them is at this offset).
-pub(crate) const FACT_COUNT: usize = 10;
 
 #[cfg(test)]
 mod attempt_tests;

@@ -10,7 +10,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde::Serialize;
 
-use super::{FACT_COLUMNS, StoreError, facts_from_row};
+use super::columns::positions;
+use super::{FACT_COLUMNS, FactColumns, StoreError, facts_from_row};
 use crate::fleet::Fleet;
 
 /// Loads every device's facts into `fleet` (start-up only); returns the device count.
@@ -18,14 +19,19 @@ pub fn rebuild_fleet(conn: &Connection, fleet: &Fleet) -> Result<usize, StoreErr
     let mut stmt = conn.prepare(&format!(
         "SELECT machine_id, last_seen, hostname, failing_since, {FACT_COLUMNS} FROM devices"
     ))?;
+    let facts_at = FactColumns::of(&stmt)?;
+    let [id_at, seen_at, hostname_at, since_at] = positions(
+        &stmt,
+        ["machine_id", "last_seen", "hostname", "failing_since"],
+    )?;
     let mut rows = stmt.query([])?;
     let mut n = 0;
     while let Some(row) = rows.next()? {
-        let id: String = row.get(0)?;
-        let seen: i64 = row.get(1)?;
-        let hostname = row.get_ref(2)?.as_str().unwrap_or_default();
-        let failing_since: Option<i64> = row.get(3)?;
-        let facts = facts_from_row(row, 4)?;
+        let id: String = row.get(id_at)?;
+        let seen: i64 = row.get(seen_at)?;
+        let hostname = row.get_ref(hostname_at)?.as_str().unwrap_or_default();
+        let failing_since: Option<i64> = row.get(since_at)?;
+        let facts = facts_from_row(row, &facts_at)?;
         let name = if hostname.is_empty() {
             id.as_str()
         } else {
@@ -54,12 +60,13 @@ pub fn refresh_fleet(
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT machine_id, last_seen, {FACT_COLUMNS} FROM devices WHERE machine_id = ?1"
     ))?;
+    let facts_at = FactColumns::of(&stmt)?;
     let mut n = 0;
     for id in machine_ids {
         let mut rows = stmt.query([id])?;
         if let Some(row) = rows.next()? {
-            let seen: i64 = row.get(1)?;
-            let facts = facts_from_row(row, 2)?;
+            let seen: i64 = row.get("last_seen")?;
+            let facts = facts_from_row(row, &facts_at)?;
             fleet.set(id, Some(&facts), seen);
             n += 1;
         }
@@ -118,32 +125,39 @@ pub struct DeviceSummary {
 const SUMMARY_COLUMNS: &str = "machine_id, hostname, ad_domain, entra_device_id, join_type, \
     failure_phase, failure_cause, failure_code, failure_symbol, failing_since, first_seen, last_seen";
 
-fn failure_view(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<FailureView>> {
-    let cause: Option<String> = row.get(first + 1)?;
+/// The failure of a row with the `failure_phase`, `failure_cause`, `failure_code` and
+/// `failure_symbol` columns (devices and history alike).
+fn failure_view(row: &Row<'_>) -> rusqlite::Result<Option<FailureView>> {
+    let cause: Option<String> = row.get("failure_cause")?;
     Ok(match cause {
         Some(cause) => Some(FailureView {
-            phase: row.get::<_, Option<String>>(first)?.unwrap_or_default(),
+            phase: row
+                .get::<_, Option<String>>("failure_phase")?
+                .unwrap_or_default(),
             cause,
             code: row
-                .get::<_, Option<i64>>(first + 2)?
+                .get::<_, Option<i64>>("failure_code")?
                 .map(|c| dsreg_proto::hex(c as u32)),
-            symbol: row.get::<_, Option<String>>(first + 3)?.unwrap_or_default(),
+            symbol: row
+                .get::<_, Option<String>>("failure_symbol")?
+                .unwrap_or_default(),
         }),
         None => None,
     })
 }
 
+/// A device row selected with [`SUMMARY_COLUMNS`].
 fn summary(row: &Row<'_>, stale_cutoff: i64) -> rusqlite::Result<DeviceSummary> {
-    let last_seen_ms: i64 = row.get(11)?;
+    let last_seen_ms: i64 = row.get("last_seen")?;
     Ok(DeviceSummary {
-        machine_id: row.get(0)?,
-        hostname: row.get(1)?,
-        ad_domain: row.get(2)?,
-        entra_device_id: row.get(3)?,
-        join_type: row.get(4)?,
-        failure: failure_view(row, 5)?,
-        failing_since: row.get::<_, Option<i64>>(9)?.map(rfc3339),
-        first_seen: rfc3339(row.get(10)?),
+        machine_id: row.get("machine_id")?,
+        hostname: row.get("hostname")?,
+        ad_domain: row.get("ad_domain")?,
+        entra_device_id: row.get("entra_device_id")?,
+        join_type: row.get("join_type")?,
+        failure: failure_view(row)?,
+        failing_since: row.get::<_, Option<i64>>("failing_since")?.map(rfc3339),
+        first_seen: rfc3339(row.get("first_seen")?),
         last_seen: rfc3339(last_seen_ms),
         stale: last_seen_ms < stale_cutoff,
     })
@@ -305,11 +319,11 @@ pub fn history(
     )?;
     let rows = stmt.query_map(params![machine_id, limit as i64], |row| {
         Ok(HistoryRow {
-            at: rfc3339(row.get(0)?),
-            kind: row.get(1)?,
-            report_id: row.get(2)?,
-            join_type: row.get(3)?,
-            failure: failure_view(row, 4)?,
+            at: rfc3339(row.get("at")?),
+            kind: row.get("kind")?,
+            report_id: row.get("report_id")?,
+            join_type: row.get("join_type")?,
+            failure: failure_view(row)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -332,11 +346,11 @@ pub fn device(
             |row| {
                 Ok((
                     summary(row, stale_cutoff)?,
-                    row.get::<_, String>(12)?,
-                    row.get::<_, String>(13)?,
-                    row.get::<_, String>(14)?,
-                    row.get::<_, Option<i64>>(15)?,
-                    row.get::<_, Vec<u8>>(16)?,
+                    row.get::<_, String>("agent_version")?,
+                    row.get::<_, String>("os_build")?,
+                    row.get::<_, String>("execution_context")?,
+                    row.get::<_, Option<i64>>("collected_at")?,
+                    row.get::<_, Vec<u8>>("snapshot")?,
                 ))
             },
         )
@@ -389,8 +403,8 @@ pub struct FailureGroupRow {
 /// partial index on failing devices: healthy devices are not read.
 pub fn failure_groups(conn: &Connection) -> Result<Vec<FailureGroupRow>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT failure_phase, failure_cause, failure_code, failure_symbol, COUNT(*),
-            MIN(failing_since), MAX(last_seen)
+        "SELECT failure_phase, failure_cause, failure_code, failure_symbol, COUNT(*) AS devices,
+            MIN(failing_since) AS first_seen, MAX(last_seen) AS last_seen
          FROM devices WHERE failure_cause IS NOT NULL
          GROUP BY failure_phase, failure_cause, failure_code, failure_symbol
          ORDER BY COUNT(*) DESC, failure_cause, failure_code",
@@ -398,15 +412,15 @@ pub fn failure_groups(conn: &Connection) -> Result<Vec<FailureGroupRow>, StoreEr
     let mut groups = stmt
         .query_map([], |row| {
             Ok(FailureGroupRow {
-                failure: failure_view(row, 0)?.unwrap_or(FailureView {
+                failure: failure_view(row)?.unwrap_or(FailureView {
                     phase: String::new(),
                     cause: String::new(),
                     code: None,
                     symbol: String::new(),
                 }),
-                devices: row.get::<_, i64>(4)? as u64,
-                first_seen: row.get::<_, Option<i64>>(5)?.map(rfc3339),
-                last_seen: row.get::<_, Option<i64>>(6)?.map(rfc3339),
+                devices: row.get::<_, i64>("devices")? as u64,
+                first_seen: row.get::<_, Option<i64>>("first_seen")?.map(rfc3339),
+                last_seen: row.get::<_, Option<i64>>("last_seen")?.map(rfc3339),
                 sample_devices: Vec::new(),
             })
         })?
@@ -465,13 +479,13 @@ pub fn agent_rows(
         let row = q
             .query_row([id], |r| {
                 Ok(AgentSample {
-                    machine_id: r.get(0)?,
-                    hostname: r.get(1)?,
-                    agent_version: r.get(2)?,
-                    spool_dropped: r.get(3)?,
-                    spool_depth: r.get(4)?,
-                    last_delivery: r.get::<_, Option<i64>>(5)?.map(rfc3339),
-                    last_seen: rfc3339(r.get(6)?),
+                    machine_id: r.get("machine_id")?,
+                    hostname: r.get("hostname")?,
+                    agent_version: r.get("agent_version")?,
+                    spool_dropped: r.get("agent_spool_dropped")?,
+                    spool_depth: r.get("agent_spool_depth")?,
+                    last_delivery: r.get::<_, Option<i64>>("agent_last_delivery")?.map(rfc3339),
+                    last_seen: rfc3339(r.get("last_seen")?),
                 })
             })
             .optional()?;

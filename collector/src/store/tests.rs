@@ -12,7 +12,8 @@ use dsreg_proto::{ExecutionContext, Snapshot, TestStatus};
 use rusqlite::Connection;
 
 use super::*;
-use crate::fleet::{FailureKey, FleetCounts, TESTS, cause_label};
+use crate::fleet::{FailureKey, FleetCounts, cause_label};
+use dsreg_proto::diagnostic_tests::NAMES as TESTS;
 
 fn opts() -> StoreOptions {
     StoreOptions {

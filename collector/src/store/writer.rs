@@ -35,10 +35,9 @@ pub const GROUP_MAX_BATCHES: usize = 1024;
 /// Most reports committed in one transaction (a group stops growing past this).
 pub const GROUP_MAX_REPORTS: usize = 20_000;
 /// How often the background checkpointer copies the WAL into the database. Often, so each
-/// checkpoint's database fsync is small: a heartbeat dirties a random page, and at 1M devices
-/// the 250 ms used before made each fsync flush ~1 000 scattered pages; a COMMIT's WAL sync
-/// queued behind it for 130–185 ms, every second or so (p99 at 5 000 reports/s: 191 ms; 29 ms
-/// at 40 ms, 10–16 ms at 10 ms; `dsreg-bench`, docs/performance.md).
+/// checkpoint's database fsync is small: a heartbeat dirties a random page of a large file,
+/// and a COMMIT's WAL sync queues behind a long checkpoint fsync (the measured trade-off:
+/// docs/performance.md, "The checkpoint interval at 1M devices").
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(10);
 /// The checkpointer's longest pause while nothing is written.
 pub const CHECKPOINT_IDLE: Duration = Duration::from_millis(250);
@@ -88,7 +87,7 @@ impl Checkpointer {
                     }
                     // (frames in the WAL, frames copied): unchanged means nothing was written.
                     match own.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                        Ok((r.get::<_, i64>("log")?, r.get::<_, i64>("checkpointed")?))
                     }) {
                         Ok(frames) => {
                             wait = next_wait(wait, frames != last);

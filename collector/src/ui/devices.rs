@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use dsreg_proto::{JoinType, Phase, catalog};
+use dsreg_proto::{Phase, catalog};
 use maud::{Markup, html};
 
 use super::fleet::shown_name;
@@ -43,7 +43,7 @@ pub async fn page_handler(
             } }
             label { "Join type" select name="join_type" {
                 option value="" { "any" }
-                @for j in JoinType::ALL.iter().map(|j| j.label()).chain(["unknown"]) {
+                @for j in dsreg_proto::labels::join_type_labels() {
                     option value=(j) selected[v("join_type") == j] { (j) }
                 }
             } }

@@ -23,7 +23,7 @@
 
 use dsreg_proto::v1::{ProxyConfig, PrtDiagnostics, Snapshot, TenantDetails, WorkAccount};
 
-use super::diag;
+use super::diagnostic_data;
 use super::emit::Emit;
 use super::values;
 
@@ -151,8 +151,8 @@ pub(crate) fn apply(
     }
     if device_or_tenant(snap, norm, e)
         || user_or_sso(snap, blocks, norm, e)
-        || diag::diagnostics(snap, norm, e)
-        || diag::ngc(snap, norm, e)
+        || diagnostic_data::diagnostics(snap, norm, e)
+        || diagnostic_data::ngc(snap, norm, e)
     {
         return;
     }

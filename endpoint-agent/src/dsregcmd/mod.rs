@@ -4,7 +4,7 @@
 //! * [`decode`](mod@decode): bytes → text (UTF-8 ± BOM, UTF-16LE/BE, BOM-less UTF-16, cp850).
 //! * `lines`: line splitting and classification (header box, decoration, key/value, keyless).
 //! * `fields`: (section, key) → typed field, routing by key name where the layout needs it.
-//! * `diag`: the Diagnostic Data and Ngc Prerequisite Check part of the routing.
+//! * `diagnostic_data`: the Diagnostic Data and Ngc Prerequisite Check part of the routing.
 //! * `emit`: the typed setters and the `extra` / warnings sink.
 //! * `values`: value shapes (YES/NO, codes, test results, timestamps, validity ranges).
 //!
@@ -34,7 +34,7 @@
 //!   `""`, key `""`) with one warning; the status after the marker is parsed normally.
 
 pub mod decode;
-mod diag;
+mod diagnostic_data;
 mod emit;
 mod fields;
 mod lines;

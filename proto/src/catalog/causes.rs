@@ -3,7 +3,7 @@
 //!
 //! Invariants (checked by the tests in `catalog`): ids are unique snake_case identifiers (the
 //! macro takes them as Rust identifiers, so nothing else can even be written); every catalog
-//! entry, every refinement in `classify` and every facility fallback (`unknown_<facility>`)
+//! entry, every refinement in `server_message` and every facility fallback (`unknown_<facility>`)
 //! names a cause from this list. Ids are a public contract: add new ones, never rename.
 //!
 //! Text and resolution are one line each, written for the technician who reads the drill-down,

@@ -145,7 +145,7 @@ impl Facility {
             Facility::Security => "unknown_security",
             Facility::MdmEnroll => "unknown_mdm_enroll",
             Facility::CloudAp => "unknown_cloudap",
-            Facility::Other => "unknown_other",
+            Facility::Other => crate::labels::UNKNOWN_CAUSE,
         };
         // The last cause is `unknown_other`; a test checks every `unknown_*` id exists.
         cause(id).unwrap_or(&causes::CAUSES[causes::CAUSES.len() - 1])

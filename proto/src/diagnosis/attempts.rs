@@ -19,7 +19,7 @@ use super::{
     symbol,
 };
 use crate::catalog;
-use crate::classify::{ReadAnswer, ServerError};
+use crate::server_message::{ReadAnswer, ServerError};
 use crate::v1::{Attempt, DiagnosticTests, JoinConfig, PreviousRegistration};
 use crate::{EventRecord, Failure, Phase, Snapshot, TestStatus};
 

@@ -12,7 +12,7 @@
 use super::{server_error_text, symbol};
 use crate::Failure;
 use crate::catalog;
-use crate::classify::{self, ServerError};
+use crate::server_message::{self as classify, ServerError};
 use crate::v1::ExtraField;
 
 /// Lines that end the join with its result code.

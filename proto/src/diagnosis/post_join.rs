@@ -10,7 +10,7 @@
 use super::correlate::epoch_ms;
 use super::{builds, non_empty, push, server_error_text, since, symbol};
 use crate::catalog;
-use crate::classify::{self, ServerError};
+use crate::server_message::{self as classify, ServerError};
 use crate::v1::PrtDiagnostics;
 use crate::{ExecutionContext, Failure, Phase, Snapshot, hex};
 

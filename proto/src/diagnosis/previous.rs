@@ -11,7 +11,7 @@ use super::{
     test_line,
 };
 use crate::catalog;
-use crate::classify::{self, ServerError};
+use crate::server_message::{self, ServerError};
 use crate::v1::{DiagnosticTests, PreviousRegistration};
 use crate::{EventRecord, Failure, Phase, hex};
 
@@ -39,7 +39,7 @@ pub(super) fn from_previous_registration(
             .or_else(|| response.and_then(|r| non_empty(r.message.as_deref()))),
         operation: non_empty(p.server_operation.as_deref()),
     };
-    let refined = classify::refine(code, &server);
+    let refined = server_message::refine(code, &server);
     let entry_phase = code.and_then(catalog::lookup).map(|e| e.phase);
     let phase = error_phase
         .or(entry_phase)
@@ -149,6 +149,6 @@ pub(super) fn fallback_cause(error_code: Option<&str>) -> &'static str {
     match error_code {
         Some(c) if c.eq_ignore_ascii_case("DirectoryError") => "directory_error",
         Some(c) if c.eq_ignore_ascii_case("AuthenticationError") => "drs_authentication_error",
-        _ => "unknown_other",
+        _ => crate::labels::UNKNOWN_CAUSE,
     }
 }

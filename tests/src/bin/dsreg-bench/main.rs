@@ -7,23 +7,25 @@
 //! ```
 //!
 //! For each fleet size the database is pre-populated through the collector's own code
-//! (`store::schema::migrate` + `store::apply::report`, one transaction), then:
+//! (`dsreg_collector::bench::populate`: the writer's apply path, one transaction), then:
 //!
 //! - **collector** (in-process `dsreg_collector::run` on 127.0.0.1:0, default config, the real
 //!   durability: WAL + `synchronous=FULL`, ack after COMMIT): closed-loop throughput with
 //!   [`BATCH_CLIENTS`] clients × 100 reports per call (and again with only [`FEW_CLIENTS`]
 //!   clients), and [`UNARY_CLIENTS`] clients × 1 report per call; then p50/p99 per call at
 //!   an open-loop offered load of [`P99_RATE`] reports/s (unary and batched), latency counted
-//!   from the call's scheduled time.
+//!   from the call's scheduled time. During the batched open loop, the p99 of four API reads
+//!   (failures, agents, a filtered page of 100 devices, a device document; see `api.rs`).
 //! - **gRPC ceiling**: a bare tonic server on loopback that decodes the same `ReportBatch` and
 //!   acks every report, driven by the same clients.
-//! - **storage ceiling**: plain rusqlite on the same database file, same schema, same
-//!   durability, prepared statements, in transactions of the group size the collector itself
-//!   reached in the batched run (from its `/metrics`), writing the rows the collector writes
-//!   for a heartbeat: the `reports` idempotency row and the narrow `devices` update (which
-//!   carries the part's times and id). A second figure writes full rows (part and device
-//!   upserts with their snapshot blobs), what every report cost before the heartbeat shortcut.
-//!   Row preparation is outside the timed section: only the SQLite work is counted.
+//! - **storage ceiling**: the writer's own statements (`dsreg_collector::bench::Storage`) on
+//!   the same database file with the writer's connection settings and durability, in
+//!   transactions of the group size the collector itself reached in the batched run (from its
+//!   `/metrics`), writing the rows the collector writes for a heartbeat: the `reports`
+//!   idempotency row and the narrow `devices` update (which carries the part's times and id).
+//!   A second figure writes full rows (part and device upserts, which encode their snapshot
+//!   blobs as the writer does), what every report cost before the heartbeat shortcut.
+//!   Hashes and facts are derived outside the timed section: no fleet, history or attempts.
 //!
 //! All load comes from the simulator's fleet (`dsreg_agent::simulate`): every report is a fresh
 //! `report_id` for an existing device with its steady-mix state (the heartbeat workload).
@@ -39,20 +41,23 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use dsreg_agent::simulate::fleet::{Templates, build_report, mix, profile_of};
 use dsreg_agent::simulate::pace::{Latencies, ms};
-use dsreg_collector::store::{apply, schema};
 use dsreg_proto::v1::telemetry_client::TelemetryClient;
-use dsreg_proto::v1::telemetry_server::{Telemetry, TelemetryServer};
-use dsreg_proto::{ExecutionContext, Report, ReportAck, ReportBatch, ReportResult, ReportStatus};
-use prost::Message;
-use rusqlite::{Connection, params};
+use dsreg_proto::v1::telemetry_server::TelemetryServer;
+use dsreg_proto::{Report, ReportAck, ReportBatch, ReportStatus};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+
+mod api;
+mod ceilings;
+mod readings;
+
+use ceilings::{NullIngest, populate, storage_ceiling};
+use readings::{bucket_quantile, metric_sum, rss_mib, thread_cpu_s};
 
 /// Concurrent clients in the batched runs.
 /// Enough callers to load the collector: a fleet coming back from an outage has thousands of
-/// agents calling at once. (Until 2026-11-25 this was 8; see [`FEW_CLIENTS`].)
+/// agents calling at once (the change of definition: docs/performance.md, "Reproduce").
 const BATCH_CLIENTS: usize = 32;
 /// Clients of the extra batched run. With 8 × 100 reports in flight a closed loop measures
 /// the round trip of a call through the single writer more than the collector's capacity.
@@ -241,275 +246,6 @@ async fn open_loop(
     })
 }
 
-/// The gRPC ceiling: decode the batch, ack every report.
-struct NullIngest;
-
-#[tonic::async_trait]
-impl Telemetry for NullIngest {
-    async fn report(&self, request: Request<ReportBatch>) -> Result<Response<ReportAck>, Status> {
-        let results = request
-            .into_inner()
-            .reports
-            .into_iter()
-            .map(|r| ReportResult {
-                report_id: r.report_id,
-                status: ReportStatus::Accepted as i32,
-                message: String::new(),
-            })
-            .collect();
-        Ok(Response::new(ReportAck { results }))
-    }
-
-    async fn enroll(
-        &self,
-        _request: Request<dsreg_proto::v1::EnrollRequest>,
-    ) -> Result<Response<dsreg_proto::v1::EnrollResponse>, Status> {
-        Err(Status::unimplemented("the null ingest does not enroll"))
-    }
-}
-
-/// Pre-populates `db` with `devices` devices through the collector's own apply path, in one
-/// transaction.
-fn populate(db: &Path, gen_: &Gen, devices: u64) -> anyhow::Result<Duration> {
-    let t = Instant::now();
-    let mut conn = Connection::open(db)?;
-    let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    schema::migrate(&mut conn)?;
-    let tx = conn.transaction()?;
-    let now_s = unix_now() - 3600;
-    let now_ms = now_s * 1000;
-    for i in 0..devices {
-        let r = build_report(&gen_.templates, SEED, i, profile_of(SEED, i), now_s, false);
-        apply::report(&tx, &r, now_ms, 50)?;
-    }
-    tx.commit()?;
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-    Ok(t.elapsed())
-}
-
-/// Rows the storage ceiling writes: what the collector stores for a report.
-struct Row {
-    report: Report,
-    hash: i64,
-    facts: dsreg_collector::fleet::DeviceFacts,
-    blob: Vec<u8>,
-    collected: i64,
-}
-
-/// The storage ceiling: the same rows, plain rusqlite, same durability, transactions of
-/// `group` reports. Returns (reports/s over the timed SQLite work, commits).
-fn storage_ceiling(
-    db: &Path,
-    gen_: &Gen,
-    group: usize,
-    dur: Duration,
-    heartbeat: bool,
-) -> anyhow::Result<f64> {
-    let conn = Connection::open(db)?;
-    let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    // The collector's writer settings, so the ceiling is not slowed by a smaller page cache.
-    conn.pragma_update(None, "cache_size", -32_768)?;
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
-    let mut timed = Duration::ZERO;
-    let mut written = 0u64;
-    let wall = Instant::now();
-    while timed < dur && wall.elapsed() < dur * 4 {
-        let now_s = unix_now();
-        let rows: Vec<Row> = (0..group)
-            .map(|_| {
-                let report = gen_.report(now_s);
-                let snapshot = report.snapshot.clone().unwrap_or_default();
-                let ctx = ExecutionContext::try_from(report.execution_context).unwrap_or_default();
-                Row {
-                    hash: apply::content_hash(&report) as i64,
-                    facts: apply::facts(&snapshot, ctx),
-                    blob: snapshot.encode_to_vec(),
-                    collected: now_s * 1000,
-                    report,
-                }
-            })
-            .collect();
-        let now = now_s * 1000;
-        let t = Instant::now();
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        {
-            let mut ins = conn.prepare_cached(
-                "INSERT INTO reports (report_id, machine_id, content_hash, received_at) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            let mut up = conn.prepare_cached(
-                "INSERT INTO devices (machine_id, hostname, ad_domain, entra_device_id, join_type,
-                    failure_phase, failure_cause, failure_code, failure_symbol, failing_since,
-                    failing_tests, without_prt, first_seen, last_seen, collected_at, last_report_id,
-                    agent_version, os_build, execution_context, snapshot)
-                 VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10, ?11, ?11, ?12, ?13, ?14, ?15, 'user', ?16)
-                 ON CONFLICT(machine_id) DO UPDATE SET
-                    hostname = excluded.hostname, ad_domain = excluded.ad_domain,
-                    join_type = excluded.join_type, failure_phase = excluded.failure_phase,
-                    failure_cause = excluded.failure_cause, failure_code = excluded.failure_code,
-                    failure_symbol = excluded.failure_symbol, failing_tests = excluded.failing_tests,
-                    without_prt = excluded.without_prt, last_seen = MAX(last_seen, excluded.last_seen),
-                    collected_at = excluded.collected_at, last_report_id = excluded.last_report_id,
-                    agent_version = excluded.agent_version, os_build = excluded.os_build,
-                    snapshot = excluded.snapshot",
-            )?;
-            let mut part = conn.prepare_cached(
-                "INSERT OR REPLACE INTO device_parts (machine_id, part, context, report_id,
-                    collected_at, received_at, snapshot, events, agent_version, spool_depth,
-                    spool_dropped, last_delivery, parse_warnings)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, 0, 0, NULL, 0)",
-            )?;
-            for row in &rows {
-                let r = &row.report;
-                ins.execute(params![r.report_id, r.machine_id, row.hash, now])?;
-                let label = if r.execution_context == ExecutionContext::User as i32 {
-                    "user"
-                } else {
-                    "device"
-                };
-                if heartbeat {
-                    conn.prepare_cached(&format!(
-                        "UPDATE devices SET last_seen = MAX(last_seen, ?2), collected_at = ?3,
-                            last_report_id = ?4, execution_context = ?5,
-                            {label}_report_id = ?4, {label}_collected_at = ?3,
-                            {label}_received_at = ?2, {label}_last_delivery = NULL
-                         WHERE machine_id = ?1"
-                    ))?
-                    .execute(params![
-                        r.machine_id,
-                        now,
-                        row.collected,
-                        r.report_id,
-                        label
-                    ])?;
-                    continue;
-                }
-                part.execute(params![
-                    r.machine_id,
-                    label,
-                    r.execution_context,
-                    r.report_id,
-                    row.collected,
-                    now,
-                    row.blob,
-                    r.agent_version,
-                ])?;
-                let f = row.facts.failure.as_ref();
-                up.execute(params![
-                    r.machine_id,
-                    r.hostname,
-                    r.ad_domain,
-                    row.facts.join_type,
-                    f.map(|x| &x.phase),
-                    f.map(|x| &x.cause),
-                    f.and_then(|x| x.code).map(i64::from),
-                    f.map(|x| &x.symbol),
-                    i64::from(row.facts.failing_tests),
-                    row.facts.without_prt,
-                    now,
-                    row.collected,
-                    r.report_id,
-                    r.agent_version,
-                    r.os_build,
-                    row.blob,
-                ])?;
-            }
-        }
-        conn.execute_batch("COMMIT")?;
-        timed += t.elapsed();
-        written += rows.len() as u64;
-    }
-    Ok(written as f64 / timed.as_secs_f64().max(1e-9))
-}
-
-/// `VmHWM` and `VmRSS` of this process, in MiB.
-fn rss_mib() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// A metric's value summed over its series in a Prometheus text scrape.
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// CPU time (user + system) used so far by this process's threads named `name` (as in
-/// `/proc/self/task/*/comm`, at most 15 bytes), in seconds. Unlike wall time it barely moves
-/// with other load on the machine.
-fn thread_cpu_s(name: &str) -> f64 {
-    // `sysconf(_SC_CLK_TCK)` is 100 on every Linux this runs on.
-    const TICKS_PER_S: f64 = 100.0;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    tasks
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
-        })
-        .filter_map(|t| {
-            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-            // Fields after the parenthesised comm: state is field 3, utime 14, stime 15.
-            let rest = stat.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
-        })
-        .sum::<f64>()
-        / TICKS_PER_S
-}
-
-/// The upper bound of the histogram bucket holding quantile `q` of what `name` observed
-/// between two scrapes (seconds), or `None` without observations.
-fn bucket_quantile(before: &str, after: &str, name: &str, q: f64) -> Option<f64> {
-    let buckets = |text: &str| -> Vec<(f64, f64)> {
-        let prefix = format!("{name}_bucket{{");
-        text.lines()
-            .filter(|l| l.starts_with(&prefix))
-            .filter_map(|l| {
-                let le = l.split("le=\"").nth(1)?.split('"').next()?;
-                let le = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().ok()?
-                };
-                Some((le, l.rsplit(' ').next()?.parse().ok()?))
-            })
-            .collect()
-    };
-    let (b, a) = (buckets(before), buckets(after));
-    let delta: Vec<(f64, f64)> = a
-        .iter()
-        .map(|&(le, n)| {
-            let old = b.iter().find(|x| x.0 == le).map_or(0.0, |x| x.1);
-            (le, n - old)
-        })
-        .collect();
-    let total = delta.iter().map(|x| x.1).fold(0.0, f64::max);
-    if total <= 0.0 {
-        return None;
-    }
-    delta
-        .iter()
-        .filter(|x| x.1 >= q * total)
-        .map(|x| x.0)
-        .fold(None, |m: Option<f64>, le| Some(m.map_or(le, |m| m.min(le))))
-}
-
 struct Results {
     devices: u64,
     populate: Duration,
@@ -532,6 +268,8 @@ struct Results {
     writer_us: f64,
     storage_rps: f64,
     storage_full_rps: f64,
+    /// API reads during the batched open loop.
+    api: api::ApiLatencies,
     rss: (f64, f64),
     rss_before: f64,
 }
@@ -596,7 +334,15 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         bucket_quantile(&before_open, &after_open, batch, 0.5),
         bucket_quantile(&before_open, &after_open, batch, 0.99),
     );
+    eprintln!(
+        "[{devices} devices] collector: batched at {P99_RATE} reports/s, API reads alongside"
+    );
+    let probe = {
+        let d = opts.phase;
+        tokio::task::spawn_blocking(move || api::probe(http_addr, SEED, devices, d))
+    };
     let p99_batched = open_loop(addr, &gen_, BATCH, P99_RATE, opts.phase).await?;
+    let api = probe.await??;
     let rss = rss_mib();
     let _ = stop.send(());
     server.await?.context("collector")?;
@@ -645,6 +391,7 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         writer_us,
         storage_rps,
         storage_full_rps,
+        api,
         rss,
         rss_before,
     })
@@ -715,6 +462,19 @@ fn print_table(rs: &mut [Results]) {
             bound(r.commit_p50_p99.1),
         );
         println!(
+            "{} devices: API reads during the batched open loop ({} per s each), p50 / p99 ms: failures {} / {}, agents {} / {}, device list (cause filter, 100) {} / {}, device document {} / {}",
+            r.devices,
+            api::PER_READ_HZ,
+            ms(r.api.failures.percentile(50.0)),
+            ms(r.api.failures.percentile(99.0)),
+            ms(r.api.agents.percentile(50.0)),
+            ms(r.api.agents.percentile(99.0)),
+            ms(r.api.device_list.percentile(50.0)),
+            ms(r.api.device_list.percentile(99.0)),
+            ms(r.api.device_doc.percentile(50.0)),
+            ms(r.api.device_doc.percentile(99.0)),
+        );
+        println!(
             "{} devices: populated in {:.1}s; collector group commit {:.0} reports/commit (batched run), writer thread CPU {:.1} µs/report; busy answers: batched {}, unary {}, open-loop {}/{}; RSS before collector {:.0} MiB, after its runs VmRSS {:.0} MiB, VmHWM {:.0} MiB",
             r.devices,
             r.populate.as_secs_f64(),
@@ -763,7 +523,7 @@ async fn main() -> anyhow::Result<()> {
         .percentile(99.0)
         .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
     println!(
-        "RESULT batched_rps={:.0} unary_rps={:.0} p99_ms={:.2} storage_ceiling_rps={:.0} grpc_ceiling_rps={:.0} storage_ratio={:.2} grpc_ratio={:.2} devices={}",
+        "RESULT batched_rps={:.0} unary_rps={:.0} p99_ms={:.2} storage_ceiling_rps={:.0} grpc_ceiling_rps={:.0} storage_ratio={:.2} grpc_ratio={:.2} devices={} api_failures_p99_ms={:.2} api_agents_p99_ms={:.2} api_device_list_p99_ms={:.2} api_device_doc_p99_ms={:.2}",
         batched,
         last.unary.rps(),
         p99,
@@ -772,29 +532,10 @@ async fn main() -> anyhow::Result<()> {
         batched / last.storage_rps.max(1e-9),
         batched / last.grpc_batched.rps().max(1e-9),
         last.devices,
+        api::p99_ms(&mut last.api.failures),
+        api::p99_ms(&mut last.api.agents),
+        api::p99_ms(&mut last.api.device_list),
+        api::p99_ms(&mut last.api.device_doc),
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::bucket_quantile;
-
-    #[test]
-    fn bucket_quantile_reads_the_observations_between_two_scrapes() {
-        let h = |a: u32, b: u32, inf: u32| {
-            format!(
-                "x_bucket{{le=\"0.005\"}} {a}\nx_bucket{{le=\"0.1\"}} {b}\nx_bucket{{le=\"+Inf\"}} {inf}\nx_count {inf}\n"
-            )
-        };
-        // 100 new observations: 90 under 5 ms, 9 under 100 ms, 1 above.
-        let (before, after) = (h(10, 10, 10), h(100, 109, 110));
-        assert_eq!(bucket_quantile(&before, &after, "x", 0.5), Some(0.005));
-        assert_eq!(bucket_quantile(&before, &after, "x", 0.95), Some(0.1));
-        assert_eq!(
-            bucket_quantile(&before, &after, "x", 1.0),
-            Some(f64::INFINITY)
-        );
-        assert_eq!(bucket_quantile(&after, &after, "x", 0.5), None);
-    }
 }

@@ -4,7 +4,7 @@
 //! Each function returns `false` when the normalised key is not one of its keys, so the
 //! caller can try the next group; it never creates a message for a key it does not own.
 
-use dsreg_proto::v1::{Snapshot, TestResult};
+use dsreg_proto::v1::Snapshot;
 
 use super::emit::Emit;
 use super::values;
@@ -43,23 +43,13 @@ pub(crate) fn diagnostics(snap: &mut Snapshot, norm: &[u8], e: &mut Emit<'_, '_>
 }
 
 fn tests_or_registration(snap: &mut Snapshot, norm: &[u8], e: &mut Emit<'_, '_>) -> bool {
-    type TestField = fn(&mut dsreg_proto::v1::DiagnosticTests) -> &mut Option<TestResult>;
-    let test: Option<TestField> = match norm {
-        b"ad connectivity test" => Some(|t| &mut t.ad_connectivity),
-        b"ad configuration test" => Some(|t| &mut t.ad_configuration),
-        b"drs discovery test" => Some(|t| &mut t.drs_discovery),
-        b"drs connectivity test" => Some(|t| &mut t.drs_connectivity),
-        b"kerberos ticket test" => Some(|t| &mut t.kerberos_ticket),
-        b"token acquisition test" => Some(|t| &mut t.token_acquisition),
-        _ => None,
-    };
-    if let Some(f) = test {
+    if let Some(test) = dsreg_proto::diagnostic_tests::by_printed(norm) {
         let tests = snap
             .diagnostics
             .get_or_insert_default()
             .tests
             .get_or_insert_default();
-        e.test(f(tests));
+        e.test(test.result_mut(tests));
         return true;
     }
     type Text = fn(&mut dsreg_proto::v1::PreviousRegistration) -> &mut Option<String>;

@@ -1,0 +1,80 @@
+//! The two ceilings the collector is measured against: a bare gRPC server that acks without
+//! storing, and the writer's own SQLite statements without the collector around them
+//! (`dsreg_collector::bench`), plus the pre-population through the collector's apply path.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dsreg_agent::simulate::fleet::{build_report, profile_of};
+use dsreg_collector::bench;
+use dsreg_proto::v1::telemetry_server::Telemetry;
+use dsreg_proto::{ReportAck, ReportBatch, ReportResult, ReportStatus};
+use tonic::{Request, Response, Status};
+
+use super::{Gen, SEED, unix_now};
+
+/// The gRPC ceiling: decode the batch, ack every report.
+pub struct NullIngest;
+
+#[tonic::async_trait]
+impl Telemetry for NullIngest {
+    async fn report(&self, request: Request<ReportBatch>) -> Result<Response<ReportAck>, Status> {
+        let results = request
+            .into_inner()
+            .reports
+            .into_iter()
+            .map(|r| ReportResult {
+                report_id: r.report_id,
+                status: ReportStatus::Accepted as i32,
+                message: String::new(),
+            })
+            .collect();
+        Ok(Response::new(ReportAck { results }))
+    }
+
+    async fn enroll(
+        &self,
+        _request: Request<dsreg_proto::v1::EnrollRequest>,
+    ) -> Result<Response<dsreg_proto::v1::EnrollResponse>, Status> {
+        Err(Status::unimplemented("the null ingest does not enroll"))
+    }
+}
+
+/// Pre-populates `db` with `devices` devices through the collector's own apply path, in one
+/// transaction (`dsreg_collector::bench::populate`).
+pub fn populate(db: &Path, gen_: &Gen, devices: u64) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let now_s = unix_now() - 3600;
+    let reports = (0..devices)
+        .map(|i| build_report(&gen_.templates, SEED, i, profile_of(SEED, i), now_s, false));
+    bench::populate(db, reports, now_s * 1000, 50)?;
+    Ok(t.elapsed())
+}
+
+/// The storage ceiling: the writer's own statements on the same database with the writer's
+/// connection settings (`dsreg_collector::bench::Storage`), in transactions of `group`
+/// reports: heartbeat rows when `heartbeat`, else full rows. Returns reports/s over the timed
+/// SQLite work (row preparation is outside it).
+pub fn storage_ceiling(
+    db: &Path,
+    gen_: &Gen,
+    group: usize,
+    dur: Duration,
+    heartbeat: bool,
+) -> anyhow::Result<f64> {
+    let storage = bench::Storage::open(db)?;
+    let mut timed = Duration::ZERO;
+    let mut written = 0u64;
+    let wall = Instant::now();
+    while timed < dur && wall.elapsed() < dur * 4 {
+        let now_s = unix_now();
+        let rows: Vec<bench::Prepared> = (0..group)
+            .map(|_| bench::Storage::prepare(gen_.report(now_s)))
+            .collect();
+        let t = Instant::now();
+        storage.write(&rows, now_s * 1000, heartbeat)?;
+        timed += t.elapsed();
+        written += rows.len() as u64;
+    }
+    Ok(written as f64 / timed.as_secs_f64().max(1e-9))
+}
