@@ -29,6 +29,7 @@
 //! `post_join` (rule group 3), `text` (evidence and source texts).
 
 use crate::catalog::{self, Cause};
+use crate::diagnostic_tests::{DIAGNOSTIC_TESTS, DiagnosticTest};
 use crate::v1::{DiagnosticTests, TestResult};
 use crate::{EventRecord, ExecutionContext, Failure, JoinType, Phase, Snapshot, TestStatus, hex};
 
@@ -322,38 +323,12 @@ fn task_disabled(snapshot: &Snapshot) -> Option<Failure> {
 
 // ── rule 2: diagnostic tests ────────────────────────────────────────────────────────────────
 
-/// The six tests in chain order: snake_case name, the phase a failure means, the result.
-fn chain(t: &DiagnosticTests) -> Vec<(&'static str, Phase, &TestResult)> {
-    [
-        (
-            "ad_connectivity",
-            Phase::PreCheck,
-            t.ad_connectivity.as_ref(),
-        ),
-        (
-            "ad_configuration",
-            Phase::Discover,
-            t.ad_configuration.as_ref(),
-        ),
-        ("drs_discovery", Phase::Discover, t.drs_discovery.as_ref()),
-        (
-            "drs_connectivity",
-            Phase::Discover,
-            t.drs_connectivity.as_ref(),
-        ),
-        // The Kerberos Ticket Test checks that the device gets a Kerberos ticket for the DRS
-        // (SPN adrs/enterpriseregistration.windows.net), which it presents to authenticate the
-        // sync join / device renew: a failure there is an authentication failure.
-        ("kerberos_ticket", Phase::Auth, t.kerberos_ticket.as_ref()),
-        (
-            "token_acquisition",
-            Phase::Auth,
-            t.token_acquisition.as_ref(),
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(n, p, r)| r.map(|r| (n, p, r)))
-    .collect()
+/// The tests the capture printed, in chain order ([`DIAGNOSTIC_TESTS`]), with their results.
+fn chain(t: &DiagnosticTests) -> Vec<(&'static DiagnosticTest, &TestResult)> {
+    DIAGNOSTIC_TESTS
+        .iter()
+        .filter_map(|test| test.result(t).map(|r| (test, r)))
+        .collect()
 }
 
 fn is_fail(r: &TestResult) -> bool {
@@ -361,7 +336,8 @@ fn is_fail(r: &TestResult) -> bool {
 }
 
 fn from_tests(t: &DiagnosticTests) -> Option<Failure> {
-    let (name, phase, r) = chain(t).into_iter().find(|(_, _, r)| is_fail(r))?;
+    let (test, r) = chain(t).into_iter().find(|(_, r)| is_fail(r))?;
+    let (name, phase) = (test.name, test.phase);
     let code = r.code;
     let known = code.and_then(catalog::lookup).map(|e| e.cause);
     let cause = match name {
@@ -383,21 +359,13 @@ fn from_tests(t: &DiagnosticTests) -> Option<Failure> {
         cause: cause.to_owned(),
         source: format!("test:{name}"),
         server_error: None,
-        evidence: vec![test_line(name, r)],
+        evidence: vec![test_line(test, r)],
     })
 }
 
 /// The test line as dsregcmd prints it: `DRS Discovery Test : FAIL [0x801c0021/0x80072ee2]`.
-fn test_line(name: &str, r: &TestResult) -> String {
-    let label = match name {
-        "ad_connectivity" => "AD Connectivity Test",
-        "ad_configuration" => "AD Configuration Test",
-        "drs_discovery" => "DRS Discovery Test",
-        "drs_connectivity" => "DRS Connectivity Test",
-        "kerberos_ticket" => "Kerberos Ticket Test",
-        "token_acquisition" => "Token acquisition Test",
-        other => other,
-    };
+fn test_line(test: &DiagnosticTest, r: &TestResult) -> String {
+    let label = test.printed;
     let status = TestStatus::try_from(r.result)
         .unwrap_or(TestStatus::Unspecified)
         .label();

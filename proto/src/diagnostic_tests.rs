@@ -4,7 +4,7 @@
 //! field by [`DiagnosticTest::printed`], the collector stores which tests failed as the bits of
 //! [`failing_bits`] and labels `dsreg_devices_diagnostic_test_failing` by [`NAMES`], and each
 //! entry carries the phase a failure means and the label dsregcmd prints, as the diagnosis
-//! reads them (its chain is checked against this table by the tests below).
+//! reads them (its chain of rule 2 walks this table).
 //!
 //! Invariants:
 //! - The order is the order dsregcmd prints the tests in, which is the diagnosis's chain order
@@ -150,8 +150,8 @@ mod tests {
         assert!(by_printed(b"").is_none());
     }
 
-    /// The diagnosis keeps its own chain; it must agree with this table on the phase and the
-    /// printed label of every test.
+    /// The diagnosis walks this table: each failing test gives its phase, its source and its
+    /// printed line.
     #[test]
     fn the_diagnosis_chain_agrees_with_the_table() {
         for (i, t) in DIAGNOSTIC_TESTS.iter().enumerate() {

@@ -51,9 +51,9 @@ pub(super) fn from_previous_registration(
     let failing_test = tests.and_then(|t| {
         chain(t)
             .into_iter()
-            .find(|(_, test_phase, r)| *test_phase == phase && is_fail(r))
+            .find(|(test, r)| test.phase == phase && is_fail(r))
     });
-    let sub_code = failing_test.and_then(|(_, _, r)| match (r.code, code) {
+    let sub_code = failing_test.and_then(|(_, r)| match (r.code, code) {
         (Some(tc), Some(c)) if tc == c => r.sub_code,
         _ => r.code,
     });
@@ -83,8 +83,8 @@ pub(super) fn from_previous_registration(
         p.https_status.map(|s| s.to_string()).as_deref(),
     );
     push(&mut evidence, "Request Id", p.request_id.as_deref());
-    if let Some((name, _, r)) = failing_test {
-        evidence.push(test_line(name, r));
+    if let Some((test, r)) = failing_test {
+        evidence.push(test_line(test, r));
     }
 
     Some(Failure {
