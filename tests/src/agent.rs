@@ -18,10 +18,7 @@ pub fn spooled_reports(dir: &Path) -> usize {
 /// running the tests and has no stdin; callers add the subcommand and flags.
 pub fn isolated_agent(bin: &Path) -> std::process::Command {
     let mut c = std::process::Command::new(bin);
-    c.env_remove("DSREG_AGENT_CONFIG")
-        .env_remove("DSREG_COLLECTOR")
-        .env_remove("DSREG_SPOOL_DIR")
-        .stdin(std::process::Stdio::null());
+    crate::process::without_dsreg_env(&mut c).stdin(std::process::Stdio::null());
     c
 }
 

@@ -88,7 +88,8 @@ impl CollectorProcess {
         let _ = fs::remove_file(&ready);
         let log = unique(dir.join("collector.log"));
         let log_file = fs::File::create(&log)?;
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        let child = crate::process::without_dsreg_env(&mut cmd)
             .args([
                 "--grpc-listen",
                 "127.0.0.1:0",
@@ -100,7 +101,6 @@ impl CollectorProcess {
             .arg("--ready-file")
             .arg(&ready)
             .args(extra)
-            .env_remove("DSREG_CONFIG")
             .env("DSREG_LOG", "info")
             .envs(env.iter().copied())
             .current_dir(dir)

@@ -228,3 +228,15 @@ pub fn vm_rss_kb(pid: u32) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// Removes from `cmd` every `DSREG_*` variable of the environment running the tests, so a
+/// binary started by a test reads only the settings the test gives it (both binaries read a
+/// `DSREG_*` variable for every setting).
+pub fn without_dsreg_env(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("DSREG_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
