@@ -15,6 +15,8 @@
 //! checks the client certificate after the handshake looks complete to the client, so its
 //! refusal (a `certificate_required` or certificate alert) surfaces on the first call, inside
 //! the transport error's source chain, not at connect; both places are examined.
+//!
+//! Size: about 440 lines of code; the rest of the file is its unit tests, kept beside it.
 
 use std::net::IpAddr;
 use std::time::Duration;

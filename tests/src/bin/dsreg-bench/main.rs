@@ -31,6 +31,10 @@
 //! `report_id` for an existing device with its steady-mix state (the heartbeat workload).
 //! Client and server share the machine's cores in every column, so the ratios are fair; the
 //! absolute figures include the client's cost. The last line is a `RESULT` line for scripts.
+//!
+//! Size: about 540 lines: the run's sequence (phases, fleet sizes, the table and the `RESULT`
+//! line) reads top to bottom here; the API probe, the ceilings and the readings of the
+//! collector's own metrics are in their own modules.
 
 use std::net::SocketAddr;
 use std::path::Path;
