@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::openapi::ErrorBody;
+use super::openapi::ReadErrors;
 use crate::error::Error;
 use crate::store::now_ms;
 use crate::store::read::{self, AgentSample};
@@ -94,9 +94,7 @@ pub async fn health(s: &AppState) -> Result<Agents, Error> {
     path = "/api/v1/agents",
     responses(
         (status = 200, description = "OK", body = Agents),
-        (status = 400, description = "A bad parameter, named in the message.", body = ErrorBody),
-        (status = 401, description = "No reader token, or a wrong one.", body = ErrorBody),
-        (status = 503, description = "The store is unavailable (shutting down, disk full).", body = ErrorBody),
+        ReadErrors,
     ),
 )]
 pub async fn agents(State(s): State<AppState>) -> Result<axum::Json<Agents>, Error> {

@@ -4,7 +4,7 @@ use dsreg_proto::catalog;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::openapi::ErrorBody;
+use super::openapi::ReadErrors;
 
 /// One catalogued error code.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -82,9 +82,7 @@ pub fn document() -> Catalog {
     path = "/api/v1/catalog",
     responses(
         (status = 200, description = "OK", body = Catalog),
-        (status = 400, description = "A bad parameter, named in the message.", body = ErrorBody),
-        (status = 401, description = "No reader token, or a wrong one.", body = ErrorBody),
-        (status = 503, description = "The store is unavailable (shutting down, disk full).", body = ErrorBody),
+        ReadErrors,
     ),
 )]
 pub async fn catalog_doc() -> axum::Json<Catalog> {

@@ -18,7 +18,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::devices::RECENT;
-use super::openapi::ErrorBody;
+use super::openapi::{ErrorBody, ReadErrors};
 use super::{AppState, rejected, shown};
 use crate::error::Error;
 use crate::store::merge;
@@ -351,9 +351,7 @@ pub async fn device_document(s: &AppState, key: String) -> Result<DeviceDocument
     responses(
         (status = 200, description = "OK", body = DeviceDocument),
         (status = 404, description = "No device has that key.", body = ErrorBody),
-        (status = 400, description = "A bad parameter, named in the message.", body = ErrorBody),
-        (status = 401, description = "No reader token, or a wrong one.", body = ErrorBody),
-        (status = 503, description = "The store is unavailable (shutting down, disk full).", body = ErrorBody),
+        ReadErrors,
     ),
 )]
 pub async fn device(
@@ -376,9 +374,7 @@ pub async fn device(
     responses(
         (status = 200, description = "OK", body = DeviceAttempts),
         (status = 404, description = "No device has that key.", body = ErrorBody),
-        (status = 400, description = "A bad parameter, named in the message.", body = ErrorBody),
-        (status = 401, description = "No reader token, or a wrong one.", body = ErrorBody),
-        (status = 503, description = "The store is unavailable (shutting down, disk full).", body = ErrorBody),
+        ReadErrors,
     ),
 )]
 pub async fn device_attempts(
@@ -420,9 +416,7 @@ pub async fn device_attempts(
     responses(
         (status = 200, description = "OK", body = DeviceHistory),
         (status = 404, description = "No device has that key.", body = ErrorBody),
-        (status = 400, description = "A bad parameter, named in the message.", body = ErrorBody),
-        (status = 401, description = "No reader token, or a wrong one.", body = ErrorBody),
-        (status = 503, description = "The store is unavailable (shutting down, disk full).", body = ErrorBody),
+        ReadErrors,
     ),
 )]
 pub async fn device_history(

@@ -13,7 +13,7 @@ use dsreg_proto::{JoinType, Phase, catalog, labels};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::openapi::ErrorBody;
+use super::openapi::ReadErrors;
 use super::{AppState, bad, rejected, shown};
 use crate::error::Error;
 use crate::store::read::{self, DeviceFilter, DeviceSummary};
@@ -195,9 +195,7 @@ pub async fn list(s: &AppState, filter: DeviceFilter) -> Result<DeviceList, Erro
     path = "/api/v1/devices",
     responses(
         (status = 200, description = "OK", body = DeviceList),
-        (status = 400, description = "A bad parameter, named in the message.", body = ErrorBody),
-        (status = 401, description = "No reader token, or a wrong one.", body = ErrorBody),
-        (status = 503, description = "The store is unavailable (shutting down, disk full).", body = ErrorBody),
+        ReadErrors,
     ),
 )]
 pub async fn devices(

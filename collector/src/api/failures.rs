@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::openapi::ErrorBody;
+use super::openapi::ReadErrors;
 use crate::error::Error;
 use crate::fleet::FailureKey;
 use crate::store::read;
@@ -92,9 +92,7 @@ pub async fn groups(s: &AppState) -> Result<Failures, Error> {
     path = "/api/v1/failures",
     responses(
         (status = 200, description = "OK", body = Failures),
-        (status = 400, description = "A bad parameter, named in the message.", body = ErrorBody),
-        (status = 401, description = "No reader token, or a wrong one.", body = ErrorBody),
-        (status = 503, description = "The store is unavailable (shutting down, disk full).", body = ErrorBody),
+        ReadErrors,
     ),
 )]
 pub async fn failures(State(s): State<AppState>) -> Result<axum::Json<Failures>, Error> {

@@ -17,7 +17,7 @@ use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, Required};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 use super::devices::MAX_LIMIT;
 use super::{agents, catalog as catalog_api, device, devices, failures};
@@ -27,6 +27,21 @@ use super::{agents, catalog as catalog_api, device, devices, failures};
 pub struct ErrorBody {
     /// What was wrong, naming the bad value.
     pub error: String,
+}
+
+/// The error answers every read of the API can give (each with an [`ErrorBody`]), written once
+/// for all their paths.
+#[derive(IntoResponses)]
+pub enum ReadErrors {
+    /// A bad parameter, named in the message.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No reader token, or a wrong one.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The store is unavailable (shutting down, disk full).
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
 }
 
 /// The name of the bearer security scheme.
