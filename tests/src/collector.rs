@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::http::http_get;
 use crate::process::{KillOnDrop, workspace_bin};
 
 /// How long start-up (bind + open store + /readyz) may take.
@@ -134,14 +133,7 @@ impl CollectorProcess {
             log,
         };
         loop {
-            let probe = match https_ca {
-                Some(ca) => {
-                    let url = format!("https://{}/readyz", me.http);
-                    crate::tls::https_get(&url, ca, None)
-                }
-                None => http_get(&me.url("/readyz")),
-            };
-            if matches!(probe, Ok((200, _))) {
+            if crate::http::ready(me.http, https_ca) {
                 return Ok(me);
             }
             if Instant::now() >= deadline {
@@ -163,11 +155,7 @@ impl CollectorProcess {
 
     /// GET `path` on the HTTP port: status and JSON body (`Null` when not JSON).
     pub fn get_json(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
-        let (status, body) = http_get(&self.url(path))?;
-        Ok((
-            status,
-            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
-        ))
+        crate::http::get_json(&self.url(path))
     }
 
     /// The log so far.

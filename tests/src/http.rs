@@ -2,6 +2,9 @@
 //! [`raw_get`], a hand-written HTTP/1.1 GET that sends the request target byte for byte (no
 //! client-side normalisation of `..`, `%2e` or `%00`) for the hostile-input tests.
 //!
+//! Also the pieces both collector tiers (process and in-process) share: [`ready`], the
+//! `/readyz` probe, and [`get_json`].
+//!
 //! Invariants: every call is bounded by a 10 s timeout; only loopback addresses are used.
 
 use std::io::{Read as _, Write as _};
@@ -46,6 +49,25 @@ pub struct RawResponse {
 
 /// `GET {target} HTTP/1.1` on `addr`, the target sent exactly as given (it may contain `..`,
 /// `%00`, `%2f`, 100 kB keys). Bounded by a 10 s read timeout.
+/// Whether the collector on `http` answers `/readyz` with 200 (over HTTPS trusting `https_ca`
+/// when given).
+pub fn ready(http: SocketAddr, https_ca: Option<&std::path::Path>) -> bool {
+    let probe = match https_ca {
+        Some(ca) => crate::tls::https_get(&format!("https://{http}/readyz"), ca, None),
+        None => http_get(&format!("http://{http}/readyz")),
+    };
+    matches!(probe, Ok((200, _)))
+}
+
+/// GET `url`: status and JSON body (`Null` when not JSON).
+pub fn get_json(url: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+    let (status, body) = http_get(url)?;
+    Ok((
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
 pub fn raw_get(addr: SocketAddr, target: &str) -> anyhow::Result<RawResponse> {
     let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;

@@ -22,8 +22,6 @@ use dsreg_collector::config::{Args, Config};
 use tokio::sync::oneshot;
 
 use crate::collector::START_TIMEOUT;
-use crate::http::http_get;
-use crate::tls::https_get;
 
 /// A collector running inside the test process.
 pub struct InProcessCollector {
@@ -103,11 +101,7 @@ impl InProcessCollector {
                 let outcome = me.stop_and_join();
                 bail!("the in-process collector stopped during start-up: {outcome:?}");
             }
-            let probe = match https_ca {
-                Some(ca) => https_get(&format!("https://{}/readyz", me.http), ca, None),
-                None => http_get(&me.url("/readyz")),
-            };
-            if matches!(probe, Ok((200, _))) {
+            if crate::http::ready(me.http, https_ca) {
                 return Ok(me);
             }
             if Instant::now() >= deadline {
@@ -129,11 +123,7 @@ impl InProcessCollector {
 
     /// GET `path` on the HTTP port: status and JSON body (`Null` when not JSON).
     pub fn get_json(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
-        let (status, body) = http_get(&self.url(path))?;
-        Ok((
-            status,
-            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
-        ))
+        crate::http::get_json(&self.url(path))
     }
 
     /// No separate log in process (the collector logs through `tracing`, not initialised
