@@ -260,7 +260,7 @@ pub async fn device_document(s: &AppState, key: String) -> Result<DeviceDocument
         .read(move |c| {
             let tx = c.unchecked_transaction()?;
             let d = read::device(&tx, &id2, cutoff, RECENT)?;
-            let parts = merge::parts(&tx, &id2)?;
+            let parts = merge::parts(&tx, &id2, None)?;
             tx.finish()?;
             Ok((d, parts))
         })

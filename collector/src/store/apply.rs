@@ -29,7 +29,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::FactColumns;
 use super::columns::positions;
-use super::merge::{self, AgentRow, Part};
+use super::merge::{self, Part};
 use crate::fleet::{DeviceFacts, FailureFacts};
 
 /// A periodic history sample is written at most this often when nothing changes.
@@ -39,8 +39,12 @@ pub const SAMPLE_EVERY_MS: i64 = 24 * 3600 * 1000;
 pub(super) const LAST_SAMPLE: &str =
     "SELECT at FROM history WHERE machine_id = ?1 ORDER BY id DESC LIMIT 1";
 
-/// The idempotency row of an accepted report.
-pub(crate) const INSERT_REPORT: &str = "INSERT INTO reports (report_id, machine_id, content_hash, received_at) VALUES (?1, ?2, ?3, ?4)";
+/// The idempotency row of an accepted report. A report id already stored inserts nothing
+/// (`changes() == 0`); only then does [`report`] read the stored hash, so a new report costs
+/// one seek of `reports`, not two.
+pub(crate) const INSERT_REPORT: &str =
+    "INSERT INTO reports (report_id, machine_id, content_hash, received_at) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT(report_id) DO NOTHING";
 
 /// A fleet update to apply after COMMIT.
 #[derive(Debug)]
@@ -59,10 +63,10 @@ pub struct FleetUpdate {
 }
 
 /// The read of [`Stored`] for a report of `part`.
-pub(super) fn stored_sql(part: Part) -> String {
+pub(crate) fn stored_sql(part: Part) -> String {
     format!(
-        "SELECT {}, failing_since, {p}_collected_at AS part_collected_at,
-            {p}_state_hash AS part_state_hash
+        "SELECT rowid AS device_rowid, {}, failing_since, history_at,
+            {p}_collected_at AS part_collected_at, {p}_state_hash AS part_state_hash
          FROM devices WHERE machine_id = ?1",
         super::FACT_COLUMNS,
         p = part.label()
@@ -73,8 +77,10 @@ pub(super) fn stored_sql(part: Part) -> String {
 /// SQL of a part never changes, and this read runs for every report.
 #[derive(Debug, Clone, Copy)]
 struct StoredColumns {
+    rowid: usize,
     facts: FactColumns,
     failing_since: usize,
+    history_at: usize,
     collected_at: usize,
     state_hash: usize,
 }
@@ -86,13 +92,21 @@ impl StoredColumns {
         if let Some(at) = cell.get() {
             return Ok(*at);
         }
-        let [failing_since, collected_at, state_hash] = positions(
+        let [rowid, failing_since, history_at, collected_at, state_hash] = positions(
             stmt,
-            ["failing_since", "part_collected_at", "part_state_hash"],
+            [
+                "device_rowid",
+                "failing_since",
+                "history_at",
+                "part_collected_at",
+                "part_state_hash",
+            ],
         )?;
         let at = StoredColumns {
+            rowid,
             facts: FactColumns::of(stmt)?,
             failing_since,
+            history_at,
             collected_at,
             state_hash,
         };
@@ -102,8 +116,13 @@ impl StoredColumns {
 
 /// What a report's apply reads of its device row.
 struct Stored {
+    /// The row's rowid: the writes that follow find the row without the machine id index.
+    rowid: i64,
     facts: DeviceFacts,
     failing_since: Option<i64>,
+    /// The time of the device's newest history row, `None` when not known yet (see
+    /// [`history`]).
+    history_at: Option<i64>,
     /// The report's part: its latest collection time and state hash.
     collected_at: Option<i64>,
     state_hash: Option<i64>,
@@ -120,15 +139,42 @@ pub struct Applied {
     pub new_attempts: Vec<FailureFacts>,
 }
 
-/// FNV-1a 64 over the report's canonical content (see the module docs). Map fields
-/// (`EventRecord.data`) are hashed in key order because prost encodes a `HashMap` in
-/// iteration order.
-pub fn content_hash(r: &Report) -> u64 {
+/// FNV-1a 64 over the report's canonical content (see the module docs), given the encoding
+/// of its snapshot (`snapshot` encoded, or empty without one): the writer encodes each
+/// snapshot once, for this hash and the state hash. Map fields (`EventRecord.data`) are
+/// hashed in key order because prost encodes a `HashMap` in iteration order.
+///
+/// The first fed value is the report's encoding without `events` and `agent`, the way it
+/// was always hashed (stored hashes depend on it), built here without copying the report:
+/// prost writes fields in field-number order, so that encoding is fields 1–8, then the
+/// snapshot (field 9), then `heartbeat` (11).
+pub fn content_hash(r: &Report, snapshot: &[u8]) -> u64 {
     let mut h = Fnv::new();
-    let mut head = r.clone();
-    head.events.clear();
-    head.agent = None;
-    h.feed(&head.encode_to_vec());
+    let head = Report {
+        report_id: r.report_id.clone(),
+        machine_id: r.machine_id.clone(),
+        hostname: r.hostname.clone(),
+        ad_domain: r.ad_domain.clone(),
+        agent_version: r.agent_version.clone(),
+        os_build: r.os_build.clone(),
+        collected_at: r.collected_at,
+        execution_context: r.execution_context,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut tail = Vec::new();
+    if r.snapshot.is_some() {
+        // Field 9, length-delimited: key (9 << 3 | 2), then the length.
+        prost::encoding::encode_key(9, prost::encoding::WireType::LengthDelimited, &mut tail);
+        prost::encoding::encode_varint(snapshot.len() as u64, &mut tail);
+    }
+    let heartbeat = Report {
+        heartbeat: r.heartbeat,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let parts: [&[u8]; 4] = [&head, &tail, snapshot, &heartbeat];
+    h.feed_parts(&parts);
     for e in &r.events {
         let mut e2 = e.clone();
         e2.data.clear();
@@ -153,10 +199,17 @@ impl Fnv {
     }
 
     pub(super) fn feed(&mut self, bytes: &[u8]) {
-        for b in bytes
+        self.feed_parts(&[bytes]);
+    }
+
+    /// Feeds the concatenation of `parts` as one field (what `feed` of the joined bytes
+    /// gives), without joining them.
+    pub(super) fn feed_parts(&mut self, parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        for b in parts
             .iter()
-            .copied()
-            .chain((bytes.len() as u64).to_le_bytes())
+            .flat_map(|p| p.iter().copied())
+            .chain((len as u64).to_le_bytes())
         {
             self.0 ^= u64::from(b);
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
@@ -241,11 +294,22 @@ pub fn report(
     now: i64,
     history_per_device: u32,
 ) -> rusqlite::Result<Applied> {
-    let hash = content_hash(r) as i64;
-    let stored: Option<i64> = conn
-        .prepare_cached("SELECT content_hash FROM reports WHERE report_id = ?1")?
-        .query_row([&r.report_id], |row| row.get(0))
-        .optional()?;
+    let encoded = r.snapshot.as_ref().map(Message::encode_to_vec);
+    let encoded = encoded.as_deref().unwrap_or_default();
+    let hash = content_hash(r, encoded) as i64;
+    let inserted = conn.prepare_cached(INSERT_REPORT)?.execute(params![
+        r.report_id,
+        r.machine_id,
+        hash,
+        now
+    ])?;
+    let stored: Option<i64> = match inserted {
+        0 => conn
+            .prepare_cached("SELECT content_hash FROM reports WHERE report_id = ?1")?
+            .query_row([&r.report_id], |row| row.get(0))
+            .optional()?,
+        _ => None,
+    };
     match stored {
         Some(h) if h == hash => {
             return Ok(Applied {
@@ -267,31 +331,11 @@ pub fn report(
         }
         None => {}
     }
-    conn.prepare_cached(INSERT_REPORT)?
-        .execute(params![r.report_id, r.machine_id, hash, now])?;
 
     let context = ExecutionContext::try_from(r.execution_context).unwrap_or_default();
     let part = Part::of(context);
     let collected = r.collected_at.as_ref().map(ts_ms);
-    let empty = Snapshot::default();
-    let own = r.snapshot.as_ref().unwrap_or(&empty);
-    // The diagnosis gates rules on the OS build it reads from `join_config`; an agent that
-    // did not put it there sent it in the envelope.
-    let with_build;
-    let own = if !r.os_build.is_empty()
-        && own
-            .join_config
-            .as_ref()
-            .is_none_or(|c| c.os_build.is_none())
-    {
-        let mut s = own.clone();
-        s.join_config.get_or_insert_default().os_build = Some(r.os_build.clone());
-        with_build = s;
-        &with_build
-    } else {
-        own
-    };
-    let state = super::heartbeat::state_hash(r, context, own);
+    let state = super::heartbeat::state_hash(r, context, encoded);
 
     // One read of the device row: its facts, and this part's latest collection time and
     // state hash (heartbeats write only that row, see the schema's step 3).
@@ -300,8 +344,10 @@ pub fn report(
     let stored: Option<Stored> = read
         .query_row([&r.machine_id], |row| {
             Ok(Stored {
+                rowid: row.get(at.rowid)?,
                 facts: super::facts_from_row(row, &at.facts)?,
                 failing_since: row.get(at.failing_since)?,
+                history_at: row.get(at.history_at)?,
                 collected_at: row.get(at.collected_at)?,
                 state_hash: row.get(at.state_hash)?,
             })
@@ -320,8 +366,18 @@ pub fn report(
         && state.is_some()
         && s.state_hash == state
     {
-        super::heartbeat::refresh_times(conn, r, part, context, collected, now)?;
-        history(conn, r, &s.facts, false, now, history_per_device)?;
+        let history_at = history(
+            conn,
+            r,
+            &s.facts,
+            false,
+            now,
+            history_per_device,
+            s.history_at,
+        )?;
+        super::heartbeat::refresh_times(
+            conn, r, s.rowid, part, context, collected, now, history_at,
+        )?;
         return Ok(Applied {
             result: result(r, ReportStatus::Accepted, String::new()),
             fleet: Some(FleetUpdate {
@@ -335,56 +391,64 @@ pub fn report(
             new_attempts: Vec::new(),
         });
     }
-    let old = stored.map(|s| (s.facts, s.failing_since));
+    // The diagnosis gates rules on the OS build it reads from `join_config`; an agent that
+    // did not put it there sent it in the envelope.
+    let empty = Snapshot::default();
+    let own = r.snapshot.as_ref().unwrap_or(&empty);
+    let with_build;
+    let (own, own_encoded) = if !r.os_build.is_empty()
+        && own
+            .join_config
+            .as_ref()
+            .is_none_or(|c| c.os_build.is_none())
+    {
+        let mut s = own.clone();
+        s.join_config.get_or_insert_default().os_build = Some(r.os_build.clone());
+        with_build = s;
+        (&with_build, None)
+    } else {
+        (own, Some(encoded))
+    };
     let mut snapshot = Snapshot::default();
-    let mut new = DeviceFacts::default();
-    let mut agent = AgentRow::default();
-    if newer {
-        super::upsert::part(conn, r, part, context, collected, own, state, now)?;
-        let view = merge::view(&merge::parts(conn, &r.machine_id)?);
-        new = facts(&view.snapshot, view.context);
+    let fleet = if newer {
+        super::upsert::part(conn, r, part, context, collected, own, own_encoded, now)?;
+        // The part row just written is this part's latest; the device row's copy of its
+        // times is rewritten below, in the one write of the device row.
+        let view = merge::view(&merge::parts(conn, &r.machine_id, Some(part))?);
+        let mut new = facts(&view.snapshot, view.context);
         new.agent_version = view.agent.version.clone();
         new.spool_overflowing = view.agent.spool_dropped > 0;
-        snapshot = view.snapshot;
-        agent = view.agent;
-    }
-    let fleet = if newer {
-        let failing_since = match (&old, &new.failure) {
+        let failing_since = match (&stored, &new.failure) {
             (_, None) => None,
-            (Some((o, since)), Some(_)) if same_failure(&o.failure, &new.failure) => {
-                since.or(Some(now))
+            (Some(o), Some(_)) if same_failure(&o.facts.failure, &new.failure) => {
+                o.failing_since.or(Some(now))
             }
             _ => Some(now),
         };
+        let transition = match &stored {
+            None => true,
+            Some(o) => {
+                o.facts.join_type != new.join_type || !same_failure(&o.facts.failure, &new.failure)
+            }
+        };
+        let known = stored.as_ref().and_then(|s| s.history_at);
+        let history_at = history(conn, r, &new, transition, now, history_per_device, known)?;
         super::upsert::device(
             conn,
             r,
-            &snapshot,
-            &new,
-            context,
-            collected,
-            failing_since,
-            state,
+            &super::upsert::DeviceRow {
+                snapshot: &view.snapshot,
+                facts: &new,
+                agent: &view.agent,
+                context,
+                collected,
+                failing_since,
+                state,
+                history_at,
+            },
             now,
         )?;
-        conn.prepare_cached(
-            "UPDATE devices SET agent_version = ?2, agent_spool_depth = ?3,
-                agent_spool_dropped = ?4, agent_last_delivery = ?5, agent_parse_warnings = ?6
-             WHERE machine_id = ?1",
-        )?
-        .execute(params![
-            r.machine_id,
-            agent.version,
-            agent.spool_depth,
-            agent.spool_dropped,
-            agent.last_delivery,
-            agent.parse_warnings
-        ])?;
-        let transition = match &old {
-            None => true,
-            Some((o, _)) => o.join_type != new.join_type || !same_failure(&o.failure, &new.failure),
-        };
-        history(conn, r, &new, transition, now, history_per_device)?;
+        snapshot = view.snapshot;
         let name = match snapshot.hostname_or(&r.hostname) {
             h if h.is_empty() => r.machine_id.clone(),
             h => h,
@@ -397,10 +461,8 @@ pub fn report(
             failing_since,
         })
     } else {
-        conn.prepare_cached(
-            "UPDATE devices SET last_seen = MAX(last_seen, ?2) WHERE machine_id = ?1",
-        )?
-        .execute(params![r.machine_id, now])?;
+        conn.prepare_cached("UPDATE devices SET last_seen = MAX(last_seen, ?2) WHERE rowid = ?1")?
+            .execute(params![stored.as_ref().map(|s| s.rowid), now])?;
         Some(FleetUpdate {
             machine_id: r.machine_id.clone(),
             facts: None,
@@ -424,6 +486,11 @@ pub fn report(
     })
 }
 
+/// Writes the history row of a report when one is due (a transition, or no row for
+/// [`SAMPLE_EVERY_MS`]), trimmed to `keep` rows; `known` is the device row's `history_at`.
+/// Returns the time to store as `history_at` when it changes: `now` after a new row, or the
+/// newest row's time when the device row did not know it yet (rows from before schema step
+/// 8). With it known, a heartbeat decides without reading the history index.
 fn history(
     conn: &Connection,
     r: &Report,
@@ -431,20 +498,38 @@ fn history(
     transition: bool,
     now: i64,
     keep: u32,
-) -> rusqlite::Result<()> {
-    let kind = if transition {
-        "transition"
-    } else {
-        let last: Option<i64> = conn
-            .prepare_cached(LAST_SAMPLE)?
-            .query_row([&r.machine_id], |row| row.get(0))
-            .optional()?
-            .flatten();
-        if last.is_some_and(|at| now - at < SAMPLE_EVERY_MS) {
-            return Ok(());
+    known: Option<i64>,
+) -> rusqlite::Result<Option<i64>> {
+    if !transition {
+        let last = match known {
+            Some(at) => Some(at),
+            None => conn
+                .prepare_cached(LAST_SAMPLE)?
+                .query_row([&r.machine_id], |row| row.get(0))
+                .optional()?
+                .flatten(),
+        };
+        if let Some(at) = last.filter(|at| now - at < SAMPLE_EVERY_MS) {
+            return Ok(known.is_none().then_some(at));
         }
-        "sample"
-    };
+    }
+    history_row(conn, r, f, transition, now)?;
+    conn.prepare_cached(
+        "DELETE FROM history WHERE machine_id = ?1 AND id <= (
+            SELECT id FROM history WHERE machine_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+    )?
+    .execute(params![r.machine_id, i64::from(keep)])?;
+    Ok(Some(now))
+}
+
+fn history_row(
+    conn: &Connection,
+    r: &Report,
+    f: &DeviceFacts,
+    transition: bool,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let kind = if transition { "transition" } else { "sample" };
     let fail = f.failure.as_ref();
     conn.prepare_cached("INSERT INTO history (machine_id, at, kind, report_id, join_type, failure_phase,
             failure_cause, failure_code, failure_symbol) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?.execute(params![
@@ -459,11 +544,6 @@ fn history(
             fail.map(|x| &x.symbol),
         ],
     )?;
-    conn.prepare_cached(
-        "DELETE FROM history WHERE machine_id = ?1 AND id <= (
-            SELECT id FROM history WHERE machine_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-    )?
-    .execute(params![r.machine_id, i64::from(keep)])?;
     Ok(())
 }
 

@@ -12,31 +12,34 @@
 //! "Unchanged" is strict: the report repeats its part's last full write — the same context,
 //! snapshot bytes, agent version and spool/parse health (only `last_delivery` may move),
 //! hostname, AD domain and OS build — and neither brought events. [`state_hash`] digests those
-//! fields; the full write stores it on the device row with the part's times (schema step 3),
-//! so recognising a heartbeat reads only the device row, not the part row and its blob.
+//! fields (the snapshot as the agent sent it: with the OS build in the hash, that fixes the
+//! snapshot the writer diagnoses too); the full write stores it on the device row with the
+//! part's times (schema step 3), so recognising a heartbeat reads only the device row, not the
+//! part row and its blob. The hash is a cache key, not a contract: changing what it digests
+//! only sends each device's next report down the full path once.
 //! The merged view is a pure function of the two parts, and the other part did not change
 //! since the last merge (every write of a part re-merges), so the stored view, facts and
 //! failure are exactly what a full apply would compute.
 
-use dsreg_proto::{ExecutionContext, Report, Snapshot};
-use prost::Message;
+use dsreg_proto::{ExecutionContext, Report};
 use rusqlite::{Connection, params};
 
 use super::apply::{Fnv, ts_ms};
 use super::merge::Part;
 
 /// The state hash of a report's part: what must not change for a report to count as an
-/// unchanged heartbeat of the part's last full write. `None` when the report cannot be one
+/// unchanged heartbeat of the part's last full write; `snapshot` is the encoding of the
+/// report's snapshot (the one the content hash used). `None` when the report cannot be one
 /// (it brings events, or lacks hostname or AD domain); a part stored from such a report has
 /// no hash, so the next report of that part takes the full path.
-pub(crate) fn state_hash(r: &Report, context: ExecutionContext, own: &Snapshot) -> Option<i64> {
+pub(crate) fn state_hash(r: &Report, context: ExecutionContext, snapshot: &[u8]) -> Option<i64> {
     if !r.events.is_empty() || r.hostname.is_empty() || r.ad_domain.is_empty() {
         return None;
     }
     let health = r.agent.unwrap_or_default();
     let mut h = Fnv::new();
     h.feed(&(context as i32).to_le_bytes());
-    h.feed(&own.encode_to_vec());
+    h.feed(snapshot);
     h.feed(r.agent_version.as_bytes());
     h.feed(&health.spool_depth.to_le_bytes());
     h.feed(&health.spool_dropped.to_le_bytes());
@@ -48,14 +51,18 @@ pub(crate) fn state_hash(r: &Report, context: ExecutionContext, own: &Snapshot) 
 }
 
 /// Refreshes only the times and ids of an unchanged heartbeat (the caller compared
-/// [`state_hash`] with the stored one), on the device row.
+/// [`state_hash`] with the stored one), on the device row `rowid` (read with the state hash,
+/// so this write needs no machine id lookup), and `history_at` when given.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn refresh_times(
     conn: &Connection,
     r: &Report,
+    rowid: i64,
     part: Part,
     context: ExecutionContext,
     collected: Option<i64>,
     now: i64,
+    history_at: Option<i64>,
 ) -> rusqlite::Result<()> {
     let health = r.agent.unwrap_or_default();
     let last_delivery = health.last_delivery.as_ref().map(ts_ms);
@@ -66,18 +73,19 @@ pub(crate) fn refresh_times(
             agent_last_delivery = CASE WHEN ?6 = 'device' OR device_received_at IS NULL
                 THEN ?7 ELSE agent_last_delivery END,
             {p}_report_id = ?4, {p}_collected_at = ?3, {p}_received_at = ?2,
-            {p}_last_delivery = ?7
-         WHERE machine_id = ?1",
+            {p}_last_delivery = ?7, history_at = COALESCE(?8, history_at)
+         WHERE rowid = ?1",
         p = part.label()
     ))?
     .execute(params![
-        r.machine_id,
+        rowid,
         now,
         collected,
         r.report_id,
         context.label(),
         part.label(),
-        last_delivery
+        last_delivery,
+        history_at
     ])?;
     Ok(())
 }
@@ -157,7 +165,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!((stored_id.as_str(), stored_at), ("r-1", 1_000_000));
-        let parts = super::super::merge::parts(&conn, "m-1").unwrap();
+        let parts = super::super::merge::parts(&conn, "m-1", None).unwrap();
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].report_id, "r-2");
         assert_eq!(parts[0].collected_at, Some(2_000_000));

@@ -247,8 +247,14 @@ impl PartsColumns {
 
 /// The stored parts of a device, device part first. A part's report id, times and last
 /// delivery come from the device row when it has them (heartbeats write only that row, see
-/// the schema's step 3), else from the part row.
-pub fn parts(conn: &Connection, machine_id: &str) -> rusqlite::Result<Vec<PartRow>> {
+/// the schema's step 3), else from the part row. `written` is the part the caller has just
+/// written and not yet copied to the device row (the writer's full path, which writes the
+/// device row once, after the merge): its part row is current.
+pub fn parts(
+    conn: &Connection,
+    machine_id: &str,
+    written: Option<Part>,
+) -> rusqlite::Result<Vec<PartRow>> {
     let mut stmt = conn.prepare_cached(PARTS)?;
     let PartsColumns {
         part:
@@ -277,7 +283,10 @@ pub fn parts(conn: &Connection, machine_id: &str) -> rusqlite::Result<Vec<PartRo
         };
         // The device row's copy of this part's latest times and id, when it has one.
         let [id, collected, received, delivery] = latest[part as usize];
-        let latest: Option<i64> = row.get(received)?;
+        let latest: Option<i64> = match written {
+            Some(w) if w == part => None,
+            _ => row.get(received)?,
+        };
         let (report_id, collected_at, received_at, last_delivery) = match latest {
             Some(received) => (
                 row.get(id)?,

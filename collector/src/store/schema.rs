@@ -206,6 +206,12 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX devices_cause_id ON devices(failure_cause, machine_id)
         WHERE failure_cause IS NOT NULL;
     "#,
+    // 8: the time of the device's newest history row, so a heartbeat decides whether a
+    // history sample is due from the device row it reads anyway, instead of a seek in
+    // `history_device` (a random page at 1M devices). NULL until the writer first looks it up.
+    r#"
+    ALTER TABLE devices ADD COLUMN history_at INTEGER;
+    "#,
 ];
 
 /// Applies the missing migration steps; returns the resulting schema version.

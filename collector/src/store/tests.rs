@@ -139,7 +139,7 @@ fn the_writer_prepares_its_per_report_statements_once() {
         assert_eq!(applied.result.status(), ReportStatus::Accepted);
     }
     let device_row = apply::stored_sql(merge::Part::User);
-    for sql in [device_row.as_str(), apply::LAST_SAMPLE] {
+    for sql in [device_row.as_str(), apply::INSERT_REPORT] {
         let st = conn.prepare_cached(sql).unwrap();
         let runs = st.get_status(rusqlite::StatementStatus::Run);
         assert!(
@@ -544,7 +544,7 @@ async fn system_and_user_parts_merge_and_only_the_user_part_says_no_prt() {
         .unwrap();
     assert_eq!(without_prt(&fleet), 1);
     let parts = store
-        .read(|c| Ok(merge::parts(c, "merge-1")?))
+        .read(|c| Ok(merge::parts(c, "merge-1", None)?))
         .await
         .unwrap();
     let view = merge::view(&parts);
@@ -594,4 +594,116 @@ async fn concurrent_reads_never_open_more_connections_than_readers() {
     let most = most.load(Ordering::SeqCst);
     assert!((1..=opts().readers).contains(&most), "{most} reads at once");
     store.close().await;
+}
+
+/// The content hash as it was defined before the writer stopped copying the report for it:
+/// stored hashes must keep their values, or a retry across an upgrade reads as a conflict.
+fn content_hash_by_copy(r: &Report) -> u64 {
+    use prost::Message;
+    let mut h = apply::Fnv::new();
+    let mut head = r.clone();
+    head.events.clear();
+    head.agent = None;
+    h.feed(&head.encode_to_vec());
+    for e in &r.events {
+        let mut e2 = e.clone();
+        e2.data.clear();
+        h.feed(&e2.encode_to_vec());
+        let mut data: Vec<_> = e.data.iter().collect();
+        data.sort();
+        for (k, v) in data {
+            h.feed(k.as_bytes());
+            h.feed(v.as_bytes());
+        }
+    }
+    h.0
+}
+
+#[test]
+fn the_content_hash_keeps_its_values() {
+    use prost::Message;
+    let mut rng = Rng(0x5eed);
+    for n in 0..300 {
+        let mut r = report(n, rng.below(9), rng.below(40), 1_000 + n as i64);
+        r.heartbeat = rng.below(2) == 0;
+        match rng.below(4) {
+            0 => r.snapshot = None,
+            1 => r.snapshot = Some(Snapshot::default()),
+            _ => {}
+        }
+        if rng.below(3) == 0 {
+            r.collected_at = None;
+            r.os_build = "10.0.26100.1".into();
+            r.ad_domain = "CONTOSO".into();
+        }
+        if rng.below(3) == 0 {
+            r.events.push(dsreg_proto::v1::EventRecord {
+                record_id: n,
+                event_id: 304,
+                data: [("b".to_string(), "2".to_string()), ("a".into(), "1".into())].into(),
+                ..Default::default()
+            });
+        }
+        let encoded = r
+            .snapshot
+            .as_ref()
+            .map(Message::encode_to_vec)
+            .unwrap_or_default();
+        assert_eq!(
+            apply::content_hash(&r, &encoded),
+            content_hash_by_copy(&r),
+            "report {n}: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn a_heartbeat_learns_the_history_time_once_and_then_reads_no_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = open_write(&dir.path().join("history-at.db")).unwrap();
+    let beat = |n: u64, at: i64| {
+        let mut r = report(n, 1, 0, 1_000 + n as i64);
+        r.ad_domain = "CONTOSO".into();
+        apply::report(&conn, &r, at, 5).unwrap()
+    };
+    let history_at = || -> Option<i64> {
+        conn.query_row("SELECT history_at FROM devices", [], |r| r.get(0))
+            .unwrap()
+    };
+    beat(0, 1_000_000);
+    assert_eq!(history_at(), Some(1_000_000), "the first transition row");
+    // A database from before schema step 8: the device row does not know the time yet.
+    conn.execute("UPDATE devices SET history_at = NULL", [])
+        .unwrap();
+    let lookups = || {
+        conn.prepare_cached(apply::LAST_SAMPLE)
+            .unwrap()
+            .get_status(rusqlite::StatementStatus::Run)
+    };
+    beat(1, 1_000_100);
+    assert_eq!(history_at(), Some(1_000_000), "looked up once and kept");
+    let after_first = lookups();
+    assert!(after_first >= 1);
+    for n in 2..10 {
+        beat(n, 1_000_100 + n as i64);
+    }
+    assert_eq!(
+        lookups(),
+        after_first,
+        "no history lookup once the row knows"
+    );
+    let rows = |kind: &str| -> i64 {
+        conn.query_row(
+            "SELECT COUNT(*) FROM history WHERE kind = ?1",
+            [kind],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(rows("sample"), 0);
+    // A day later a heartbeat writes its sample and moves the time.
+    let later = 1_000_000 + apply::SAMPLE_EVERY_MS;
+    beat(20, later);
+    assert_eq!(rows("sample"), 1);
+    assert_eq!(history_at(), Some(later));
 }

@@ -3,8 +3,11 @@
 //! latest times on the device row, schema step 3).
 //!
 //! Both are upserts keyed by machine id (and part): replaying them is harmless, and
-//! `first_seen` survives every rewrite of the device row. Called from [`super::apply`] inside
-//! the writer's transaction (and by `crate::bench` for the storage ceiling).
+//! `first_seen` survives every rewrite of the device row. The device row is written once per
+//! report, by [`device`]: its view, facts, agent health, the part's latest times and hash and
+//! the history time in one statement (the part write does not touch it). Called from
+//! [`super::apply`] inside the writer's transaction (and by `crate::bench` for the storage
+//! ceiling).
 
 use dsreg_proto::v1::{Report, Snapshot};
 use dsreg_proto::{ExecutionContext, diagnosis};
@@ -12,10 +15,11 @@ use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::apply::ts_ms;
-use super::merge::Part;
+use super::merge::{AgentRow, Part};
 use crate::fleet::DeviceFacts;
 
-/// Stores the report's snapshot, events and agent health as the latest of its part.
+/// Stores the report's snapshot, events and agent health as the latest of its part. `own` is
+/// the part's snapshot, `encoded` its encoding when the caller has it already.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn part(
     conn: &Connection,
@@ -24,7 +28,7 @@ pub(crate) fn part(
     context: ExecutionContext,
     collected: Option<i64>,
     own: &Snapshot,
-    state: Option<i64>,
+    encoded: Option<&[u8]>,
     now: i64,
 ) -> rusqlite::Result<()> {
     // The part's event context: the stored records and the new ones, bounded (see
@@ -72,7 +76,10 @@ pub(crate) fn part(
         r.report_id,
         collected,
         now,
-        own.encode_to_vec(),
+        match encoded {
+            Some(b) => std::borrow::Cow::Borrowed(b),
+            None => std::borrow::Cow::Owned(own.encode_to_vec()),
+        },
         events,
         r.agent_version,
         i64::from(health.spool_depth),
@@ -80,38 +87,47 @@ pub(crate) fn part(
         health.last_delivery.as_ref().map(ts_ms),
         i64::from(health.parse_warnings),
     ])?;
-    // The part's times and id on the device row, which readers prefer (see the schema's step
-    // 3); a new device gets them with its INSERT in `upsert_device`.
-    conn.prepare_cached(&format!(
-        "UPDATE devices SET {p}_report_id = ?2, {p}_collected_at = ?3, {p}_received_at = ?4,
-            {p}_last_delivery = ?5, {p}_state_hash = ?6
-         WHERE machine_id = ?1",
-        p = part.label()
-    ))?
-    .execute(params![
-        r.machine_id,
-        r.report_id,
-        collected,
-        now,
-        health.last_delivery.as_ref().map(ts_ms),
-        state,
-    ])?;
     Ok(())
 }
 
-/// Writes the device row of a (merged) snapshot and its facts.
-#[allow(clippy::too_many_arguments)]
+/// What [`device`] writes on the device row besides the report's own fields.
+#[derive(Clone, Copy)]
+pub(crate) struct DeviceRow<'a> {
+    /// The merged view.
+    pub snapshot: &'a Snapshot,
+    /// Its facts.
+    pub facts: &'a DeviceFacts,
+    /// The agent health the view shows.
+    pub agent: &'a AgentRow,
+    /// The report's execution context (its part).
+    pub context: ExecutionContext,
+    /// The report's collection time.
+    pub collected: Option<i64>,
+    pub failing_since: Option<i64>,
+    /// The part's state hash (`heartbeat::state_hash`).
+    pub state: Option<i64>,
+    /// The newest history row's time, when it changed (kept otherwise).
+    pub history_at: Option<i64>,
+}
+
+/// Writes the device row of a (merged) snapshot and its facts, with the part's latest times,
+/// id and state hash, which readers prefer to the part row's (see the schema's step 3).
 pub(crate) fn device(
     conn: &Connection,
     r: &Report,
-    snapshot: &Snapshot,
-    f: &DeviceFacts,
-    context: ExecutionContext,
-    collected: Option<i64>,
-    failing_since: Option<i64>,
-    state: Option<i64>,
+    row: &DeviceRow<'_>,
     now: i64,
 ) -> rusqlite::Result<()> {
+    let DeviceRow {
+        snapshot,
+        facts: f,
+        agent,
+        context,
+        collected,
+        failing_since,
+        state,
+        history_at,
+    } = *row;
     let hostname = snapshot.hostname_or(&r.hostname);
     let ad_domain = snapshot.ad_domain_or(&r.ad_domain);
     let entra_id = snapshot
@@ -128,9 +144,10 @@ pub(crate) fn device(
             failing_tests, without_prt, first_seen, last_seen, collected_at, last_report_id,
             agent_version, os_build, execution_context, snapshot,
             {part}_report_id, {part}_collected_at, {part}_received_at, {part}_last_delivery,
-            {part}_state_hash, not_targeted)
+            {part}_state_hash, not_targeted, agent_spool_depth, agent_spool_dropped,
+            agent_last_delivery, agent_parse_warnings, history_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-            ?15, ?14, ?13, ?20, ?21, ?22)
+            ?15, ?14, ?13, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
          ON CONFLICT(machine_id) DO UPDATE SET
             hostname = excluded.hostname, ad_domain = excluded.ad_domain,
             entra_device_id = excluded.entra_device_id, join_type = excluded.join_type,
@@ -141,7 +158,17 @@ pub(crate) fn device(
             collected_at = excluded.collected_at, last_report_id = excluded.last_report_id,
             agent_version = excluded.agent_version, os_build = excluded.os_build,
             execution_context = excluded.execution_context, snapshot = excluded.snapshot,
-            not_targeted = excluded.not_targeted"))?.execute(params![
+            not_targeted = excluded.not_targeted,
+            {part}_report_id = excluded.{part}_report_id,
+            {part}_collected_at = excluded.{part}_collected_at,
+            {part}_received_at = excluded.{part}_received_at,
+            {part}_last_delivery = excluded.{part}_last_delivery,
+            {part}_state_hash = excluded.{part}_state_hash,
+            agent_spool_depth = excluded.agent_spool_depth,
+            agent_spool_dropped = excluded.agent_spool_dropped,
+            agent_last_delivery = excluded.agent_last_delivery,
+            agent_parse_warnings = excluded.agent_parse_warnings,
+            history_at = COALESCE(excluded.history_at, history_at)"))?.execute(params![
             r.machine_id,
             hostname,
             ad_domain,
@@ -157,13 +184,18 @@ pub(crate) fn device(
             now,
             collected,
             r.report_id,
-            r.agent_version,
+            agent.version,
             r.os_build,
             context.label(),
             snapshot.encode_to_vec(),
             last_delivery,
             state,
             f.not_targeted,
+            agent.spool_depth,
+            agent.spool_dropped,
+            agent.last_delivery,
+            agent.parse_warnings,
+            history_at,
         ],
     )?;
     Ok(())
