@@ -12,7 +12,8 @@
 //!   the writer does.
 //!
 //! Invariants: the connection is the writer's (`store::open_write`: WAL, `synchronous=FULL`,
-//! the same cache and planner settings), so the ceiling has the collector's durability; no
+//! the same cache and planner settings, the same background checkpointer), so the ceiling has
+//! the collector's durability and checkpoint cost; no
 //! fleet, no history, no attempts — the SQLite work of a report, not the collector's.
 
 use std::path::Path;
@@ -22,7 +23,14 @@ use rusqlite::{Connection, params};
 
 use crate::fleet::DeviceFacts;
 use crate::store::merge::Part;
-use crate::store::{StoreError, apply, heartbeat, open_write, upsert};
+use crate::store::writer::Checkpointer;
+use crate::store::{StoreError, apply, heartbeat, merge, open_write, upsert};
+
+/// The longest group COMMIT of the collector's writer since the last call (then reset):
+/// `dsreg-bench` reads it around each phase.
+pub fn take_longest_commit() -> std::time::Duration {
+    crate::store::writer::take_longest_commit()
+}
 
 /// Writes one report per device through the collector's apply path into `db` (created and
 /// migrated if needed), in one transaction received at `now_ms`, then truncates the WAL.
@@ -63,28 +71,37 @@ impl Prepared {
     }
 }
 
-/// The storage ceiling's connection: the writer's, on an existing database.
+/// The storage ceiling's connection: the writer's, on an existing database, with the
+/// writer's background checkpointing (without it SQLite checkpoints inside COMMIT, and the
+/// "ceiling" pays a cost the collector does not).
 pub struct Storage {
     conn: Connection,
+    _checkpointer: Option<Checkpointer>,
 }
 
 impl Storage {
     /// Opens `db` as the writer does (migrating it if needed).
     pub fn open(db: &Path) -> Result<Storage, StoreError> {
+        let mut conn = open_write(db)?;
+        let checkpointer = Checkpointer::start(&mut conn);
         Ok(Storage {
-            conn: open_write(db)?,
+            conn,
+            _checkpointer: checkpointer,
         })
     }
 
     /// Derives what the writer derives from `report` before writing (outside the timed part).
     pub fn prepare(mut report: Report) -> Prepared {
         let context = ExecutionContext::try_from(report.execution_context).unwrap_or_default();
-        let hash = apply::content_hash(&report) as i64;
+        let encoded = report.snapshot.as_ref().map(prost::Message::encode_to_vec);
+        let encoded = encoded.unwrap_or_default();
+        let hash = apply::content_hash(&report, &encoded) as i64;
+        let state = heartbeat::state_hash(&report, context, &encoded);
         let snapshot = report.snapshot.take().unwrap_or_default();
         Prepared {
             hash,
             collected: report.collected_at.as_ref().map(apply::ts_ms),
-            state: heartbeat::state_hash(&report, context, &snapshot),
+            state,
             facts: apply::facts(&snapshot, context),
             snapshot,
             context,
@@ -100,20 +117,31 @@ impl Storage {
         let written = (|| -> rusqlite::Result<()> {
             for row in rows {
                 let r = &row.report;
-                conn.prepare_cached(apply::INSERT_REPORT)?.execute(params![
+                let inserted = conn.prepare_cached(apply::INSERT_REPORT)?.execute(params![
                     r.report_id,
                     r.machine_id,
                     row.hash,
                     now_ms
                 ])?;
+                // The writer answers a repeated id as a duplicate; the ceiling only writes
+                // fresh ones, so a repeat is a harness bug.
+                if inserted == 0 {
+                    return Err(rusqlite::Error::StatementChangedRows(0));
+                }
                 if heartbeat {
+                    // The writer reads the rowid with the state hash it compares.
+                    let rowid: i64 = conn
+                        .prepare_cached(&apply::stored_sql(row.part()))?
+                        .query_row([&r.machine_id], |c| c.get("device_rowid"))?;
                     heartbeat::refresh_times(
                         conn,
                         r,
+                        rowid,
                         row.part(),
                         row.context,
                         row.collected,
                         now_ms,
+                        None,
                     )?;
                     continue;
                 }
@@ -124,18 +152,22 @@ impl Storage {
                     row.context,
                     row.collected,
                     &row.snapshot,
-                    row.state,
+                    None,
                     now_ms,
                 )?;
                 upsert::device(
                     conn,
                     r,
-                    &row.snapshot,
-                    &row.facts,
-                    row.context,
-                    row.collected,
-                    None,
-                    row.state,
+                    &upsert::DeviceRow {
+                        snapshot: &row.snapshot,
+                        facts: &row.facts,
+                        agent: &merge::AgentRow::default(),
+                        context: row.context,
+                        collected: row.collected,
+                        failing_since: None,
+                        state: row.state,
+                        history_at: None,
+                    },
                     now_ms,
                 )?;
             }

@@ -9,14 +9,16 @@
 //! group it holds, checkpoints the WAL (TRUNCATE) and exits.
 //!
 //! Checkpoints run off the commit path: a [`Checkpointer`] thread with its own connection runs
-//! `wal_checkpoint(PASSIVE)` every [`CHECKPOINT_EVERY`] while the WAL grows (copying committed
-//! WAL frames into the database file and syncing it), while the writer keeps appending.
-//! SQLite's own auto-checkpoint would do that copy and the database fsync inside the COMMIT of
-//! whichever group crosses the threshold, on the writer thread, stalling every caller waiting
-//! for an ack.
-//! The writer's auto-checkpoint stays on at [`WAL_SAFETY_PAGES`] as a backstop in case the
-//! background thread cannot keep up. Durability is unchanged: a COMMIT is acked only after the
-//! WAL is synced (`synchronous=FULL`); checkpointing only moves already-durable pages.
+//! `wal_checkpoint(PASSIVE)` (copying committed WAL frames into the database file and syncing
+//! it) while the writer keeps appending. It starts by WAL size, not by time: the writer's WAL
+//! hook wakes it every [`CHECKPOINT_PAGES`] new frames ([`wakes`]), so each checkpoint's
+//! database fsync has a bounded size at any ingest rate, and an idle collector checkpoints at
+//! most every [`CHECKPOINT_IDLE`]. SQLite's own auto-checkpoint would do that copy and the
+//! database fsync inside the COMMIT of whichever group crosses the threshold, on the writer
+//! thread, stalling every caller waiting for an ack; the same hook keeps it only as a backstop
+//! at [`WAL_SAFETY_PAGES`], in case the background thread cannot keep up. Durability is
+//! unchanged: a COMMIT is acked only after the WAL is synced (`synchronous=FULL`);
+//! checkpointing only moves already-durable pages.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,36 +36,45 @@ use crate::metrics::Metrics;
 pub const GROUP_MAX_BATCHES: usize = 1024;
 /// Most reports committed in one transaction (a group stops growing past this).
 pub const GROUP_MAX_REPORTS: usize = 20_000;
-/// How often the background checkpointer copies the WAL into the database. Often, so each
-/// checkpoint's database fsync is small: a heartbeat dirties a random page of a large file,
-/// and a COMMIT's WAL sync queues behind a long checkpoint fsync (the measured trade-off:
-/// docs/performance.md, "The checkpoint interval at 1M devices").
-pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(10);
-/// The checkpointer's longest pause while nothing is written.
+/// New WAL frames after which the writer wakes the checkpointer. Small, so each checkpoint's
+/// database fsync is small: a heartbeat dirties a random page of a large file, and a COMMIT's
+/// WAL sync queues behind a long checkpoint fsync (the measured trade-off: docs/performance.md,
+/// "The checkpoint interval at 1M devices" and "Checkpoints by WAL size").
+pub const CHECKPOINT_PAGES: i32 = 64;
+/// The checkpointer's longest pause (it then checkpoints whatever the WAL holds).
 pub const CHECKPOINT_IDLE: Duration = Duration::from_millis(250);
 /// WAL size (pages) at which the writer checkpoints itself (backstop; normally not reached).
-pub const WAL_SAFETY_PAGES: i64 = 32_768;
+pub const WAL_SAFETY_PAGES: i32 = 32_768;
 
-/// The checkpointer's next pause: [`CHECKPOINT_EVERY`] while the WAL moves, doubling up to
-/// [`CHECKPOINT_IDLE`] while it does not (an idle collector does not wake 100 times a second).
-fn next_wait(wait: Duration, wal_moved: bool) -> Duration {
-    if wal_moved {
-        CHECKPOINT_EVERY
-    } else {
-        (wait * 2).min(CHECKPOINT_IDLE)
-    }
+/// The longest COMMIT (µs) since [`take_longest_commit`] last read it, over every writer of
+/// the process: what `dsreg-bench` reports per phase, so a stall cannot hide in a percentile
+/// (the histogram has only bucket bounds). One relaxed `fetch_max` per group.
+static LONGEST_COMMIT_US: AtomicU64 = AtomicU64::new(0);
+
+/// Reads and resets the longest COMMIT since the last call.
+pub fn take_longest_commit() -> Duration {
+    Duration::from_micros(LONGEST_COMMIT_US.swap(0, Ordering::Relaxed))
 }
 
-/// Runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection until the writer stops.
-struct Checkpointer {
+/// Whether a COMMIT that left `frames` frames in the WAL wakes the checkpointer, which was
+/// last woken at `woken` frames: after [`CHECKPOINT_PAGES`] more, or when the WAL restarted
+/// from its beginning (fewer frames than at the last wake).
+fn wakes(woken: i32, frames: i32) -> bool {
+    frames < woken || frames - woken >= CHECKPOINT_PAGES
+}
+
+/// Runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection until dropped, woken by the
+/// write connection's WAL hook (see the module docs).
+pub(crate) struct Checkpointer {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Checkpointer {
-    /// Starts the thread; `None` (the writer then checkpoints itself) when the database has no
-    /// file path or the connection cannot be opened.
-    fn start(conn: &Connection) -> Option<Checkpointer> {
+    /// Starts the thread and installs the WAL hook on `conn`, the write connection; `None`
+    /// (the writer then keeps SQLite's auto-checkpoint) when the database has no file path or
+    /// the connection cannot be opened.
+    pub(crate) fn start(conn: &mut Connection) -> Option<Checkpointer> {
         let path = conn.path().filter(|p| !p.is_empty())?.to_string();
         let own = Connection::open(&path)
             .and_then(|c| {
@@ -78,27 +89,42 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("dsreg-sqlite-checkpoint".into())
             .spawn(move || {
-                let mut wait = CHECKPOINT_EVERY;
-                let mut last = (-1, -1);
                 while !flag.load(Ordering::SeqCst) {
-                    std::thread::park_timeout(wait);
+                    // Woken by the writer's WAL hook, or at the latest after the idle pause.
+                    std::thread::park_timeout(CHECKPOINT_IDLE);
                     if flag.load(Ordering::SeqCst) {
                         break;
                     }
-                    // (frames in the WAL, frames copied): unchanged means nothing was written.
-                    match own.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                        Ok((r.get::<_, i64>("log")?, r.get::<_, i64>("checkpointed")?))
-                    }) {
-                        Ok(frames) => {
-                            wait = next_wait(wait, frames != last);
-                            last = frames;
-                        }
-                        Err(e) => tracing::debug!(error = %e, "background checkpoint"),
+                    // With nothing new in the WAL this copies and syncs nothing.
+                    if let Err(e) = own.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::debug!(error = %e, "background checkpoint");
                     }
                 }
             })
             .map_err(|e| tracing::warn!(error = %e, "no background checkpointer"))
             .ok()?;
+        // Replaces SQLite's auto-checkpoint (itself a WAL hook), which stays as the backstop.
+        let wake = thread.thread().clone();
+        let mut woken = 0;
+        let hook = move |wal: &mut rusqlite::hooks::Wal, frames: std::ffi::c_int| {
+            if frames >= WAL_SAFETY_PAGES {
+                // Like SQLite's own hook, never fail the COMMIT that called us (it is durable
+                // already): an error here would reach the caller as the COMMIT's error. BUSY
+                // just means the checkpointer is at it.
+                if let Err(e) = wal.checkpoint() {
+                    tracing::debug!(error = %e, "backstop checkpoint");
+                }
+            }
+            if wakes(woken, frames) {
+                woken = frames;
+                wake.unpark();
+            }
+            Ok(())
+        };
+        if let Err(e) = conn.wal_hook(Some(hook)) {
+            tracing::warn!(error = %e, "cannot install the WAL hook; SQLite checkpoints inline");
+        }
         Some(Checkpointer {
             stop,
             thread: Some(thread),
@@ -167,14 +193,7 @@ impl Writer {
         let _guard = AliveGuard(self.alive.clone());
         // apply/attempts/heartbeat prepare about 20 distinct statements; keep them all.
         self.conn.set_prepared_statement_cache_capacity(64);
-        let checkpointer = Checkpointer::start(&self.conn);
-        if checkpointer.is_some()
-            && let Err(e) = self
-                .conn
-                .pragma_update(None, "wal_autocheckpoint", WAL_SAFETY_PAGES)
-        {
-            tracing::warn!(error = %e, "cannot raise wal_autocheckpoint");
-        }
+        let checkpointer = Checkpointer::start(&mut self.conn);
         let mut closing: Option<oneshot::Sender<()>> = None;
         while closing.is_none() {
             let Some(first) = rx.blocking_recv() else {
@@ -312,7 +331,12 @@ impl Writer {
             return;
         }
         self.commits.fetch_add(1, Ordering::SeqCst);
-        self.metrics.commit_duration(started.elapsed());
+        let took = started.elapsed();
+        LONGEST_COMMIT_US.fetch_max(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.metrics.commit_duration(took);
         for (reply, result) in pending {
             let outcome = result.map(|applied| {
                 let mut o = BatchOutcome::default();
@@ -344,16 +368,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_checkpointer_backs_off_while_idle_and_returns_at_once() {
-        let mut wait = CHECKPOINT_EVERY;
-        let mut seen = Vec::new();
-        for _ in 0..8 {
-            wait = next_wait(wait, false);
-            seen.push(wait);
+    fn the_checkpointer_is_woken_by_wal_growth_and_after_a_restart() {
+        // Commits of 10 frames each: a wake every CHECKPOINT_PAGES frames, not every commit,
+        // and never more than one commit late.
+        let step = 10;
+        let mut woken = 0;
+        let mut wakes_at = vec![0];
+        for frames in (step..=1000).step_by(step as usize) {
+            if wakes(woken, frames) {
+                woken = frames;
+                wakes_at.push(frames);
+            }
         }
-        assert_eq!(seen[0], CHECKPOINT_EVERY * 2);
-        assert!(seen.windows(2).all(|w| w[0] <= w[1]));
-        assert_eq!(*seen.last().unwrap(), CHECKPOINT_IDLE);
-        assert_eq!(next_wait(CHECKPOINT_IDLE, true), CHECKPOINT_EVERY);
+        assert!(wakes_at.len() > 2, "{wakes_at:?}");
+        assert!(
+            wakes_at
+                .windows(2)
+                .all(|w| (CHECKPOINT_PAGES..CHECKPOINT_PAGES + step).contains(&(w[1] - w[0]))),
+            "{wakes_at:?}"
+        );
+        // The WAL restarted at its beginning: the next commit wakes it again.
+        assert!(wakes(woken, 10));
+        assert!(!wakes(10, 10 + CHECKPOINT_PAGES - 1));
     }
 }
