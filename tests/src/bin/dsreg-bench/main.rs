@@ -80,6 +80,9 @@ const SEED: u64 = 20_260_101;
 struct Opts {
     quick: bool,
     phase: Duration,
+    /// A directory of populated databases kept between runs (`--populated DIR`): for profiling
+    /// iterations; delete it whenever `populate` or the schema changes.
+    populated: Option<std::path::PathBuf>,
 }
 
 /// Report generator over an existing fleet: random device order, fresh report ids.
@@ -88,13 +91,29 @@ struct Gen {
     templates: Arc<Templates>,
     devices: u64,
     cursor: Arc<AtomicU64>,
+    /// Every report a state change (the full-row run): the agent's spool depth moves with
+    /// each report, so no report repeats its device's stored state and each takes the
+    /// writer's full path (part and device rows rewritten, view merged and re-diagnosed).
+    changing: bool,
 }
 
 impl Gen {
     fn report(&self, now_s: i64) -> Report {
         let k = self.cursor.fetch_add(1, Ordering::Relaxed);
         let i = mix(k ^ 0x6265_6e63) % self.devices;
-        build_report(&self.templates, SEED, i, profile_of(SEED, i), now_s, true)
+        let mut r = build_report(&self.templates, SEED, i, profile_of(SEED, i), now_s, true);
+        if self.changing {
+            r.agent.get_or_insert_default().spool_depth = 1 + (k % 100_000) as u32;
+        }
+        r
+    }
+
+    /// The same fleet, every report a state change.
+    fn changing(&self) -> Gen {
+        Gen {
+            changing: true,
+            ..self.clone()
+        }
     }
 
     fn batch(&self, n: usize) -> ReportBatch {
@@ -118,12 +137,31 @@ struct Run {
     busy: u64,
     elapsed: Duration,
     lat: Latencies,
+    /// The collector's longest group commit during the run (zero for the ceilings).
+    longest_commit: Duration,
 }
 
 impl Run {
     fn rps(&self) -> f64 {
         self.acked as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// The slowest call, ms ("-" when none).
+    fn worst(&mut self) -> String {
+        ms(self.lat.percentile(100.0))
+    }
+
+    fn worst_s(&mut self) -> f64 {
+        self.lat.percentile(100.0).map_or(0.0, |d| d.as_secs_f64())
+    }
+}
+
+/// Runs one collector phase and records the longest group commit during it.
+async fn phase(run: impl std::future::Future<Output = anyhow::Result<Run>>) -> anyhow::Result<Run> {
+    let _ = dsreg_collector::bench::take_longest_commit();
+    let mut r = run.await?;
+    r.longest_commit = dsreg_collector::bench::take_longest_commit();
+    Ok(r)
 }
 
 async fn clients(addr: SocketAddr) -> anyhow::Result<Vec<TelemetryClient<Channel>>> {
@@ -247,6 +285,7 @@ async fn open_loop(
         busy: busy.load(Ordering::Relaxed),
         elapsed: start.elapsed(),
         lat,
+        longest_commit: Duration::ZERO,
     })
 }
 
@@ -258,6 +297,8 @@ struct Results {
     unary: Run,
     p99_unary: Run,
     p99_batched: Run,
+    /// Batched, closed loop, every report a state change (the full-row path).
+    full: Run,
     group: f64,
     grpc_batched: Run,
     grpc_unary: Run,
@@ -283,12 +324,38 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         templates: Arc::new(Templates::new()),
         devices,
         cursor: Arc::new(AtomicU64::new(0)),
+        changing: false,
     };
     let db = dir.join(format!("bench-{devices}.db"));
-    eprintln!("[{devices} devices] pre-populating {}", db.display());
-    let populate = {
-        let (db, g) = (db.clone(), gen_.clone());
-        tokio::task::spawn_blocking(move || populate(&db, &g, devices)).await??
+    let kept = opts
+        .populated
+        .as_ref()
+        .map(|d| d.join(format!("bench-{devices}.db")));
+    let populate = match &kept {
+        Some(k) if k.exists() => {
+            eprintln!("[{devices} devices] copying the populated {}", k.display());
+            std::fs::copy(k, &db).with_context(|| format!("copying {}", k.display()))?;
+            // Write the copy back now: gigabytes of dirty pages flushed during the runs would
+            // slow every fsync of the collector.
+            std::fs::File::open(&db)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("syncing {}", db.display()))?;
+            Duration::ZERO
+        }
+        _ => {
+            eprintln!("[{devices} devices] pre-populating {}", db.display());
+            let took = {
+                let (db, g) = (db.clone(), gen_.clone());
+                tokio::task::spawn_blocking(move || populate(&db, &g, devices)).await??
+            };
+            if let Some(k) = &kept {
+                std::fs::copy(&db, k).with_context(|| format!("keeping {}", k.display()))?;
+                std::fs::File::open(k)
+                    .and_then(|f| f.sync_all())
+                    .with_context(|| format!("syncing {}", k.display()))?;
+            }
+            took
+        }
     };
     eprintln!("[{devices} devices] populated in {populate:.1?}");
 
@@ -313,20 +380,24 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
     let before = tokio::task::spawn_blocking(scrape).await??;
     eprintln!("[{devices} devices] collector: batched");
     let writer_cpu = thread_cpu_s("dsreg-sqlite-wr");
-    let batched = closed_loop(addr, &gen_, BATCH, BATCH_CLIENTS, opts.phase).await?;
+    let batched = phase(closed_loop(addr, &gen_, BATCH, BATCH_CLIENTS, opts.phase)).await?;
     let writer_us =
         (thread_cpu_s("dsreg-sqlite-wr") - writer_cpu) * 1e6 / batched.acked.max(1) as f64;
+    eprintln!(
+        "[{devices} devices] batched: {:.0} reports/s, writer thread CPU {writer_us:.1} µs/report",
+        batched.rps()
+    );
     eprintln!("[{devices} devices] collector: batched, {FEW_CLIENTS} clients");
-    let few = closed_loop(addr, &gen_, BATCH, FEW_CLIENTS, opts.phase).await?;
+    let few = phase(closed_loop(addr, &gen_, BATCH, FEW_CLIENTS, opts.phase)).await?;
     let after = tokio::task::spawn_blocking(scrape).await??;
     let commits = metric_sum(&after, "dsreg_store_commit_duration_seconds_count")
         - metric_sum(&before, "dsreg_store_commit_duration_seconds_count");
     let group = batched.acked as f64 / commits.max(1.0);
     eprintln!("[{devices} devices] collector: unary");
-    let unary = closed_loop(addr, &gen_, 1, UNARY_CLIENTS, opts.phase).await?;
+    let unary = phase(closed_loop(addr, &gen_, 1, UNARY_CLIENTS, opts.phase)).await?;
     eprintln!("[{devices} devices] collector: p99 at {P99_RATE} reports/s");
     let before_open = tokio::task::spawn_blocking(scrape).await??;
-    let p99_unary = open_loop(addr, &gen_, 1, P99_RATE, opts.phase).await?;
+    let p99_unary = phase(open_loop(addr, &gen_, 1, P99_RATE, opts.phase)).await?;
     let after_open = tokio::task::spawn_blocking(scrape).await??;
     let commit = "dsreg_store_commit_duration_seconds";
     let commit_p50_p99 = (
@@ -345,8 +416,17 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         let d = opts.phase;
         tokio::task::spawn_blocking(move || api::probe(http_addr, SEED, devices, d))
     };
-    let p99_batched = open_loop(addr, &gen_, BATCH, P99_RATE, opts.phase).await?;
+    let p99_batched = phase(open_loop(addr, &gen_, BATCH, P99_RATE, opts.phase)).await?;
     let api = probe.await??;
+    eprintln!("[{devices} devices] collector: batched, every report a state change");
+    let full = phase(closed_loop(
+        addr,
+        &gen_.changing(),
+        BATCH,
+        BATCH_CLIENTS,
+        opts.phase,
+    ))
+    .await?;
     let rss = rss_mib();
     let _ = stop.send(());
     server.await?.context("collector")?;
@@ -386,6 +466,7 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         unary,
         p99_unary,
         p99_batched,
+        full,
         group,
         grpc_batched,
         grpc_unary,
@@ -404,55 +485,77 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
 fn print_table(rs: &mut [Results]) {
     println!();
     println!(
-        "| devices | path | collector reports/s | p50 ms | p99 ms | gRPC ceiling reports/s | collector/gRPC | storage ceiling reports/s | collector/storage |"
+        "| devices | path | collector reports/s | p50 ms | p99 ms | worst call ms | longest group commit ms | gRPC ceiling reports/s | collector/gRPC | storage ceiling reports/s | collector/storage |"
     );
-    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in rs.iter_mut() {
-        let storage_b = r.batched.rps() / r.storage_rps.max(1e-9);
-        println!(
-            "| {} | batched ({BATCH}/call, {BATCH_CLIENTS} clients, closed loop) | {:.0} | {} | {} | {:.0} | {:.2} | {:.0} | {:.2} |",
-            r.devices,
-            r.batched.rps(),
-            ms(r.batched.lat.percentile(50.0)),
-            ms(r.batched.lat.percentile(99.0)),
-            r.grpc_batched.rps(),
-            r.batched.rps() / r.grpc_batched.rps().max(1e-9),
-            r.storage_rps,
-            storage_b,
-        );
-        println!(
-            "| {} | batched ({BATCH}/call, {FEW_CLIENTS} clients, closed loop) | {:.0} | {} | {} | | | | |",
-            r.devices,
-            r.few.rps(),
-            ms(r.few.lat.percentile(50.0)),
-            ms(r.few.lat.percentile(99.0)),
-        );
-        println!(
-            "| {} | unary (1/call, {UNARY_CLIENTS} in flight, closed loop) | {:.0} | {} | {} | {:.0} | {:.2} | | |",
-            r.devices,
-            r.unary.rps(),
-            ms(r.unary.lat.percentile(50.0)),
-            ms(r.unary.lat.percentile(99.0)),
-            r.grpc_unary.rps(),
-            r.unary.rps() / r.grpc_unary.rps().max(1e-9),
-        );
-        for (name, run) in [("unary", &mut r.p99_unary), ("batched", &mut r.p99_batched)] {
+        let devices = r.devices;
+        let ceilings = |rps: f64, grpc: Option<f64>, storage: Option<f64>| {
+            let ratio = |c: Option<f64>| {
+                c.map_or(" | ".to_string(), |c| {
+                    format!("{c:.0} | {:.2}", rps / c.max(1e-9))
+                })
+            };
+            format!("{} | {}", ratio(grpc), ratio(storage))
+        };
+        let rows: [(String, &mut Run, Option<f64>, Option<f64>); 6] = [
+            (
+                format!("batched ({BATCH}/call, {BATCH_CLIENTS} clients, closed loop)"),
+                &mut r.batched,
+                Some(r.grpc_batched.rps()),
+                Some(r.storage_rps),
+            ),
+            (
+                format!("batched ({BATCH}/call, {FEW_CLIENTS} clients, closed loop)"),
+                &mut r.few,
+                None,
+                None,
+            ),
+            (
+                format!("unary (1/call, {UNARY_CLIENTS} in flight, closed loop)"),
+                &mut r.unary,
+                Some(r.grpc_unary.rps()),
+                None,
+            ),
+            (
+                format!("unary at {P99_RATE:.0} reports/s offered (open loop)"),
+                &mut r.p99_unary,
+                None,
+                None,
+            ),
+            (
+                format!("batched at {P99_RATE:.0} reports/s offered (open loop)"),
+                &mut r.p99_batched,
+                None,
+                None,
+            ),
+            (
+                format!("full rows: batched, {BATCH_CLIENTS} clients, every report a state change"),
+                &mut r.full,
+                None,
+                Some(r.storage_full_rps),
+            ),
+        ];
+        for (name, run, grpc, storage) in rows {
             println!(
-                "| {} | {name} at {P99_RATE:.0} reports/s offered (open loop) | {:.0} | {} | {} | | | | |",
-                r.devices,
+                "| {devices} | {name} | {:.0} | {} | {} | {} | {} | {} |",
                 run.rps(),
                 ms(run.lat.percentile(50.0)),
                 ms(run.lat.percentile(99.0)),
+                run.worst(),
+                ms(Some(run.longest_commit)),
+                ceilings(run.rps(), grpc, storage),
             );
         }
     }
     println!();
     for r in rs.iter_mut() {
         println!(
-            "{} devices: storage ceiling writing full rows (part + device upserts, no heartbeat shortcut) {:.0} reports/s ({:.2} of it)",
+            "{} devices: storage ceiling writing full rows (part + device upserts, no heartbeat shortcut) {:.0} reports/s; the heartbeat batched run is {:.2} of it, the full-row run {:.2}",
             r.devices,
             r.storage_full_rps,
             r.batched.rps() / r.storage_full_rps.max(1e-9),
+            r.full.rps() / r.storage_full_rps.max(1e-9),
         );
         let bound = |b: Option<f64>| b.map_or("n/a".to_string(), |s| format!("<= {}", s * 1e3));
         println!(
@@ -497,24 +600,40 @@ fn print_table(rs: &mut [Results]) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    if let Some(bad) = args.iter().find(|a| *a != "--quick") {
-        anyhow::bail!("unknown argument {bad:?}; usage: dsreg-bench [--quick]");
+    let usage = "usage: dsreg-bench [--quick] [--devices N] [--populated DIR]";
+    let mut quick = false;
+    let mut only: Option<u64> = None;
+    let mut populated = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--devices" => {
+                let v = args.next().context(usage)?;
+                let n =
+                    v.parse::<u64>().ok().filter(|n| *n > 0).with_context(|| {
+                        format!("--devices {v:?}: not a positive count; {usage}")
+                    })?;
+                only = Some(n);
+            }
+            "--populated" => populated = Some(args.next().context(usage)?.into()),
+            _ => anyhow::bail!("unknown argument {a:?}; {usage}"),
+        }
     }
     let opts = Opts {
         quick,
         phase: Duration::from_secs(if quick { 10 } else { 15 }),
+        populated,
     };
     let started = Instant::now();
     let dir = tempfile::Builder::new().prefix("dsreg-bench").tempdir()?;
-    let sizes: &[u64] = if opts.quick {
-        &[100_000]
-    } else {
-        &[100_000, 1_000_000]
+    let sizes: Vec<u64> = match only {
+        Some(n) => vec![n],
+        None if opts.quick => vec![100_000],
+        None => vec![100_000, 1_000_000],
     };
     let mut results = Vec::new();
-    for &devices in sizes {
+    for &devices in &sizes {
         results.push(measure(&opts, devices, dir.path()).await?);
     }
     print_table(&mut results);
@@ -526,8 +645,32 @@ async fn main() -> anyhow::Result<()> {
         .lat
         .percentile(99.0)
         .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+    // The worst call and longest group commit over every collector phase of the last size.
+    let worst_call_ms = [
+        &mut last.batched,
+        &mut last.few,
+        &mut last.unary,
+        &mut last.p99_unary,
+        &mut last.p99_batched,
+        &mut last.full,
+    ]
+    .into_iter()
+    .map(|r| r.worst_s() * 1000.0)
+    .fold(0.0, f64::max);
+    let longest_commit_ms = [
+        &last.batched,
+        &last.few,
+        &last.unary,
+        &last.p99_unary,
+        &last.p99_batched,
+        &last.full,
+    ]
+    .iter()
+    .map(|r| r.longest_commit.as_secs_f64() * 1000.0)
+    .fold(0.0, f64::max);
+    let full_rps = last.full.rps();
     println!(
-        "RESULT batched_rps={:.0} unary_rps={:.0} p99_ms={:.2} storage_ceiling_rps={:.0} grpc_ceiling_rps={:.0} storage_ratio={:.2} grpc_ratio={:.2} devices={} api_failures_p99_ms={:.2} api_agents_p99_ms={:.2} api_device_list_p99_ms={:.2} api_device_doc_p99_ms={:.2}",
+        "RESULT batched_rps={:.0} unary_rps={:.0} p99_ms={:.2} storage_ceiling_rps={:.0} grpc_ceiling_rps={:.0} storage_ratio={:.2} grpc_ratio={:.2} devices={} api_failures_p99_ms={:.2} api_agents_p99_ms={:.2} api_device_list_p99_ms={:.2} api_device_doc_p99_ms={:.2} worst_call_ms={worst_call_ms:.1} longest_commit_ms={longest_commit_ms:.1} full_rows_rps={full_rps:.0} full_rows_ceiling_rps={:.0} full_rows_ratio={:.2} writer_us_per_report={:.1}",
         batched,
         last.unary.rps(),
         p99,
@@ -540,6 +683,9 @@ async fn main() -> anyhow::Result<()> {
         api::p99_ms(&mut last.api.agents),
         api::p99_ms(&mut last.api.device_list),
         api::p99_ms(&mut last.api.device_doc),
+        last.storage_full_rps,
+        full_rps / last.storage_full_rps.max(1e-9),
+        last.writer_us,
     );
     Ok(())
 }
