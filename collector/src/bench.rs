@@ -45,7 +45,7 @@ pub fn populate(
     let tx = conn.transaction()?;
     let mut n = 0;
     for r in reports {
-        apply::report(&tx, &r, now_ms, history_per_device)?;
+        apply::incoming(&tx, &apply::Incoming::new(r), now_ms, history_per_device)?;
         n += 1;
     }
     tx.commit()?;

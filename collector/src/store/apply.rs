@@ -287,16 +287,58 @@ fn same_failure(a: &Option<FailureFacts>, b: &Option<FailureFacts>) -> bool {
     }
 }
 
-/// Applies one validated report; see the module docs.
+/// A validated report with what the writer derives from it before any SQL: its snapshot's
+/// encoding and the content hash. [`Incoming::new`] runs on the caller's side of the writer
+/// queue (`Store::enqueue`, a tokio worker), so the single writer thread does not spend its
+/// time hashing.
+pub struct Incoming {
+    /// The report.
+    pub report: Report,
+    /// Its snapshot, encoded (empty without one).
+    encoded: Vec<u8>,
+    /// [`content_hash`] of the report.
+    hash: i64,
+}
+
+impl Incoming {
+    /// Encodes the snapshot once and hashes the report.
+    pub fn new(report: Report) -> Incoming {
+        let encoded = report
+            .snapshot
+            .as_ref()
+            .map(Message::encode_to_vec)
+            .unwrap_or_default();
+        let hash = content_hash(&report, &encoded) as i64;
+        Incoming {
+            report,
+            encoded,
+            hash,
+        }
+    }
+}
+
+/// Applies one validated report; see the module docs. The writer uses [`incoming`] with the
+/// hashes already made; this is the same for one report at hand (the tests).
+#[cfg(test)]
 pub fn report(
     conn: &Connection,
     r: &Report,
     now: i64,
     history_per_device: u32,
 ) -> rusqlite::Result<Applied> {
-    let encoded = r.snapshot.as_ref().map(Message::encode_to_vec);
-    let encoded = encoded.as_deref().unwrap_or_default();
-    let hash = content_hash(r, encoded) as i64;
+    incoming(conn, &Incoming::new(r.clone()), now, history_per_device)
+}
+
+/// Applies one validated report whose hashes are made; see the module docs.
+pub fn incoming(
+    conn: &Connection,
+    inc: &Incoming,
+    now: i64,
+    history_per_device: u32,
+) -> rusqlite::Result<Applied> {
+    let r = &inc.report;
+    let encoded = inc.encoded.as_slice();
+    let hash = inc.hash;
     let inserted = conn.prepare_cached(INSERT_REPORT)?.execute(params![
         r.report_id,
         r.machine_id,

@@ -101,7 +101,7 @@ pub struct BatchOutcome {
 
 pub(crate) enum Msg {
     Batch {
-        reports: Vec<Report>,
+        reports: Vec<apply::Incoming>,
         reply: oneshot::Sender<Result<BatchOutcome, StoreError>>,
         /// The batch's share of the queue budget, released once it is answered.
         permit: tokio::sync::OwnedSemaphorePermit,
@@ -264,6 +264,8 @@ impl Store {
             .clone()
             .try_acquire_many_owned(u32::try_from(want).unwrap_or(u32::MAX))
             .map_err(|_| StoreError::Full)?;
+        // Hashed here, on the caller's thread, not on the single writer's.
+        let reports = reports.into_iter().map(apply::Incoming::new).collect();
         self.tx
             .try_send(Msg::Batch {
                 reports,

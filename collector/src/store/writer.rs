@@ -52,6 +52,7 @@ pub const WAL_SAFETY_PAGES: i32 = 32_768;
 static LONGEST_COMMIT_US: AtomicU64 = AtomicU64::new(0);
 
 /// Reads and resets the longest COMMIT since the last call.
+#[cfg(feature = "bench")]
 pub fn take_longest_commit() -> Duration {
     Duration::from_micros(LONGEST_COMMIT_US.swap(0, Ordering::Relaxed))
 }
@@ -255,7 +256,7 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, group: Vec<(Vec<dsreg_proto::v1::Report>, Reply)>) {
+    fn commit_group(&mut self, group: Vec<(Vec<apply::Incoming>, Reply)>) {
         let started = Instant::now();
         let received_at = now_ms();
         let history = self.history_per_device;
@@ -278,16 +279,17 @@ impl Writer {
         let mut tx = tx;
         let machine_ids: Vec<String> = group
             .iter()
-            .flat_map(|(reports, _)| reports.iter().map(|r| r.machine_id.clone()))
+            .flat_map(|(reports, _)| reports.iter().map(|r| r.report.machine_id.clone()))
             .collect();
         for (reports, reply) in group {
             let result = (|| -> Result<Vec<Applied>, StoreError> {
                 let sp = tx.savepoint()?;
                 let mut out = Vec::with_capacity(reports.len());
-                for r in &reports {
+                for inc in &reports {
+                    let r = &inc.report;
                     let _span =
                         tracing::debug_span!("report", machine_id = %r.machine_id).entered();
-                    let applied = apply::report(&sp, r, received_at, history)?;
+                    let applied = apply::incoming(&sp, inc, received_at, history)?;
                     tracing::debug!(
                         report_id = %r.report_id,
                         status = ?applied.result.status(),
