@@ -91,12 +91,14 @@ impl Storage {
     }
 
     /// Derives what the writer derives from `report` before writing (outside the timed part).
-    pub fn prepare(mut report: Report) -> Prepared {
-        let context = ExecutionContext::try_from(report.execution_context).unwrap_or_default();
-        let encoded = report.snapshot.as_ref().map(prost::Message::encode_to_vec);
-        let encoded = encoded.unwrap_or_default();
-        let hash = apply::content_hash(&report, &encoded) as i64;
-        let state = heartbeat::state_hash(&report, context, &encoded);
+    pub fn prepare(report: Report) -> Prepared {
+        let apply::Incoming {
+            mut report,
+            hash,
+            context,
+            state,
+            ..
+        } = apply::Incoming::new(report);
         let snapshot = report.snapshot.take().unwrap_or_default();
         Prepared {
             hash,

@@ -288,16 +288,20 @@ fn same_failure(a: &Option<FailureFacts>, b: &Option<FailureFacts>) -> bool {
 }
 
 /// A validated report with what the writer derives from it before any SQL: its snapshot's
-/// encoding and the content hash. [`Incoming::new`] runs on the caller's side of the writer
-/// queue (`Store::enqueue`, a tokio worker), so the single writer thread does not spend its
-/// time hashing.
+/// encoding, the content hash and the state hash. [`Incoming::new`] runs on the caller's
+/// side of the writer queue (`Store::enqueue`, a tokio worker), so the single writer thread
+/// does not spend its time hashing.
 pub struct Incoming {
     /// The report.
     pub report: Report,
     /// Its snapshot, encoded (empty without one).
     encoded: Vec<u8>,
     /// [`content_hash`] of the report.
-    hash: i64,
+    pub hash: i64,
+    /// Its execution context.
+    pub context: ExecutionContext,
+    /// `heartbeat::state_hash` of the report.
+    pub state: Option<i64>,
 }
 
 impl Incoming {
@@ -309,10 +313,14 @@ impl Incoming {
             .map(Message::encode_to_vec)
             .unwrap_or_default();
         let hash = content_hash(&report, &encoded) as i64;
+        let context = ExecutionContext::try_from(report.execution_context).unwrap_or_default();
+        let state = super::heartbeat::state_hash(&report, context, &encoded);
         Incoming {
             report,
             encoded,
             hash,
+            context,
+            state,
         }
     }
 }
@@ -374,10 +382,9 @@ pub fn incoming(
         None => {}
     }
 
-    let context = ExecutionContext::try_from(r.execution_context).unwrap_or_default();
+    let (context, state) = (inc.context, inc.state);
     let part = Part::of(context);
     let collected = r.collected_at.as_ref().map(ts_ms);
-    let state = super::heartbeat::state_hash(r, context, encoded);
 
     // One read of the device row: its facts, and this part's latest collection time and
     // state hash (heartbeats write only that row, see the schema's step 3).

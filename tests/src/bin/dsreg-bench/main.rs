@@ -150,10 +150,6 @@ impl Run {
     fn worst(&mut self) -> String {
         ms(self.lat.percentile(100.0))
     }
-
-    fn worst_s(&mut self) -> f64 {
-        self.lat.percentile(100.0).map_or(0.0, |d| d.as_secs_f64())
-    }
 }
 
 /// Runs one collector phase and records the longest group commit during it.
@@ -646,28 +642,19 @@ async fn main() -> anyhow::Result<()> {
         .percentile(99.0)
         .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
     // The worst call and longest group commit over every collector phase of the last size.
-    let worst_call_ms = [
+    let (mut worst_call_ms, mut longest_commit_ms) = (0.0f64, 0.0f64);
+    for r in [
         &mut last.batched,
         &mut last.few,
         &mut last.unary,
         &mut last.p99_unary,
         &mut last.p99_batched,
         &mut last.full,
-    ]
-    .into_iter()
-    .map(|r| r.worst_s() * 1000.0)
-    .fold(0.0, f64::max);
-    let longest_commit_ms = [
-        &last.batched,
-        &last.few,
-        &last.unary,
-        &last.p99_unary,
-        &last.p99_batched,
-        &last.full,
-    ]
-    .iter()
-    .map(|r| r.longest_commit.as_secs_f64() * 1000.0)
-    .fold(0.0, f64::max);
+    ] {
+        let worst = r.lat.percentile(100.0).unwrap_or_default();
+        worst_call_ms = worst_call_ms.max(worst.as_secs_f64() * 1000.0);
+        longest_commit_ms = longest_commit_ms.max(r.longest_commit.as_secs_f64() * 1000.0);
+    }
     let full_rps = last.full.rps();
     println!(
         "RESULT batched_rps={:.0} unary_rps={:.0} p99_ms={:.2} storage_ceiling_rps={:.0} grpc_ceiling_rps={:.0} storage_ratio={:.2} grpc_ratio={:.2} devices={} api_failures_p99_ms={:.2} api_agents_p99_ms={:.2} api_device_list_p99_ms={:.2} api_device_doc_p99_ms={:.2} worst_call_ms={worst_call_ms:.1} longest_commit_ms={longest_commit_ms:.1} full_rows_rps={full_rps:.0} full_rows_ceiling_rps={:.0} full_rows_ratio={:.2} writer_us_per_report={:.1}",
