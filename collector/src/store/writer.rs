@@ -1,8 +1,12 @@
 //! The SQLite writer thread: the only write connection, group commit, ack after COMMIT.
 //!
 //! Loop: block for one message, then take whatever else is already queued (up to
-//! [`GROUP_MAX_BATCHES`] batches / [`GROUP_MAX_REPORTS`] reports) into ONE transaction. Each
-//! batch runs under its own SAVEPOINT, so a batch that fails is rolled back alone and answered
+//! [`GROUP_MAX_BATCHES`] batches / [`GROUP_MAX_REPORTS`] reports) into ONE transaction, in
+//! arrival order. A group also stops taking batches once it has worked [`GROUP_MAX_WORK`]; the
+//! batches it did not reach stay first in line for the next group, so no batch waits behind
+//! more than one long group (a group of full reports takes ~170 µs each: 3 200 of them in one
+//! group made a call that just missed it wait over a second). Each batch runs under its own
+//! SAVEPOINT, so a batch that fails is rolled back alone and answered
 //! with its error while the others commit. Replies and fleet updates happen only after COMMIT
 //! returned: an ack therefore always describes durable data, and the in-memory aggregates never
 //! run ahead of the disk. On `Close` (or when every sender is gone) the writer finishes the
@@ -20,6 +24,7 @@
 //! unchanged: a COMMIT is acked only after the WAL is synced (`synchronous=FULL`);
 //! checkpointing only moves already-durable pages.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,6 +41,11 @@ use crate::metrics::Metrics;
 pub const GROUP_MAX_BATCHES: usize = 1024;
 /// Most reports committed in one transaction (a group stops growing past this).
 pub const GROUP_MAX_REPORTS: usize = 20_000;
+/// How long a group applies batches before it commits what it has (at least one batch): a
+/// bound on how long a newly queued batch can wait behind the group in progress, whatever its
+/// reports cost. Heartbeat groups stay under it at 1M devices (3 200 reports ≈ 160 ms); groups
+/// of full reports are cut into a few commits (docs/performance.md, "The worst call").
+pub const GROUP_MAX_WORK: Duration = Duration::from_millis(200);
 /// New WAL frames after which the writer wakes the checkpointer. Small, so each checkpoint's
 /// database fsync is small: a heartbeat dirties a random page of a large file, and a COMMIT's
 /// WAL sync queues behind a long checkpoint fsync (the measured trade-off: docs/performance.md,
@@ -151,6 +161,16 @@ pub struct Writer {
     history_per_device: u32,
     alive: Arc<AtomicBool>,
     commits: Arc<AtomicU64>,
+    /// [`GROUP_MAX_WORK`]; tests shorten it.
+    group_work: Duration,
+}
+
+/// A batch taken from the queue and not yet committed.
+struct Queued {
+    reports: Vec<apply::Incoming>,
+    reply: Reply,
+    /// The batch's share of the queue budget, released once it is answered.
+    permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Marks the writer dead however the thread ends (return or panic).
@@ -186,6 +206,7 @@ impl Writer {
             history_per_device,
             alive,
             commits,
+            group_work: GROUP_MAX_WORK,
         }
     }
 
@@ -196,24 +217,31 @@ impl Writer {
         self.conn.set_prepared_statement_cache_capacity(64);
         let checkpointer = Checkpointer::start(&mut self.conn);
         let mut closing: Option<oneshot::Sender<()>> = None;
+        // Batches taken from the channel and not yet committed, in arrival order: what a
+        // group cut short by GROUP_MAX_WORK left comes first in the next one.
+        let mut queued: VecDeque<Queued> = VecDeque::new();
+        let mut queued_reports = 0;
         while closing.is_none() {
-            let Some(first) = rx.blocking_recv() else {
-                break;
+            let mut next = match queued.is_empty() {
+                true => match rx.blocking_recv() {
+                    Some(msg) => Some(msg),
+                    None => break,
+                },
+                false => rx.try_recv().ok(),
             };
-            let mut group = Vec::new();
-            let mut permits = Vec::new();
-            let mut reports = 0;
-            let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Batch {
-                        reports: r,
+                        reports,
                         reply,
                         permit,
                     } => {
-                        reports += r.len();
-                        group.push((r, reply));
-                        permits.push(permit);
+                        queued_reports += reports.len();
+                        queued.push_back(Queued {
+                            reports,
+                            reply,
+                            permit,
+                        });
                     }
                     Msg::Prune { cutoff_ms, reply } => {
                         let _ = reply.send(apply::prune(&self.conn, cutoff_ms).map_err(Into::into));
@@ -223,22 +251,37 @@ impl Writer {
                         break;
                     }
                 }
-                if group.len() < GROUP_MAX_BATCHES && reports < GROUP_MAX_REPORTS {
+                if queued.len() < GROUP_MAX_BATCHES && queued_reports < GROUP_MAX_REPORTS {
                     next = rx.try_recv().ok();
                 }
             }
-            if !group.is_empty() {
-                self.commit_group(group);
+            if !queued.is_empty() {
+                queued_reports -= self.commit_group(&mut queued);
             }
-            drop(permits);
+        }
+        // Whatever a cut-short group left, then (on Close) the stragglers: everything queued
+        // before Close was sent by drained requests.
+        while !queued.is_empty() {
+            self.commit_group(&mut queued);
         }
         if closing.is_some() {
-            // Everything queued before Close was sent by drained requests; answer stragglers.
             rx.close();
             while let Ok(msg) = rx.try_recv() {
-                if let Msg::Batch { reports, reply, .. } = msg {
-                    self.commit_group(vec![(reports, reply)]);
+                if let Msg::Batch {
+                    reports,
+                    reply,
+                    permit,
+                } = msg
+                {
+                    queued.push_back(Queued {
+                        reports,
+                        reply,
+                        permit,
+                    });
                 }
+            }
+            while !queued.is_empty() {
+                self.commit_group(&mut queued);
             }
         }
         drop(checkpointer);
@@ -256,11 +299,13 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, group: Vec<(Vec<apply::Incoming>, Reply)>) {
+    /// Applies batches from the front of `queued` in ONE transaction until [`GROUP_MAX_WORK`]
+    /// has passed (at least one batch), commits, then answers them; the rest stay queued.
+    /// Returns how many reports it took off the queue.
+    fn commit_group(&mut self, queued: &mut VecDeque<Queued>) -> usize {
         let started = Instant::now();
         let received_at = now_ms();
         let history = self.history_per_device;
-        let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
         // IMMEDIATE: take the write lock up front. A DEFERRED transaction that read first and
         // then finds the lock taken fails with SQLITE_BUSY without waiting.
         let tx = match self
@@ -270,18 +315,27 @@ impl Writer {
             Ok(tx) => tx,
             Err(e) => {
                 tracing::error!(error = %e, "cannot begin transaction");
-                for (_, reply) in group {
-                    let _ = reply.send(Err(StoreError::Commit(e.to_string())));
+                let mut taken = 0;
+                for q in queued.drain(..) {
+                    taken += q.reports.len();
+                    let _ = q.reply.send(Err(StoreError::Commit(e.to_string())));
                 }
-                return;
+                return taken;
             }
         };
         let mut tx = tx;
-        let machine_ids: Vec<String> = group
-            .iter()
-            .flat_map(|(reports, _)| reports.iter().map(|r| r.report.machine_id.clone()))
-            .collect();
-        for (reports, reply) in group {
+        let mut pending: Vec<Pending> = Vec::new();
+        // Kept until the replies are sent: the batches' queue budget, and their machine ids
+        // should the COMMIT fail.
+        let mut done: Vec<(Vec<apply::Incoming>, tokio::sync::OwnedSemaphorePermit)> = Vec::new();
+        let mut taken = 0;
+        while let Some(q) = queued.pop_front() {
+            let Queued {
+                reports,
+                reply,
+                permit,
+            } = q;
+            taken += reports.len();
             let result = (|| -> Result<Vec<Applied>, StoreError> {
                 let sp = tx.savepoint()?;
                 let mut out = Vec::with_capacity(reports.len());
@@ -305,6 +359,10 @@ impl Writer {
                 tracing::error!(error = %e, "batch rolled back");
             }
             pending.push((reply, result));
+            done.push((reports, permit));
+            if started.elapsed() >= self.group_work {
+                break;
+            }
         }
         if let Err(e) = tx.commit() {
             tracing::error!(error = %e, "group commit failed");
@@ -322,6 +380,10 @@ impl Writer {
             }
             // The fleet was not touched, but the disk may hold part of the group (see
             // `read::refresh_fleet`): make the aggregates equal to the disk again.
+            let machine_ids: Vec<String> = done
+                .iter()
+                .flat_map(|(reports, _)| reports.iter().map(|r| r.report.machine_id.clone()))
+                .collect();
             match super::read::refresh_fleet(&self.conn, &self.fleet, &machine_ids) {
                 Ok(n) => {
                     tracing::warn!(devices = n, "fleet re-read from disk after a failed commit")
@@ -330,7 +392,7 @@ impl Writer {
                     tracing::error!(error = %e, "cannot re-read the fleet after a failed commit")
                 }
             }
-            return;
+            return taken;
         }
         self.commits.fetch_add(1, Ordering::SeqCst);
         let took = started.elapsed();
@@ -362,12 +424,70 @@ impl Writer {
             });
             let _ = reply.send(outcome);
         }
+        drop(done);
+        taken
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dsreg_proto::v1::ReportStatus;
+    use tokio::sync::oneshot::error::TryRecvError;
+
+    #[test]
+    fn a_group_commits_after_its_work_budget_and_leaves_the_rest_first_in_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open_write(&dir.path().join("w.db")).unwrap();
+        let commits = Arc::new(AtomicU64::new(0));
+        let mut w = Writer::new(
+            conn,
+            Arc::new(Fleet::new(Duration::from_secs(3600))),
+            Arc::new(Metrics::new()),
+            5,
+            Arc::new(AtomicBool::new(true)),
+            commits.clone(),
+        );
+        let budget = Arc::new(tokio::sync::Semaphore::new(10));
+        let mut queued = VecDeque::new();
+        let mut replies = Vec::new();
+        for n in 1..=3 {
+            let (reply, rx) = oneshot::channel();
+            queued.push_back(Queued {
+                reports: vec![apply::Incoming::new(super::super::tests::report(
+                    n, n, 0, 1,
+                ))],
+                reply,
+                permit: budget.clone().try_acquire_owned().unwrap(),
+            });
+            replies.push(rx);
+        }
+        let accepted = |rx: &mut oneshot::Receiver<_>| match rx.try_recv() {
+            Ok(Ok(BatchOutcome { results, .. })) => results
+                .iter()
+                .all(|r: &dsreg_proto::v1::ReportResult| r.status() == ReportStatus::Accepted),
+            _ => false,
+        };
+
+        // A spent budget: the group takes one batch, commits and answers it, and releases its
+        // share of the queue budget; the others wait, in order.
+        w.group_work = Duration::ZERO;
+        assert_eq!(w.commit_group(&mut queued), 1);
+        assert_eq!(commits.load(Ordering::SeqCst), 1);
+        assert_eq!((queued.len(), budget.available_permits()), (2, 8));
+        assert!(accepted(&mut replies[0]));
+        assert!(matches!(replies[1].try_recv(), Err(TryRecvError::Empty)));
+        let second = super::super::tests::report(2, 2, 0, 1).machine_id;
+        assert_eq!(queued[0].reports[0].report.machine_id, second);
+
+        // Within the budget, one group takes the rest.
+        w.group_work = GROUP_MAX_WORK;
+        assert_eq!(w.commit_group(&mut queued), 2);
+        assert_eq!(commits.load(Ordering::SeqCst), 2);
+        assert!(queued.is_empty());
+        assert_eq!(budget.available_permits(), 10);
+        assert!(accepted(&mut replies[1]) && accepted(&mut replies[2]));
+    }
 
     #[test]
     fn the_checkpointer_is_woken_by_wal_growth_and_after_a_restart() {
