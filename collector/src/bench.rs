@@ -133,7 +133,7 @@ impl Storage {
                 if heartbeat {
                     // The writer reads the rowid with the state hash it compares.
                     let rowid: i64 = conn
-                        .prepare_cached(&apply::stored_sql(row.part()))?
+                        .prepare_cached(apply::stored_sql(row.part()))?
                         .query_row([&r.machine_id], |c| c.get("device_rowid"))?;
                     heartbeat::refresh_times(
                         conn,

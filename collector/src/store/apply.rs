@@ -63,14 +63,17 @@ pub struct FleetUpdate {
 }
 
 /// The read of [`Stored`] for a report of `part`.
-pub(crate) fn stored_sql(part: Part) -> String {
-    format!(
-        "SELECT rowid AS device_rowid, {}, failing_since, history_at,
+pub(crate) fn stored_sql(part: Part) -> &'static str {
+    static SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    part.sql(&SQL, |part| {
+        format!(
+            "SELECT rowid AS device_rowid, {}, failing_since, history_at,
             {p}_collected_at AS part_collected_at, {p}_state_hash AS part_state_hash
          FROM devices WHERE machine_id = ?1",
-        super::FACT_COLUMNS,
-        p = part.label()
-    )
+            super::FACT_COLUMNS,
+            p = part.label()
+        )
+    })
 }
 
 /// Where [`Stored`]'s columns are in [`stored_sql`]'s rows, found by name once per part: the
@@ -388,7 +391,7 @@ pub fn incoming(
 
     // One read of the device row: its facts, and this part's latest collection time and
     // state hash (heartbeats write only that row, see the schema's step 3).
-    let mut read = conn.prepare_cached(&stored_sql(part))?;
+    let mut read = conn.prepare_cached(stored_sql(part))?;
     let at = StoredColumns::of(&read, part)?;
     let stored: Option<Stored> = read
         .query_row([&r.machine_id], |row| {

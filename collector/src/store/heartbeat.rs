@@ -22,6 +22,8 @@
 //! failure are exactly what a full apply would compute.
 
 use dsreg_proto::{ExecutionContext, Report};
+use std::sync::OnceLock;
+
 use rusqlite::{Connection, params};
 
 use super::apply::{Fnv, ts_ms};
@@ -67,17 +69,20 @@ pub(crate) fn refresh_times(
     let health = r.agent.unwrap_or_default();
     let last_delivery = health.last_delivery.as_ref().map(ts_ms);
     // The device view shows the agent health of the device part while there is one.
-    conn.prepare_cached(&format!(
-        "UPDATE devices SET last_seen = MAX(last_seen, ?2), collected_at = ?3,
-            last_report_id = ?4, execution_context = ?5,
-            agent_last_delivery = CASE WHEN ?6 = 'device' OR device_received_at IS NULL
-                THEN ?7 ELSE agent_last_delivery END,
-            {p}_report_id = ?4, {p}_collected_at = ?3, {p}_received_at = ?2,
-            {p}_last_delivery = ?7, history_at = COALESCE(?8, history_at)
-         WHERE rowid = ?1",
-        p = part.label()
-    ))?
-    .execute(params![
+    static SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    let sql = part.sql(&SQL, |part| {
+        format!(
+            "UPDATE devices SET last_seen = MAX(last_seen, ?2), collected_at = ?3,
+                last_report_id = ?4, execution_context = ?5,
+                agent_last_delivery = CASE WHEN ?6 = 'device' OR device_received_at IS NULL
+                    THEN ?7 ELSE agent_last_delivery END,
+                {p}_report_id = ?4, {p}_collected_at = ?3, {p}_received_at = ?2,
+                {p}_last_delivery = ?7, history_at = COALESCE(?8, history_at)
+             WHERE rowid = ?1",
+            p = part.label()
+        )
+    });
+    conn.prepare_cached(sql)?.execute(params![
         rowid,
         now,
         collected,

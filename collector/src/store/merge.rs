@@ -44,6 +44,17 @@ impl Part {
             Part::User => "user",
         }
     }
+
+    /// SQL that names this part's columns (`{p}_report_id`, …), built by `build` once per part
+    /// and process: the writer runs such statements for every report, and the statement cache
+    /// is keyed by the text, so building it per call cost a `format!` each time.
+    pub(crate) fn sql(
+        self,
+        cache: &'static [OnceLock<String>; 2],
+        build: fn(Part) -> String,
+    ) -> &'static str {
+        cache[self as usize].get_or_init(|| build(self))
+    }
 }
 
 /// Where each section of a merged snapshot came from: section name → part label.

@@ -139,7 +139,7 @@ fn the_writer_prepares_its_per_report_statements_once() {
         assert_eq!(applied.result.status(), ReportStatus::Accepted);
     }
     let device_row = apply::stored_sql(merge::Part::User);
-    for sql in [device_row.as_str(), apply::INSERT_REPORT] {
+    for sql in [device_row, apply::INSERT_REPORT] {
         let st = conn.prepare_cached(sql).unwrap();
         let runs = st.get_status(rusqlite::StatementStatus::Run);
         assert!(

@@ -9,6 +9,8 @@
 //! [`super::apply`] inside the writer's transaction (and by `crate::bench` for the storage
 //! ceiling).
 
+use std::sync::OnceLock;
+
 use dsreg_proto::v1::{Report, Snapshot};
 use dsreg_proto::{ExecutionContext, diagnosis};
 use prost::Message;
@@ -137,9 +139,11 @@ pub(crate) fn device(
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty());
     let fail = f.failure.as_ref();
-    let part = Part::of(context).label();
     let last_delivery = r.agent.and_then(|a| a.last_delivery).as_ref().map(ts_ms);
-    conn.prepare_cached(&format!("INSERT INTO devices (machine_id, hostname, ad_domain, entra_device_id, join_type,
+    static SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    let sql = Part::of(context).sql(&SQL, |part| {
+        let part = part.label();
+        format!("INSERT INTO devices (machine_id, hostname, ad_domain, entra_device_id, join_type,
             failure_phase, failure_cause, failure_code, failure_symbol, failing_since,
             failing_tests, without_prt, first_seen, last_seen, collected_at, last_report_id,
             agent_version, os_build, execution_context, snapshot,
@@ -168,35 +172,36 @@ pub(crate) fn device(
             agent_spool_dropped = excluded.agent_spool_dropped,
             agent_last_delivery = excluded.agent_last_delivery,
             agent_parse_warnings = excluded.agent_parse_warnings,
-            history_at = COALESCE(excluded.history_at, history_at)"))?.execute(params![
-            r.machine_id,
-            hostname,
-            ad_domain,
-            entra_id,
-            f.join_type,
-            fail.map(|x| &x.phase),
-            fail.map(|x| &x.cause),
-            fail.and_then(|x| x.code).map(i64::from),
-            fail.map(|x| &x.symbol),
-            failing_since,
-            i64::from(f.failing_tests),
-            f.without_prt,
-            now,
-            collected,
-            r.report_id,
-            agent.version,
-            r.os_build,
-            context.label(),
-            snapshot.encode_to_vec(),
-            last_delivery,
-            state,
-            f.not_targeted,
-            agent.spool_depth,
-            agent.spool_dropped,
-            agent.last_delivery,
-            agent.parse_warnings,
-            history_at,
-        ],
-    )?;
+            history_at = COALESCE(excluded.history_at, history_at)")
+    });
+    conn.prepare_cached(sql)?.execute(params![
+        r.machine_id,
+        hostname,
+        ad_domain,
+        entra_id,
+        f.join_type,
+        fail.map(|x| &x.phase),
+        fail.map(|x| &x.cause),
+        fail.and_then(|x| x.code).map(i64::from),
+        fail.map(|x| &x.symbol),
+        failing_since,
+        i64::from(f.failing_tests),
+        f.without_prt,
+        now,
+        collected,
+        r.report_id,
+        agent.version,
+        r.os_build,
+        context.label(),
+        snapshot.encode_to_vec(),
+        last_delivery,
+        state,
+        f.not_targeted,
+        agent.spool_depth,
+        agent.spool_dropped,
+        agent.last_delivery,
+        agent.parse_warnings,
+        history_at,
+    ])?;
     Ok(())
 }
