@@ -82,7 +82,24 @@ pub struct StoreOptions {
 /// Reports one `queue_depth` slot holds (the default `max_batch`).
 pub const QUEUE_SLOT_REPORTS: usize = 1000;
 
+/// The longest a newly queued batch is let wait behind the reports already queued, by the
+/// writer's recent cost per report: past it, the batch is refused at once
+/// ([`StoreError::Full`], answered with `retry-after-ms`) rather than queued. The report budget
+/// alone does not bound the wait: 3 200 full reports (every report a state change, at ~185 µs
+/// each at 1M devices) already queue for 0.6 s, and a slow disk multiplies that; heartbeats
+/// (~45 µs) stay far below it.
+pub const MAX_QUEUE_WAIT: Duration = Duration::from_millis(500);
+
 pub use writer::GROUP_MAX_BATCHES;
+
+/// Whether a batch queued behind `queued` reports (the ones queued or in the group being
+/// written) at `cost_ns` each would wait longer than [`MAX_QUEUE_WAIT`]. An empty queue always
+/// admits: the bound is on waiting, not on the batch's own cost.
+fn wait_too_long(queued: usize, cost_ns: u64) -> bool {
+    let queued = u64::try_from(queued).unwrap_or(u64::MAX);
+    let limit = u64::try_from(MAX_QUEUE_WAIT.as_nanos()).unwrap_or(u64::MAX);
+    queued > 0 && queued.saturating_mul(cost_ns) > limit
+}
 
 /// Creates or migrates the schema on `conn` (for tools and tests that open the database
 /// themselves); returns the schema version. The collector migrates at start on its own.
@@ -123,6 +140,9 @@ pub struct Store {
     readers: Arc<Readers>,
     alive: Arc<AtomicBool>,
     commits: Arc<AtomicU64>,
+    /// The writer's recent cost per report, ns (moving average over its groups; 0 until the
+    /// first commit).
+    cost_ns: Arc<AtomicU64>,
 }
 
 /// The current wall clock in unix milliseconds.
@@ -211,6 +231,7 @@ impl Store {
         ));
         let alive = Arc::new(AtomicBool::new(true));
         let commits = Arc::new(AtomicU64::new(0));
+        let cost_ns = Arc::new(AtomicU64::new(0));
         let w = writer::Writer::new(
             conn,
             fleet,
@@ -218,7 +239,8 @@ impl Store {
             opts.history_per_device,
             alive.clone(),
             commits.clone(),
-        );
+        )
+        .with_cost(cost_ns.clone());
         std::thread::Builder::new()
             .name("dsreg-sqlite-writer".into())
             .spawn(move || w.run(rx))
@@ -234,6 +256,7 @@ impl Store {
             }),
             alive,
             commits,
+            cost_ns,
         })
     }
 
@@ -242,8 +265,9 @@ impl Store {
         self.alive.load(Ordering::SeqCst)
     }
 
-    /// Queues a validated batch; resolves once it is COMMITTED. A full queue answers
-    /// [`StoreError::Full`] immediately.
+    /// Queues a validated batch; resolves once it is COMMITTED. A full queue, or one that
+    /// would hold the batch longer than [`MAX_QUEUE_WAIT`], answers [`StoreError::Full`]
+    /// immediately.
     pub async fn submit(&self, reports: Vec<Report>) -> Result<BatchOutcome, StoreError> {
         self.enqueue(reports)?
             .await
@@ -257,8 +281,15 @@ impl Store {
         reports: Vec<Report>,
     ) -> Result<oneshot::Receiver<Result<BatchOutcome, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
+        let total = self.budget_total();
+        if wait_too_long(
+            total.saturating_sub(self.budget.available_permits()),
+            self.cost_ns.load(Ordering::Relaxed),
+        ) {
+            return Err(StoreError::Full);
+        }
         // A batch larger than the whole budget waits for an empty queue rather than never.
-        let want = reports.len().clamp(1, self.budget_total());
+        let want = reports.len().clamp(1, total);
         let permit = self
             .budget
             .clone()
@@ -277,6 +308,13 @@ impl Store {
                 mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
             })?;
         Ok(rx)
+    }
+
+    /// Sets the writer's cost per report as if it had measured it (tests of admission).
+    #[cfg(test)]
+    pub(crate) fn assume_cost(&self, per_report: Duration) {
+        let ns = u64::try_from(per_report.as_nanos()).unwrap_or(u64::MAX);
+        self.cost_ns.store(ns, Ordering::Relaxed);
     }
 
     fn budget_total(&self) -> usize {

@@ -196,6 +196,53 @@ async fn duplicates_are_stored_once_and_conflicts_rejected() {
     store.close().await;
 }
 
+#[test]
+fn a_batch_is_refused_when_it_would_wait_too_long_but_never_behind_an_empty_queue() {
+    let half = MAX_QUEUE_WAIT.as_nanos() as u64 / 2;
+    assert!(
+        !wait_too_long(0, u64::MAX),
+        "an empty queue admits whatever it costs"
+    );
+    assert!(!wait_too_long(2, half), "exactly the bound is admitted");
+    assert!(wait_too_long(3, half));
+    assert!(
+        !wait_too_long(1_000_000, 0),
+        "no measured cost yet: only the budget applies"
+    );
+    assert!(wait_too_long(usize::MAX, u64::MAX), "no overflow");
+}
+
+#[tokio::test]
+async fn batches_that_would_wait_past_the_bound_are_refused_and_the_queued_ones_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let (store, _) = open(&path, Duration::from_secs(3600));
+    // The writer cannot commit while this holds the write lock: what is queued stays queued.
+    let blocker = Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    store.assume_cost(Duration::from_millis(1));
+    let batch = |from: u64, n: u64| -> Vec<Report> {
+        (from..from + n).map(|i| report(i, i, 0, 1)).collect()
+    };
+    // Behind 400 reports a batch waits 400 ms at 1 ms each: queued. Behind 501, longer than
+    // the bound: refused at once, although the report budget (16 000) has room.
+    let first = store.enqueue(batch(1, 400)).unwrap();
+    let second = store.enqueue(batch(401, 101)).unwrap();
+    assert!(matches!(
+        store.enqueue(batch(502, 1)),
+        Err(StoreError::Full)
+    ));
+    blocker.execute_batch("COMMIT").unwrap();
+    for (rx, n) in [(first, 400), (second, 101)] {
+        let o = rx.await.unwrap().unwrap();
+        assert_eq!(statuses(&o), vec![ReportStatus::Accepted; n]);
+    }
+    // Once the queue drained, the refused batch is taken.
+    let o = store.submit(batch(502, 1)).await.unwrap();
+    assert_eq!(statuses(&o), [ReportStatus::Accepted]);
+    store.close().await;
+}
+
 #[tokio::test]
 async fn acks_wait_for_commit_and_queued_batches_share_one_commit() {
     let dir = tempfile::tempdir().unwrap();

@@ -74,6 +74,15 @@ fn wakes(woken: i32, frames: i32) -> bool {
     frames < woken || frames - woken >= CHECKPOINT_PAGES
 }
 
+/// The writer's cost per report after a group that cost `sample` ns per report: a moving
+/// average over about eight groups, so one slow COMMIT raises it at once but not all the way.
+fn moving_cost(old: u64, sample: u64) -> u64 {
+    match old {
+        0 => sample,
+        _ => old - old / 8 + sample / 8,
+    }
+}
+
 /// Runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection until dropped, woken by the
 /// write connection's WAL hook (see the module docs).
 pub(crate) struct Checkpointer {
@@ -163,6 +172,8 @@ pub struct Writer {
     commits: Arc<AtomicU64>,
     /// [`GROUP_MAX_WORK`]; tests shorten it.
     group_work: Duration,
+    /// Where the writer publishes its recent cost per report (ns), for admission.
+    cost_ns: Arc<AtomicU64>,
 }
 
 /// A batch taken from the queue and not yet committed.
@@ -207,7 +218,14 @@ impl Writer {
             alive,
             commits,
             group_work: GROUP_MAX_WORK,
+            cost_ns: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Publishes the writer's cost per report into `cost_ns` after every commit.
+    pub(crate) fn with_cost(mut self, cost_ns: Arc<AtomicU64>) -> Writer {
+        self.cost_ns = cost_ns;
+        self
     }
 
     /// Runs until `Close` or until every sender is dropped.
@@ -401,6 +419,12 @@ impl Writer {
             Ordering::Relaxed,
         );
         self.metrics.commit_duration(took);
+        if taken > 0 {
+            let sample = u64::try_from(took.as_nanos() / taken as u128).unwrap_or(u64::MAX);
+            let old = self.cost_ns.load(Ordering::Relaxed);
+            self.cost_ns
+                .store(moving_cost(old, sample), Ordering::Relaxed);
+        }
         for (reply, result) in pending {
             let outcome = result.map(|applied| {
                 let mut o = BatchOutcome::default();
@@ -434,6 +458,18 @@ mod tests {
     use super::*;
     use dsreg_proto::v1::ReportStatus;
     use tokio::sync::oneshot::error::TryRecvError;
+
+    #[test]
+    fn the_cost_per_report_follows_the_groups_and_one_slow_commit_moves_it_an_eighth() {
+        assert_eq!(moving_cost(0, 40_000), 40_000);
+        let mut cost = 40_000;
+        cost = moving_cost(cost, 440_000);
+        assert_eq!(cost, 90_000);
+        for _ in 0..40 {
+            cost = moving_cost(cost, 40_000);
+        }
+        assert!((40_000..41_000).contains(&cost), "{cost}");
+    }
 
     #[test]
     fn a_group_commits_after_its_work_budget_and_leaves_the_rest_first_in_line() {
