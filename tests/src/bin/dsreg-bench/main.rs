@@ -12,7 +12,8 @@
 //! - **collector** (in-process `dsreg_collector::run` on 127.0.0.1:0, default config, the real
 //!   durability: WAL + `synchronous=FULL`, ack after COMMIT): closed-loop throughput with
 //!   [`BATCH_CLIENTS`] clients × 100 reports per call (and again with only [`FEW_CLIENTS`]
-//!   clients), and [`UNARY_CLIENTS`] clients × 1 report per call; then p50/p99 per call at
+//!   clients), and [`UNARY_CLIENTS`] clients × 1 report per call (a refused call backs off
+//!   for the collector's `retry-after-ms`, as the agent does); then p50/p99 per call at
 //!   an open-loop offered load of [`P99_RATE`] reports/s (unary and batched), latency counted
 //!   from the call's scheduled time. During the batched open loop, the p99 of four API reads
 //!   (failures, agents, a filtered page of 100 devices, a device document; see `api.rs`).
@@ -214,8 +215,9 @@ async fn closed_loop(
                         run.acked += count(ack.get_ref());
                     }
                     Err(s) if s.code() == tonic::Code::Unavailable => {
+                        // Back off as the agent does: for the collector's hint.
                         run.busy += 1;
-                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        tokio::time::sleep(retry_hint(&s)).await;
                     }
                     Err(s) => return Err(anyhow::anyhow!("call failed: {s}")),
                 }
@@ -592,6 +594,15 @@ fn print_table(rs: &mut [Results]) {
             r.rss.0,
         );
     }
+}
+
+/// The collector's `retry-after-ms` hint of a refused call (2 ms without one).
+fn retry_hint(s: &tonic::Status) -> Duration {
+    s.metadata()
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_millis(2), Duration::from_millis)
 }
 
 /// What `--help` prints after the usage line.
