@@ -82,24 +82,16 @@ pub struct StoreOptions {
 /// Reports one `queue_depth` slot holds (the default `max_batch`).
 pub const QUEUE_SLOT_REPORTS: usize = 1000;
 
-/// The longest a newly queued batch is let wait behind the reports already queued, by the
-/// writer's recent cost per report: past it, the batch is refused at once
+/// The longest a newly queued batch is let wait behind the reports already queued, by what the
+/// writer's recent groups cost (`writer::WriterCost`): past it, the batch is refused at once
 /// ([`StoreError::Full`], answered with `retry-after-ms`) rather than queued. The report budget
 /// alone does not bound the wait: 3 200 full reports (every report a state change, at ~185 µs
-/// each at 1M devices) already queue for 0.6 s, and a slow disk multiplies that; heartbeats
-/// (~45 µs) stay far below it.
-pub const MAX_QUEUE_WAIT: Duration = Duration::from_millis(500);
+/// each at 1M devices) already queue for 0.6 s, and a slow disk multiplies that; heartbeat
+/// groups at 1M devices (~360 reports at ~50 µs) stay far below it. A call's worst case is
+/// this, plus the group in progress ([`writer::GROUP_MAX_WORK`]), plus its own group's COMMIT.
+pub const MAX_QUEUE_WAIT: Duration = Duration::from_millis(250);
 
 pub use writer::GROUP_MAX_BATCHES;
-
-/// Whether a batch queued behind `queued` reports (the ones queued or in the group being
-/// written) at `cost_ns` each would wait longer than [`MAX_QUEUE_WAIT`]. An empty queue always
-/// admits: the bound is on waiting, not on the batch's own cost.
-fn wait_too_long(queued: usize, cost_ns: u64) -> bool {
-    let queued = u64::try_from(queued).unwrap_or(u64::MAX);
-    let limit = u64::try_from(MAX_QUEUE_WAIT.as_nanos()).unwrap_or(u64::MAX);
-    queued > 0 && queued.saturating_mul(cost_ns) > limit
-}
 
 /// Creates or migrates the schema on `conn` (for tools and tests that open the database
 /// themselves); returns the schema version. The collector migrates at start on its own.
@@ -140,9 +132,8 @@ pub struct Store {
     readers: Arc<Readers>,
     alive: Arc<AtomicBool>,
     commits: Arc<AtomicU64>,
-    /// The writer's recent cost per report, ns (moving average over its groups; 0 until the
-    /// first commit).
-    cost_ns: Arc<AtomicU64>,
+    /// What the writer's recent groups cost (nothing until its first commit).
+    cost: Arc<writer::WriterCost>,
 }
 
 /// The current wall clock in unix milliseconds.
@@ -231,7 +222,7 @@ impl Store {
         ));
         let alive = Arc::new(AtomicBool::new(true));
         let commits = Arc::new(AtomicU64::new(0));
-        let cost_ns = Arc::new(AtomicU64::new(0));
+        let cost = Arc::new(writer::WriterCost::default());
         let w = writer::Writer::new(
             conn,
             fleet,
@@ -240,7 +231,7 @@ impl Store {
             alive.clone(),
             commits.clone(),
         )
-        .with_cost(cost_ns.clone());
+        .with_cost(cost.clone());
         std::thread::Builder::new()
             .name("dsreg-sqlite-writer".into())
             .spawn(move || w.run(rx))
@@ -256,7 +247,7 @@ impl Store {
             }),
             alive,
             commits,
-            cost_ns,
+            cost,
         })
     }
 
@@ -282,10 +273,10 @@ impl Store {
     ) -> Result<oneshot::Receiver<Result<BatchOutcome, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
         let total = self.budget_total();
-        if wait_too_long(
-            total.saturating_sub(self.budget.available_permits()),
-            self.cost_ns.load(Ordering::Relaxed),
-        ) {
+        // Bounded in time too: refused when the reports ahead (queued, or in the group being
+        // written) would hold this batch longer than MAX_QUEUE_WAIT.
+        let ahead = total.saturating_sub(self.budget.available_permits());
+        if self.cost.queue_wait(ahead) > MAX_QUEUE_WAIT {
             return Err(StoreError::Full);
         }
         // A batch larger than the whole budget waits for an empty queue rather than never.
@@ -310,11 +301,10 @@ impl Store {
         Ok(rx)
     }
 
-    /// Sets the writer's cost per report as if it had measured it (tests of admission).
+    /// Sets what the writer's groups cost as if measured (tests of admission).
     #[cfg(test)]
-    pub(crate) fn assume_cost(&self, per_report: Duration) {
-        let ns = u64::try_from(per_report.as_nanos()).unwrap_or(u64::MAX);
-        self.cost_ns.store(ns, Ordering::Relaxed);
+    pub(crate) fn assume_cost(&self, per_report: Duration, per_commit: Duration) {
+        self.cost.assume(per_report, per_commit);
     }
 
     fn budget_total(&self) -> usize {

@@ -4,8 +4,9 @@
 //! [`GROUP_MAX_BATCHES`] batches / [`GROUP_MAX_REPORTS`] reports) into ONE transaction, in
 //! arrival order. A group also stops taking batches once it has worked [`GROUP_MAX_WORK`]; the
 //! batches it did not reach stay first in line for the next group, so no batch waits behind
-//! more than one long group (a group of full reports takes ~170 µs each: 3 200 of them in one
-//! group made a call that just missed it wait over a second). Each batch runs under its own
+//! more than one long group (full reports take ~185 µs each at 1M devices: 3 200 of them in
+//! one group made a call that just missed it wait over a second). How much may queue behind
+//! the writer at all is bounded in time too (`MAX_QUEUE_WAIT`, in `Store::enqueue`). Each batch runs under its own
 //! SAVEPOINT, so a batch that fails is rolled back alone and answered
 //! with its error while the others commit. Replies and fleet updates happen only after COMMIT
 //! returned: an ack therefore always describes durable data, and the in-memory aggregates never
@@ -43,9 +44,9 @@ pub const GROUP_MAX_BATCHES: usize = 1024;
 pub const GROUP_MAX_REPORTS: usize = 20_000;
 /// How long a group applies batches before it commits what it has (at least one batch): a
 /// bound on how long a newly queued batch can wait behind the group in progress, whatever its
-/// reports cost. Heartbeat groups stay under it at 1M devices (3 200 reports ≈ 160 ms); groups
-/// of full reports are cut into a few commits (docs/performance.md, "The worst call").
-pub const GROUP_MAX_WORK: Duration = Duration::from_millis(200);
+/// reports cost. Heartbeat groups stay under it at 1M devices (~360 reports, ~20 ms); groups
+/// of full reports are cut (docs/performance.md, "The worst call").
+pub const GROUP_MAX_WORK: Duration = Duration::from_millis(100);
 /// New WAL frames after which the writer wakes the checkpointer. Small, so each checkpoint's
 /// database fsync is small: a heartbeat dirties a random page of a large file, and a COMMIT's
 /// WAL sync queues behind a long checkpoint fsync (the measured trade-off: docs/performance.md,
@@ -74,9 +75,60 @@ fn wakes(woken: i32, frames: i32) -> bool {
     frames < woken || frames - woken >= CHECKPOINT_PAGES
 }
 
-/// The writer's cost per report after a group that cost `sample` ns per report: a moving
-/// average over about eight groups, so one slow COMMIT raises it at once but not all the way.
-fn moving_cost(old: u64, sample: u64) -> u64 {
+/// What the writer's recent groups cost, for admission (`Store::enqueue`): moving averages of
+/// the apply time per report and of the COMMIT per group, kept apart because a queue of
+/// one-report calls is committed in one group, so the fsync is paid once, not per report.
+#[derive(Debug, Default)]
+pub(crate) struct WriterCost {
+    per_report_ns: AtomicU64,
+    per_commit_ns: AtomicU64,
+}
+
+impl WriterCost {
+    /// Takes one group in: `reports` applied in `apply`, then committed in `commit`.
+    fn record(&self, reports: usize, apply: Duration, commit: Duration) {
+        let Some(per_report) = apply.as_nanos().checked_div(reports as u128) else {
+            return;
+        };
+        let ns = |d: u128| u64::try_from(d).unwrap_or(u64::MAX);
+        let (r, c) = (&self.per_report_ns, &self.per_commit_ns);
+        r.store(
+            moving(r.load(Ordering::Relaxed), ns(per_report)),
+            Ordering::Relaxed,
+        );
+        c.store(
+            moving(c.load(Ordering::Relaxed), ns(commit.as_nanos())),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// How long a batch queued behind `queued` reports (queued, or in the group being written)
+    /// would wait: their apply time, and a COMMIT for each group they fill. Zero for an empty
+    /// queue.
+    pub(crate) fn queue_wait(&self, queued: usize) -> Duration {
+        if queued == 0 {
+            return Duration::ZERO;
+        }
+        let queued = u64::try_from(queued).unwrap_or(u64::MAX);
+        let apply = queued.saturating_mul(self.per_report_ns.load(Ordering::Relaxed));
+        let group = u64::try_from(GROUP_MAX_WORK.as_nanos()).unwrap_or(u64::MAX);
+        let groups = 1 + apply / group.max(1);
+        let commits = groups.saturating_mul(self.per_commit_ns.load(Ordering::Relaxed));
+        Duration::from_nanos(apply.saturating_add(commits))
+    }
+
+    /// Sets the averages as if measured (tests of admission).
+    #[cfg(test)]
+    pub(crate) fn assume(&self, per_report: Duration, per_commit: Duration) {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.per_report_ns.store(ns(per_report), Ordering::Relaxed);
+        self.per_commit_ns.store(ns(per_commit), Ordering::Relaxed);
+    }
+}
+
+/// A moving average over about eight samples, so one slow group raises it at once but not all
+/// the way; the first sample is taken as it is.
+fn moving(old: u64, sample: u64) -> u64 {
     match old {
         0 => sample,
         _ => old - old / 8 + sample / 8,
@@ -172,8 +224,8 @@ pub struct Writer {
     commits: Arc<AtomicU64>,
     /// [`GROUP_MAX_WORK`]; tests shorten it.
     group_work: Duration,
-    /// Where the writer publishes its recent cost per report (ns), for admission.
-    cost_ns: Arc<AtomicU64>,
+    /// Where the writer publishes what its groups cost, for admission.
+    cost: Arc<WriterCost>,
 }
 
 /// A batch taken from the queue and not yet committed.
@@ -218,13 +270,13 @@ impl Writer {
             alive,
             commits,
             group_work: GROUP_MAX_WORK,
-            cost_ns: Arc::new(AtomicU64::new(0)),
+            cost: Arc::default(),
         }
     }
 
-    /// Publishes the writer's cost per report into `cost_ns` after every commit.
-    pub(crate) fn with_cost(mut self, cost_ns: Arc<AtomicU64>) -> Writer {
-        self.cost_ns = cost_ns;
+    /// Publishes what each group cost into `cost` after its commit.
+    pub(crate) fn with_cost(mut self, cost: Arc<WriterCost>) -> Writer {
+        self.cost = cost;
         self
     }
 
@@ -382,6 +434,7 @@ impl Writer {
                 break;
             }
         }
+        let applied = started.elapsed();
         if let Err(e) = tx.commit() {
             tracing::error!(error = %e, "group commit failed");
             // SQLITE_FULL may roll back the whole transaction, so COMMIT then fails with "no
@@ -419,12 +472,8 @@ impl Writer {
             Ordering::Relaxed,
         );
         self.metrics.commit_duration(took);
-        if taken > 0 {
-            let sample = u64::try_from(took.as_nanos() / taken as u128).unwrap_or(u64::MAX);
-            let old = self.cost_ns.load(Ordering::Relaxed);
-            self.cost_ns
-                .store(moving_cost(old, sample), Ordering::Relaxed);
-        }
+        self.cost
+            .record(taken, applied, took.saturating_sub(applied));
         for (reply, result) in pending {
             let outcome = result.map(|applied| {
                 let mut o = BatchOutcome::default();
@@ -460,15 +509,32 @@ mod tests {
     use tokio::sync::oneshot::error::TryRecvError;
 
     #[test]
-    fn the_cost_per_report_follows_the_groups_and_one_slow_commit_moves_it_an_eighth() {
-        assert_eq!(moving_cost(0, 40_000), 40_000);
-        let mut cost = 40_000;
-        cost = moving_cost(cost, 440_000);
-        assert_eq!(cost, 90_000);
-        for _ in 0..40 {
-            cost = moving_cost(cost, 40_000);
+    fn the_expected_wait_counts_apply_time_per_report_and_one_commit_per_group() {
+        let ms = Duration::from_millis;
+        let cost = WriterCost::default();
+        assert_eq!(cost.queue_wait(100), Duration::ZERO, "nothing measured yet");
+        cost.record(100, ms(10), ms(5));
+        assert_eq!(cost.queue_wait(0), Duration::ZERO);
+        // 100 µs a report, 5 ms a COMMIT: 300 one-report calls queued are 30 ms of work and
+        // one COMMIT (they go into one group), not 300 fsyncs.
+        assert_eq!(cost.queue_wait(300), ms(35));
+        // Work past GROUP_MAX_WORK fills more groups, each with its COMMIT.
+        let reports = (GROUP_MAX_WORK.as_micros() / 100) as usize;
+        assert_eq!(
+            cost.queue_wait(reports),
+            GROUP_MAX_WORK + ms(10),
+            "one full group and the start of the next"
+        );
+        // One slow COMMIT moves the average an eighth of the way; many bring it back.
+        cost.record(100, ms(10), ms(85));
+        assert_eq!(cost.queue_wait(1), Duration::from_micros(100) + ms(15));
+        for _ in 0..60 {
+            cost.record(100, ms(10), ms(5));
         }
-        assert!((40_000..41_000).contains(&cost), "{cost}");
+        assert!(cost.queue_wait(1) < Duration::from_micros(100) + ms(6));
+        // A group that took nothing off the queue teaches nothing.
+        cost.record(0, ms(1000), ms(1000));
+        assert!(cost.queue_wait(1) < Duration::from_micros(100) + ms(6));
     }
 
     #[test]
