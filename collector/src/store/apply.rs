@@ -121,14 +121,17 @@ impl StoredColumns {
 struct Stored {
     /// The row's rowid: the writes that follow find the row without the machine id index.
     rowid: i64,
-    facts: DeviceFacts,
+    /// The device's facts; `None` only when `heartbeat` and no history sample is due (the
+    /// one case that does not need them, and the most frequent).
+    facts: Option<DeviceFacts>,
     failing_since: Option<i64>,
     /// The time of the device's newest history row, `None` when not known yet (see
     /// [`history`]).
     history_at: Option<i64>,
-    /// The report's part: its latest collection time and state hash.
-    collected_at: Option<i64>,
-    state_hash: Option<i64>,
+    /// The report is not older than its part's latest collection.
+    newer: bool,
+    /// The report is an unchanged heartbeat of its part (newer, same state hash).
+    heartbeat: bool,
 }
 
 /// The outcome of one report.
@@ -389,44 +392,48 @@ pub fn incoming(
     let part = Part::of(context);
     let collected = r.collected_at.as_ref().map(ts_ms);
 
-    // One read of the device row: its facts, and this part's latest collection time and
-    // state hash (heartbeats write only that row, see the schema's step 3).
+    // One read of the device row: this part's latest collection time and state hash
+    // (heartbeats write only that row, see the schema's step 3), and its facts unless the
+    // report is an unchanged heartbeat with no history sample due, which never looks at them.
     let mut read = conn.prepare_cached(stored_sql(part))?;
     let at = StoredColumns::of(&read, part)?;
     let stored: Option<Stored> = read
         .query_row([&r.machine_id], |row| {
+            let collected_at: Option<i64> = row.get(at.collected_at)?;
+            let state_hash: Option<i64> = row.get(at.state_hash)?;
+            let history_at: Option<i64> = row.get(at.history_at)?;
+            // A report older than the stored part of its own context (a spool replay) changes
+            // nothing but `last_seen`; the other part does not matter for that.
+            let newer = match (collected_at, collected) {
+                (Some(prev), Some(c)) => c >= prev,
+                _ => true,
+            };
+            let heartbeat = newer && state.is_some() && state_hash == state;
+            let sample_due = history_at.is_none_or(|t| now - t >= SAMPLE_EVERY_MS);
             Ok(Stored {
                 rowid: row.get(at.rowid)?,
-                facts: super::facts_from_row(row, &at.facts)?,
+                facts: match heartbeat && !sample_due {
+                    true => None,
+                    false => Some(super::facts_from_row(row, &at.facts)?),
+                },
                 failing_since: row.get(at.failing_since)?,
-                history_at: row.get(at.history_at)?,
-                collected_at: row.get(at.collected_at)?,
-                state_hash: row.get(at.state_hash)?,
+                history_at,
+                newer,
+                heartbeat,
             })
         })
         .optional()?;
     drop(read);
-    // A report older than the stored part of its own context (a spool replay) changes nothing
-    // but `last_seen`; the other part does not matter for that.
-    let newer = match (stored.as_ref().and_then(|s| s.collected_at), collected) {
-        (Some(prev), Some(c)) => c >= prev,
-        _ => true,
-    };
+    let newer = stored.as_ref().is_none_or(|s| s.newer);
     // An unchanged heartbeat refreshes times and ids only (see `super::heartbeat`).
-    if newer
-        && let Some(s) = &stored
-        && state.is_some()
-        && s.state_hash == state
+    if let Some(s) = &stored
+        && s.heartbeat
     {
-        let history_at = history(
-            conn,
-            r,
-            &s.facts,
-            false,
-            now,
-            history_per_device,
-            s.history_at,
-        )?;
+        // Without facts no sample is due (see the read).
+        let history_at = match &s.facts {
+            Some(facts) => history(conn, r, facts, false, now, history_per_device, s.history_at)?,
+            None => None,
+        };
         super::heartbeat::refresh_times(
             conn, r, s.rowid, part, context, collected, now, history_at,
         )?;
@@ -470,18 +477,20 @@ pub fn incoming(
         let mut new = facts(&view.snapshot, view.context);
         new.agent_version = view.agent.version.clone();
         new.spool_overflowing = view.agent.spool_dropped > 0;
-        let failing_since = match (&stored, &new.failure) {
+        // Not a heartbeat, so the read took the facts.
+        let old = stored
+            .as_ref()
+            .and_then(|s| s.facts.as_ref().map(|f| (s, f)));
+        let failing_since = match (old, &new.failure) {
             (_, None) => None,
-            (Some(o), Some(_)) if same_failure(&o.facts.failure, &new.failure) => {
+            (Some((o, f)), Some(_)) if same_failure(&f.failure, &new.failure) => {
                 o.failing_since.or(Some(now))
             }
             _ => Some(now),
         };
-        let transition = match &stored {
+        let transition = match old {
             None => true,
-            Some(o) => {
-                o.facts.join_type != new.join_type || !same_failure(&o.facts.failure, &new.failure)
-            }
+            Some((_, f)) => f.join_type != new.join_type || !same_failure(&f.failure, &new.failure),
         };
         let known = stored.as_ref().and_then(|s| s.history_at);
         let history_at = history(conn, r, &new, transition, now, history_per_device, known)?;

@@ -694,7 +694,7 @@ fn a_heartbeat_learns_the_history_time_once_and_then_reads_no_history() {
     let dir = tempfile::tempdir().unwrap();
     let conn = open_write(&dir.path().join("history-at.db")).unwrap();
     let beat = |n: u64, at: i64| {
-        let mut r = report(n, 1, 0, 1_000 + n as i64);
+        let mut r = report(n, 1, 1, 1_000 + n as i64);
         r.ad_domain = "CONTOSO".into();
         apply::report(&conn, &r, at, 5).unwrap()
     };
@@ -738,4 +738,16 @@ fn a_heartbeat_learns_the_history_time_once_and_then_reads_no_history() {
     beat(20, later);
     assert_eq!(rows("sample"), 1);
     assert_eq!(history_at(), Some(later));
+    // The heartbeats before it skipped reading the device's facts; the one with a sample due
+    // read them, and the sample carries them.
+    let facts = |sql: &str| -> (String, Option<String>, Option<i64>) {
+        conn.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+    };
+    let device = facts("SELECT join_type, failure_cause, failure_code FROM devices");
+    assert!(device.1.is_some(), "the test device is failing: {device:?}");
+    assert_eq!(
+        facts("SELECT join_type, failure_cause, failure_code FROM history WHERE kind = 'sample'"),
+        device
+    );
 }
