@@ -101,7 +101,8 @@ dsreg_settings::declare_settings! {
             flag: [value_name = "BYTES"],
         }
         /// Writer queue size, in slots of 1000 reports: when N×1000 reports wait for the SQLite
-        /// writer, clients get UNAVAILABLE with a retry hint [default: 16].
+        /// writer (or the queued work would hold a new call over 250 ms), clients get
+        /// UNAVAILABLE with a retry hint [default: 16].
         queue_depth: usize {
             parse: parse::positive::<usize>,
             env: "DSREG_QUEUE_DEPTH",
