@@ -41,6 +41,8 @@ pub const CONNECTIONS: usize = 4;
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Attempts per call when the collector says "busy".
 pub const ATTEMPTS: u32 = 6;
+/// The longest a call waits on the collector's `retry-after-ms` hint.
+const MAX_HINT: Duration = Duration::from_secs(5);
 
 /// `simulate` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -239,8 +241,10 @@ async fn call(
                         tonic::Code::Unavailable | tonic::Code::ResourceExhausted
                     ) =>
             {
+                // As the agent does: the collector's hint when it gives one.
                 counters.retries.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(backoff).await;
+                let hint = crate::deliver::retry_hint(&s).map_or(backoff, |h| h.min(MAX_HINT));
+                tokio::time::sleep(hint).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
             Err(s) => {

@@ -217,7 +217,8 @@ async fn closed_loop(
                     Err(s) if s.code() == tonic::Code::Unavailable => {
                         // Back off as the agent does: for the collector's hint.
                         run.busy += 1;
-                        tokio::time::sleep(retry_hint(&s)).await;
+                        let hint = dsreg_agent::deliver::retry_hint(&s);
+                        tokio::time::sleep(hint.unwrap_or(Duration::from_millis(2))).await;
                     }
                     Err(s) => return Err(anyhow::anyhow!("call failed: {s}")),
                 }
@@ -580,7 +581,7 @@ fn print_table(rs: &mut [Results]) {
             ms(r.api.device_doc.percentile(99.0)),
         );
         println!(
-            "{} devices: populated in {:.1}s; collector group commit {:.0} reports/commit (batched run), writer thread CPU {:.1} µs/report; busy answers: batched {}, unary {}, open-loop {}/{}; RSS before collector {:.0} MiB, after its runs VmRSS {:.0} MiB, VmHWM {:.0} MiB",
+            "{} devices: populated in {:.1}s; collector group commit {:.0} reports/commit (batched run), writer thread CPU {:.1} µs/report; busy answers: batched {}, unary {}, open-loop {}/{}, full rows {}; RSS before collector {:.0} MiB, after its runs VmRSS {:.0} MiB, VmHWM {:.0} MiB",
             r.devices,
             r.populate.as_secs_f64(),
             r.group,
@@ -589,20 +590,12 @@ fn print_table(rs: &mut [Results]) {
             r.unary.busy,
             r.p99_unary.busy,
             r.p99_batched.busy,
+            r.full.busy,
             r.rss_before,
             r.rss.1,
             r.rss.0,
         );
     }
-}
-
-/// The collector's `retry-after-ms` hint of a refused call (2 ms without one).
-fn retry_hint(s: &tonic::Status) -> Duration {
-    s.metadata()
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .map_or(Duration::from_millis(2), Duration::from_millis)
 }
 
 /// What `--help` prints after the usage line.
