@@ -6,12 +6,13 @@
 //! batches it did not reach stay first in line for the next group, so no batch waits behind
 //! more than one long group (full reports take ~185 µs each at 1M devices: 3 200 of them in
 //! one group made a call that just missed it wait over a second). How much may queue behind
-//! the writer at all is bounded in time too (`MAX_QUEUE_WAIT`, in `Store::enqueue`). Each batch runs under its own
-//! SAVEPOINT, so a batch that fails is rolled back alone and answered
-//! with its error while the others commit. Replies and fleet updates happen only after COMMIT
-//! returned: an ack therefore always describes durable data, and the in-memory aggregates never
-//! run ahead of the disk. On `Close` (or when every sender is gone) the writer finishes the
-//! group it holds, checkpoints the WAL (TRUNCATE) and exits.
+//! the writer at all is bounded in time too (`MAX_QUEUE_WAIT`, in `Store::enqueue`, from the
+//! costs the writer publishes in [`WriterCost`]). Each batch runs under its own SAVEPOINT, so a
+//! batch that fails is rolled back alone and answered with its error while the others commit.
+//! Replies and fleet updates happen only after COMMIT returned: an ack therefore always
+//! describes durable data, and the in-memory aggregates never run ahead of the disk. On `Close`
+//! (or when every sender is gone) the writer finishes what it holds, checkpoints the WAL
+//! (TRUNCATE) and exits.
 //!
 //! Checkpoints run off the commit path: a [`Checkpointer`] thread with its own connection runs
 //! `wal_checkpoint(PASSIVE)` (copying committed WAL frames into the database file and syncing
