@@ -409,7 +409,7 @@ pub fn incoming(
                 _ => true,
             };
             let heartbeat = newer && state.is_some() && state_hash == state;
-            let sample_due = history_at.is_none_or(|t| now - t >= SAMPLE_EVERY_MS);
+            let sample_due = !history_at.is_some_and(|at| sampled_recently(at, now));
             Ok(Stored {
                 rowid: row.get(at.rowid)?,
                 facts: match heartbeat && !sample_due {
@@ -547,6 +547,13 @@ pub fn incoming(
     })
 }
 
+/// Whether a history row written at `at` makes a sample at `now` not yet due: the one rule
+/// both [`history`] and the writer's device-row read (which skips the facts when no sample is
+/// due) apply.
+fn sampled_recently(at: i64, now: i64) -> bool {
+    now - at < SAMPLE_EVERY_MS
+}
+
 /// Writes the history row of a report when one is due (a transition, or no row for
 /// [`SAMPLE_EVERY_MS`]), trimmed to `keep` rows; `known` is the device row's `history_at`.
 /// Returns the time to store as `history_at` when it changes: `now` after a new row, or the
@@ -570,7 +577,7 @@ fn history(
                 .optional()?
                 .flatten(),
         };
-        if let Some(at) = last.filter(|at| now - at < SAMPLE_EVERY_MS) {
+        if let Some(at) = last.filter(|at| sampled_recently(*at, now)) {
             return Ok(known.is_none().then_some(at));
         }
     }

@@ -21,9 +21,9 @@
 //! since the last merge (every write of a part re-merges), so the stored view, facts and
 //! failure are exactly what a full apply would compute.
 
-use dsreg_proto::{ExecutionContext, Report};
 use std::sync::OnceLock;
 
+use dsreg_proto::{ExecutionContext, Report};
 use rusqlite::{Connection, params};
 
 use super::apply::{Fnv, ts_ms};

@@ -230,8 +230,8 @@ impl Store {
             opts.history_per_device,
             alive.clone(),
             commits.clone(),
-        )
-        .with_cost(cost.clone());
+            cost.clone(),
+        );
         std::thread::Builder::new()
             .name("dsreg-sqlite-writer".into())
             .spawn(move || w.run(rx))

@@ -225,7 +225,7 @@ pub struct Writer {
     commits: Arc<AtomicU64>,
     /// [`GROUP_MAX_WORK`]; tests shorten it.
     group_work: Duration,
-    /// Where the writer publishes what its groups cost, for admission.
+    /// Where the writer publishes what its groups cost after each commit, for admission.
     cost: Arc<WriterCost>,
 }
 
@@ -262,6 +262,7 @@ impl Writer {
         history_per_device: u32,
         alive: Arc<AtomicBool>,
         commits: Arc<AtomicU64>,
+        cost: Arc<WriterCost>,
     ) -> Writer {
         Writer {
             conn,
@@ -271,14 +272,8 @@ impl Writer {
             alive,
             commits,
             group_work: GROUP_MAX_WORK,
-            cost: Arc::default(),
+            cost,
         }
-    }
-
-    /// Publishes what each group cost into `cost` after its commit.
-    pub(crate) fn with_cost(mut self, cost: Arc<WriterCost>) -> Writer {
-        self.cost = cost;
-        self
     }
 
     /// Runs until `Close` or until every sender is dropped.
@@ -550,6 +545,7 @@ mod tests {
             5,
             Arc::new(AtomicBool::new(true)),
             commits.clone(),
+            Arc::default(),
         );
         let budget = Arc::new(tokio::sync::Semaphore::new(10));
         let mut queued = VecDeque::new();
