@@ -333,12 +333,7 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
     let populate = match &kept {
         Some(k) if k.exists() => {
             eprintln!("[{devices} devices] copying the populated {}", k.display());
-            std::fs::copy(k, &db).with_context(|| format!("copying {}", k.display()))?;
-            // Write the copy back now: gigabytes of dirty pages flushed during the runs would
-            // slow every fsync of the collector.
-            std::fs::File::open(&db)
-                .and_then(|f| f.sync_all())
-                .with_context(|| format!("syncing {}", db.display()))?;
+            copy_synced(k, &db)?;
             Duration::ZERO
         }
         _ => {
@@ -348,10 +343,7 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
                 tokio::task::spawn_blocking(move || populate(&db, &g, devices)).await??
             };
             if let Some(k) = &kept {
-                std::fs::copy(&db, k).with_context(|| format!("keeping {}", k.display()))?;
-                std::fs::File::open(k)
-                    .and_then(|f| f.sync_all())
-                    .with_context(|| format!("syncing {}", k.display()))?;
+                copy_synced(&db, k)?;
             }
             took
         }
@@ -596,6 +588,16 @@ fn print_table(rs: &mut [Results]) {
             r.rss.0,
         );
     }
+}
+
+/// Copies a populated database and writes the copy back to disk at once: gigabytes of dirty
+/// pages flushed during the runs would slow every fsync of the collector.
+fn copy_synced(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    std::fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing {}", to.display()))
 }
 
 /// What `--help` prints after the usage line.
