@@ -98,6 +98,17 @@ impl Error {
         }
     }
 
+    /// The `reason` of `dsreg_ingest_refused_total` when this error refuses a call for load
+    /// or rate, before anything is stored (the caller retries after the hint); `None` for
+    /// every other error.
+    pub fn refusal_reason(&self) -> Option<&'static str> {
+        match self {
+            Error::Overloaded { .. } => Some("busy"),
+            Error::RateLimited { .. } => Some("rate_limited"),
+            _ => None,
+        }
+    }
+
     fn log_internal(&self) {
         if let Error::Internal(detail) = self {
             tracing::error!(error = %detail, "internal error");

@@ -99,10 +99,19 @@ impl Ingest {
         match &self.limits {
             Some(l) => l.check(credential, peer.map(|p| p.ip())).map_err(|e| {
                 tracing::debug!(error = %e, ?peer, "call over its rate limit");
-                Status::from(e)
+                self.answer(e)
             }),
             None => Ok(()),
         }
+    }
+
+    /// The status a failed Telemetry call answers; a call refused for load or rate is counted
+    /// in `dsreg_ingest_refused_total` here, the one place every refusal passes.
+    fn answer(&self, e: Error) -> Status {
+        if let Some(reason) = e.refusal_reason() {
+            self.metrics.refused(reason);
+        }
+        Status::from(e)
     }
 
     /// Turns enrollment on: `Enroll` issues tokens into `devices`.
@@ -293,7 +302,7 @@ impl Telemetry for Ingest {
             Ok(ack) => Ok(Response::new(ack)),
             Err(e) => {
                 tracing::debug!(error = %e, "batch refused");
-                Err(e.into())
+                Err(self.answer(e))
             }
         }
     }
@@ -312,8 +321,85 @@ impl Telemetry for Ingest {
             Ok(r) => Ok(Response::new(r)),
             Err(e) => {
                 tracing::debug!(error = %e, "enroll refused");
-                Err(e.into())
+                Err(self.answer(e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use dsreg_proto::v1::Report;
+
+    use super::*;
+    use crate::fleet::FleetCounts;
+    use crate::store::StoreOptions;
+
+    fn counted(metrics: &Metrics, reason: &str) -> String {
+        let text = metrics.render(&FleetCounts::default());
+        let series = format!("dsreg_ingest_refused_total{{reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .unwrap_or("absent")
+            .to_string()
+    }
+
+    fn batch(from: u64, n: u64) -> ReportBatch {
+        ReportBatch {
+            reports: (from..from + n)
+                .map(|i| Report {
+                    report_id: format!("00000000-0000-4000-8000-{i:012}"),
+                    machine_id: format!("m-{i}"),
+                    hostname: format!("PC-{i}"),
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_refused_as_busy_is_counted_and_told_when_to_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.db");
+        let metrics = Arc::new(Metrics::new());
+        let fleet = Arc::new(Fleet::new(Duration::from_secs(3600)));
+        let opts = StoreOptions {
+            queue_depth: 64,
+            history_per_device: 5,
+            readers: 1,
+        };
+        let store = Store::open(&path, opts, fleet.clone(), metrics.clone()).unwrap();
+        let ingest = Ingest::new(store.clone(), fleet, metrics.clone(), 1000);
+        assert_eq!(
+            counted(&metrics, "busy"),
+            "0",
+            "exported before any refusal"
+        );
+        assert_eq!(counted(&metrics, "rate_limited"), "0");
+        // Nothing commits while this holds the write lock, and 10 queued reports already make
+        // the writer's time bound: the next call is refused at once.
+        let blocker = rusqlite::Connection::open(&path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        store.assume_cost(crate::store::MAX_QUEUE_WAIT / 10, Duration::ZERO);
+        let queued = store.enqueue(batch(1, 11).reports).unwrap();
+        let e = ingest
+            .report(Request::new(batch(100, 1)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+        assert!(e.metadata().get("retry-after-ms").is_some(), "{e:?}");
+        assert_eq!(counted(&metrics, "busy"), "1");
+        assert_eq!(counted(&metrics, "rate_limited"), "0");
+        // A refused call is not a report result: nothing is counted as rejected.
+        let text = metrics.render(&FleetCounts::default());
+        assert!(
+            text.contains("dsreg_reports_total{result=\"rejected\"} 0"),
+            "{text}"
+        );
+        blocker.execute_batch("COMMIT").unwrap();
+        assert_eq!(queued.await.unwrap().unwrap().results.len(), 11);
+        store.close().await;
     }
 }

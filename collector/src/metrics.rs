@@ -13,7 +13,9 @@
 //! - Agent health gauges (`dsreg_agents_not_delivered_1d`, `dsreg_agents_spool_overflowing`,
 //!   `dsreg_agent_versions{version}`) come from the same aggregates; versions are capped.
 //! - Counters: `dsreg_reports_total{result}` per report acknowledged,
-//!   `dsreg_registration_failures_total` per NEW unique failed attempt only.
+//!   `dsreg_registration_failures_total` per NEW unique failed attempt only,
+//!   `dsreg_ingest_refused_total{reason}` per call refused for load or rate (nothing of it
+//!   stored, so its reports are counted in `dsreg_reports_total` only when a retry is answered).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -32,6 +34,10 @@ use names::Kind;
 type Series = (&'static str, Vec<(&'static str, String)>);
 
 const META: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, None);
+
+/// The `reason` label values of `dsreg_ingest_refused_total` (`Error::refusal_reason`): every
+/// one is exported from start, at 0, so a rate over it exists before the first refusal.
+pub const REFUSAL_REASONS: [&str; 2] = ["busy", "rate_limited"];
 
 /// Histogram buckets (seconds) for batch and commit durations.
 const BUCKETS: &[f64] = &[
@@ -133,11 +139,30 @@ impl Metrics {
                 )
                 .increment(0);
         }
+        for reason in REFUSAL_REASONS {
+            recorder
+                .register_counter(
+                    &key(names::INGEST_REFUSED_TOTAL, &[("reason", reason.into())]),
+                    &META,
+                )
+                .increment(0);
+        }
         Metrics {
             recorder,
             handle,
             exported: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Counts one Telemetry call refused for `reason` (one of [`REFUSAL_REASONS`], from
+    /// `Error::refusal_reason`).
+    pub fn refused(&self, reason: &'static str) {
+        self.recorder
+            .register_counter(
+                &key(names::INGEST_REFUSED_TOTAL, &[("reason", reason.into())]),
+                &META,
+            )
+            .increment(1);
     }
 
     /// Counts acknowledged reports by result.

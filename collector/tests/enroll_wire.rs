@@ -227,9 +227,18 @@ async fn a_device_token_reports_only_for_its_own_machine() {
     }
 }
 
-async fn serve(config: Config) -> (TelemetryClient<Channel>, tokio::sync::oneshot::Sender<()>) {
+/// A collector on loopback: its gRPC client, the HTTP address (for `/metrics`), and the sender
+/// that stops it.
+async fn serve(
+    config: Config,
+) -> (
+    TelemetryClient<Channel>,
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_addr = http_listener.local_addr().unwrap();
     let url = format!("http://{}", grpc.local_addr().unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(dsreg_collector::run(config, grpc, http_listener, async {
@@ -241,7 +250,17 @@ async fn serve(config: Config) -> (TelemetryClient<Channel>, tokio::sync::onesho
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
-    (TelemetryClient::new(channel), stop_tx)
+    (TelemetryClient::new(channel), http_addr, stop_tx)
+}
+
+/// The value of `dsreg_ingest_refused_total{reason}` on the collector's `/metrics`.
+async fn refused(http_addr: SocketAddr, reason: &str) -> String {
+    let (_, text) = http(http_addr, "GET", "/metrics", None).await;
+    let series = format!("dsreg_ingest_refused_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .unwrap_or("absent")
+        .to_string()
 }
 
 fn retry_after_ms(status: &tonic::Status) -> u64 {
@@ -259,7 +278,7 @@ async fn clients_over_their_rate_are_told_when_to_retry() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("enroll");
     std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
-    let (mut client, stop) = serve(Config {
+    let (mut client, http_addr, stop) = serve(Config {
         db: dir.path().join("a.db"),
         enroll_secret_file: Some(secret),
         rate_limit_per_minute: 1,
@@ -299,10 +318,13 @@ async fn clients_over_their_rate_are_told_when_to_retry() {
     let hint = retry_after_ms(&e);
     assert!(hint > 1000 && hint <= 60_000, "retry-after-ms {hint}");
     assert!(e.message().contains("device token"), "{}", e.message());
+    // Operators see the shed calls apart from bad reports.
+    assert_eq!(refused(http_addr, "rate_limited").await, "1");
+    assert_eq!(refused(http_addr, "busy").await, "0");
     let _ = stop.send(());
 
     // Per peer, for calls without a token (when configured).
-    let (mut client, stop) = serve(Config {
+    let (mut client, http_addr, stop) = serve(Config {
         db: dir.path().join("b.db"),
         rate_limit_open_per_minute: Some(1),
         rate_limit_burst: 2,
@@ -321,5 +343,6 @@ async fn clients_over_their_rate_are_told_when_to_retry() {
     let e = client.report(with_bearer(batch, None)).await.unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     assert!(retry_after_ms(&e) > 0);
+    assert_eq!(refused(http_addr, "rate_limited").await, "1");
     let _ = stop.send(());
 }

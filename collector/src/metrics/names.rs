@@ -30,6 +30,9 @@ pub const AGENTS_SPOOL_OVERFLOWING: &str = "dsreg_agents_spool_overflowing";
 pub const AGENT_VERSIONS: &str = "dsreg_agent_versions";
 /// Reports acknowledged, by result.
 pub const REPORTS_TOTAL: &str = "dsreg_reports_total";
+/// Telemetry calls refused before anything was stored, by reason: `busy` (the writer queue is
+/// full, or would hold the call past its time bound), `rate_limited` (the caller's rate limit).
+pub const INGEST_REFUSED_TOTAL: &str = "dsreg_ingest_refused_total";
 /// Time to validate, store and acknowledge one batch.
 pub const INGEST_BATCH_DURATION_SECONDS: &str = "dsreg_ingest_batch_duration_seconds";
 /// Time of one SQLite group commit.
@@ -206,6 +209,12 @@ pub(super) const FAMILIES: &[Family] = &[
         kind: Kind::Gauge,
         unit: None,
         help: "Device objects stored from Microsoft Graph.",
+    },
+    Family {
+        name: INGEST_REFUSED_TOTAL,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Telemetry calls refused before anything was stored, by reason: busy (the writer queue is full or would hold the call past its time bound), rate_limited (the caller's rate limit). The caller retries after the answer's retry-after-ms.",
     },
     Family {
         name: CONNECTIONS_REJECTED_TOTAL,
