@@ -11,6 +11,7 @@ use dsreg_proto::v1::telemetry_server::Telemetry;
 use dsreg_proto::{ReportAck, ReportBatch, ReportResult, ReportStatus};
 use tonic::{Request, Response, Status};
 
+use super::readings::own_thread_cpu_s;
 use super::{Gen, SEED, unix_now};
 
 /// The gRPC ceiling: decode the batch, ack every report.
@@ -51,19 +52,43 @@ pub fn populate(db: &Path, gen_: &Gen, devices: u64) -> anyhow::Result<Duration>
     Ok(t.elapsed())
 }
 
+/// When [`populate`] collected the fleet's snapshots (unix s): the collection time of the first
+/// device written (all share it).
+pub fn populated_at_s(db: &Path) -> anyhow::Result<i64> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let ms: i64 = conn.query_row(
+        "SELECT collected_at FROM devices ORDER BY rowid LIMIT 1",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(ms.div_euclid(1000))
+}
+
+/// What the storage ceiling measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ceiling {
+    /// Reports per second of the timed SQLite work.
+    pub rps: f64,
+    /// CPU of the writing thread per report during that work, µs: the same reading as the
+    /// collector's writer thread, so the two say whether a gap is work or waiting.
+    pub cpu_us: f64,
+}
+
 /// The storage ceiling: the writer's own statements on the same database with the writer's
 /// connection settings (`dsreg_collector::bench::Storage`), in transactions of `group`
-/// reports: heartbeat rows when `heartbeat`, else full rows. Returns reports/s over the timed
-/// SQLite work (row preparation is outside it).
+/// reports: heartbeat rows when `heartbeat`, else full rows. Measures the timed SQLite work
+/// only (row preparation is outside it).
 pub fn storage_ceiling(
     db: &Path,
     gen_: &Gen,
     group: usize,
     dur: Duration,
     heartbeat: bool,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Ceiling> {
     let storage = bench::Storage::open(db)?;
     let mut timed = Duration::ZERO;
+    let mut cpu_s = 0.0;
     let mut written = 0u64;
     let wall = Instant::now();
     while timed < dur && wall.elapsed() < dur * 4 {
@@ -71,10 +96,77 @@ pub fn storage_ceiling(
         let rows: Vec<bench::Prepared> = (0..group)
             .map(|_| bench::Storage::prepare(gen_.report(now_s)))
             .collect();
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), own_thread_cpu_s());
         storage.write(&rows, now_s * 1000, heartbeat)?;
         timed += t.elapsed();
+        cpu_s += own_thread_cpu_s() - cpu;
         written += rows.len() as u64;
     }
-    Ok(written as f64 / timed.as_secs_f64().max(1e-9))
+    let n = written.max(1) as f64;
+    Ok(Ceiling {
+        rps: written as f64 / timed.as_secs_f64().max(1e-9),
+        cpu_us: cpu_s * 1e6 / n,
+    })
+}
+
+/// The collector's store without gRPC: `tasks` callers submitting `batch`-report heartbeat
+/// batches straight to `dsreg_collector::store::Store` (writer queue, group commit, fleet
+/// updates; no HTTP/2, no protobuf decode, no validation) for `dur`, as a closed loop that backs
+/// off for a busy answer as the agent does. Beside the gRPC run and the storage ceiling it
+/// tells where the writer's time goes: into the collector's own writer path, or into sharing
+/// the cores with the gRPC work. Returns reports/s and the writer thread's CPU per report (µs).
+pub async fn direct_feed(
+    db: &Path,
+    gen_: &Gen,
+    batch: usize,
+    tasks: usize,
+    dur: Duration,
+) -> anyhow::Result<Ceiling> {
+    use dsreg_collector::config::Config;
+    use dsreg_collector::store::{Store, StoreError, StoreOptions};
+    use std::sync::Arc;
+
+    let defaults = Config::default();
+    let fleet = Arc::new(dsreg_collector::fleet::Fleet::new(Duration::from_secs(
+        26 * 3600,
+    )));
+    let store = {
+        let db = db.to_path_buf();
+        let opts = StoreOptions {
+            queue_depth: defaults.queue_depth,
+            history_per_device: defaults.history_per_device,
+            readers: 1,
+        };
+        let metrics = Arc::new(dsreg_collector::metrics::Metrics::new());
+        tokio::task::spawn_blocking(move || Store::open(&db, opts, fleet, metrics)).await??
+    };
+    let cpu = super::readings::thread_cpu_s("dsreg-sqlite-wr");
+    let start = Instant::now();
+    let deadline = start + dur;
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (store, g) = (store.clone(), gen_.clone());
+        handles.push(tokio::spawn(async move {
+            let mut acked = 0u64;
+            while Instant::now() < deadline {
+                match store.submit(g.batch(batch).reports).await {
+                    Ok(o) => acked += o.results.len() as u64,
+                    Err(StoreError::Full) => tokio::time::sleep(Duration::from_secs(1)).await,
+                    Err(e) => return Err(anyhow::anyhow!("submit failed: {e}")),
+                }
+            }
+            anyhow::Ok(acked)
+        }));
+    }
+    let mut acked = 0;
+    for h in handles {
+        acked += h.await??;
+    }
+    let elapsed = start.elapsed();
+    let cpu_s = super::readings::thread_cpu_s("dsreg-sqlite-wr") - cpu;
+    store.close().await;
+    Ok(Ceiling {
+        rps: acked as f64 / elapsed.as_secs_f64().max(1e-9),
+        cpu_us: cpu_s * 1e6 / acked.max(1) as f64,
+    })
 }

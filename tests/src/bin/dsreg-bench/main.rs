@@ -57,7 +57,7 @@ mod api;
 mod ceilings;
 mod readings;
 
-use ceilings::{NullIngest, populate, storage_ceiling};
+use ceilings::{Ceiling, NullIngest, direct_feed, populate, storage_ceiling};
 use readings::{bucket_quantile, metric_sum, rss_mib, thread_cpu_s};
 
 /// Concurrent clients in the batched runs.
@@ -96,13 +96,25 @@ struct Gen {
     /// each report, so no report repeats its device's stored state and each takes the
     /// writer's full path (part and device rows rewritten, view merged and re-diagnosed).
     changing: bool,
+    /// When the stored snapshots were collected (unix s; the populated database's time). A
+    /// not-joined device's snapshot quotes the hour of its newest join attempt, so a report
+    /// built at another hour is a new attempt, a state change: built at this time instead, each
+    /// report repeats its device's stored snapshot (a heartbeat), and only `collected_at` is
+    /// the report's own. Before, 12 % of the "heartbeat" reports (the failing, not-joined
+    /// devices) took the full path whenever the run's hour differed from the populate's.
+    snapshot_at_s: i64,
 }
 
 impl Gen {
     fn report(&self, now_s: i64) -> Report {
         let k = self.cursor.fetch_add(1, Ordering::Relaxed);
         let i = mix(k ^ 0x6265_6e63) % self.devices;
-        let mut r = build_report(&self.templates, SEED, i, profile_of(SEED, i), now_s, true);
+        let profile = profile_of(SEED, i);
+        let mut r = build_report(&self.templates, SEED, i, profile, self.snapshot_at_s, true);
+        r.collected_at = Some(prost_types::Timestamp {
+            seconds: now_s,
+            nanos: 0,
+        });
         if self.changing {
             r.agent.get_or_insert_default().spool_depth = 1 + (k % 100_000) as u32;
         }
@@ -311,6 +323,10 @@ struct Results {
     /// CPU time of the collector's SQLite writer thread per report in the batched run, µs.
     writer_us: f64,
     storage_rps: f64,
+    /// CPU time of the storage ceiling's thread per heartbeat report, µs (same reading).
+    storage_cpu_us: f64,
+    /// The store fed directly, batched heartbeats, 32 callers: reports/s and writer CPU.
+    direct: Ceiling,
     storage_full_rps: f64,
     /// API reads during the batched open loop.
     api: api::ApiLatencies,
@@ -319,11 +335,12 @@ struct Results {
 }
 
 async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Results> {
-    let gen_ = Gen {
+    let mut gen_ = Gen {
         templates: Arc::new(Templates::new()),
         devices,
         cursor: Arc::new(AtomicU64::new(0)),
         changing: false,
+        snapshot_at_s: unix_now(),
     };
     let db = dir.join(format!("bench-{devices}.db"));
     let kept = opts
@@ -349,6 +366,7 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         }
     };
     eprintln!("[{devices} devices] populated in {populate:.1?}");
+    gen_.snapshot_at_s = ceilings::populated_at_s(&db)?;
 
     // The collector, in-process, default configuration except the database and ports.
     let rss_before = rss_mib().1;
@@ -378,12 +396,13 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         "[{devices} devices] batched: {:.0} reports/s, writer thread CPU {writer_us:.1} µs/report",
         batched.rps()
     );
-    eprintln!("[{devices} devices] collector: batched, {FEW_CLIENTS} clients");
-    let few = phase(closed_loop(addr, &gen_, BATCH, FEW_CLIENTS, opts.phase)).await?;
+    // Scraped before the next run: its commits are not the batched run's.
     let after = tokio::task::spawn_blocking(scrape).await??;
     let commits = metric_sum(&after, "dsreg_store_commit_duration_seconds_count")
         - metric_sum(&before, "dsreg_store_commit_duration_seconds_count");
     let group = batched.acked as f64 / commits.max(1.0);
+    eprintln!("[{devices} devices] collector: batched, {FEW_CLIENTS} clients");
+    let few = phase(closed_loop(addr, &gen_, BATCH, FEW_CLIENTS, opts.phase)).await?;
     eprintln!("[{devices} devices] collector: unary");
     let unary = phase(closed_loop(addr, &gen_, 1, UNARY_CLIENTS, opts.phase)).await?;
     eprintln!("[{devices} devices] collector: p99 at {P99_RATE} reports/s");
@@ -422,6 +441,9 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
     let _ = stop.send(());
     server.await?.context("collector")?;
 
+    eprintln!("[{devices} devices] the collector's store fed directly (no gRPC)");
+    let direct = direct_feed(&db, &gen_, BATCH, BATCH_CLIENTS, opts.phase).await?;
+
     eprintln!("[{devices} devices] gRPC ceiling");
     let grpc = TcpListener::bind("127.0.0.1:0").await?;
     let null_addr = grpc.local_addr()?;
@@ -441,14 +463,15 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
 
     let g = group.round().max(1.0) as usize;
     eprintln!("[{devices} devices] storage ceiling (transactions of {g} reports)");
-    let storage_rps = {
+    let storage = {
         let (db, gg, d) = (db.clone(), gen_.clone(), opts.phase);
         tokio::task::spawn_blocking(move || storage_ceiling(&db, &gg, g, d, true)).await??
     };
     let storage_full_rps = {
         let (db, gg, d) = (db.clone(), gen_.clone(), opts.phase);
         tokio::task::spawn_blocking(move || storage_ceiling(&db, &gg, g, d, false)).await??
-    };
+    }
+    .rps;
     Ok(Results {
         devices,
         populate,
@@ -465,7 +488,9 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         commit_p50_p99,
         batch_p50_p99,
         writer_us,
-        storage_rps,
+        storage_rps: storage.rps,
+        storage_cpu_us: storage.cpu_us,
+        direct,
         storage_full_rps,
         api,
         rss,
@@ -573,11 +598,14 @@ fn print_table(rs: &mut [Results]) {
             ms(r.api.device_doc.percentile(99.0)),
         );
         println!(
-            "{} devices: populated in {:.1}s; collector group commit {:.0} reports/commit (batched run), writer thread CPU {:.1} µs/report; busy answers: batched {}, unary {}, open-loop {}/{}, full rows {}; RSS before collector {:.0} MiB, after its runs VmRSS {:.0} MiB, VmHWM {:.0} MiB",
+            "{} devices: populated in {:.1}s; collector group commit {:.0} reports/commit (batched run), writer thread CPU {:.1} µs/report (fed directly, no gRPC: {:.0} reports/s at {:.1} µs; the storage ceiling's thread, same heartbeat SQL: {:.1}); busy answers: batched {}, unary {}, open-loop {}/{}, full rows {}; RSS before collector {:.0} MiB, after its runs VmRSS {:.0} MiB, VmHWM {:.0} MiB",
             r.devices,
             r.populate.as_secs_f64(),
             r.group,
             r.writer_us,
+            r.direct.rps,
+            r.direct.cpu_us,
+            r.storage_cpu_us,
             r.batched.busy,
             r.unary.busy,
             r.p99_unary.busy,
@@ -679,7 +707,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let full_rps = last.full.rps();
     println!(
-        "RESULT batched_rps={:.0} unary_rps={:.0} p99_ms={:.2} storage_ceiling_rps={:.0} grpc_ceiling_rps={:.0} storage_ratio={:.2} grpc_ratio={:.2} devices={} api_failures_p99_ms={:.2} api_agents_p99_ms={:.2} api_device_list_p99_ms={:.2} api_device_doc_p99_ms={:.2} worst_call_ms={worst_call_ms:.1} longest_commit_ms={longest_commit_ms:.1} full_rows_rps={full_rps:.0} full_rows_ceiling_rps={:.0} full_rows_ratio={:.2} writer_us_per_report={:.1}",
+        "RESULT batched_rps={:.0} unary_rps={:.0} p99_ms={:.2} storage_ceiling_rps={:.0} grpc_ceiling_rps={:.0} storage_ratio={:.2} grpc_ratio={:.2} devices={} api_failures_p99_ms={:.2} api_agents_p99_ms={:.2} api_device_list_p99_ms={:.2} api_device_doc_p99_ms={:.2} worst_call_ms={worst_call_ms:.1} longest_commit_ms={longest_commit_ms:.1} full_rows_rps={full_rps:.0} full_rows_ceiling_rps={:.0} full_rows_ratio={:.2} writer_us_per_report={:.1} ceiling_us_per_report={:.1}",
         batched,
         last.unary.rps(),
         p99,
@@ -695,6 +723,7 @@ async fn main() -> anyhow::Result<()> {
         last.storage_full_rps,
         full_rps / last.storage_full_rps.max(1e-9),
         last.writer_us,
+        last.storage_cpu_us,
     );
     Ok(())
 }

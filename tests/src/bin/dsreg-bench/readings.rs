@@ -1,6 +1,8 @@
 //! What the bench reads besides its own clocks: this process's memory and per-thread CPU from
 //! `/proc/self`, and sums and histogram quantiles from two Prometheus text scrapes.
 
+use std::path::Path;
+
 /// `VmHWM` and `VmRSS` of this process, in MiB.
 pub fn rss_mib() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -30,8 +32,6 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
 /// `/proc/self/task/*/comm`, at most 15 bytes), in seconds. Unlike wall time it barely moves
 /// with other load on the machine.
 pub fn thread_cpu_s(name: &str) -> f64 {
-    // `sysconf(_SC_CLK_TCK)` is 100 on every Linux this runs on.
-    const TICKS_PER_S: f64 = 100.0;
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
@@ -40,15 +40,24 @@ pub fn thread_cpu_s(name: &str) -> f64 {
         .filter(|t| {
             std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
         })
-        .filter_map(|t| {
-            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-            // Fields after the parenthesised comm: state is field 3, utime 14, stime 15.
-            let rest = stat.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
-        })
-        .sum::<f64>()
-        / TICKS_PER_S
+        .filter_map(|t| task_cpu_s(&t.path()))
+        .sum()
+}
+
+/// CPU time (user + system) used so far by the calling thread, in seconds.
+pub fn own_thread_cpu_s() -> f64 {
+    task_cpu_s(Path::new("/proc/thread-self")).unwrap_or(0.0)
+}
+
+/// User + system time of the task at `dir` (`/proc/<pid>/task/<tid>`), in seconds.
+fn task_cpu_s(dir: &Path) -> Option<f64> {
+    // `sysconf(_SC_CLK_TCK)` is 100 on every Linux this runs on.
+    const TICKS_PER_S: f64 = 100.0;
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    // Fields after the parenthesised comm: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / TICKS_PER_S)
 }
 
 /// The upper bound of the histogram bucket holding quantile `q` of what `name` observed
