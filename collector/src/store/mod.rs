@@ -86,8 +86,9 @@ pub const QUEUE_SLOT_REPORTS: usize = 1000;
 /// writer's recent groups cost (`writer::WriterCost`): past it, the batch is refused at once
 /// ([`StoreError::Full`], answered with `retry-after-ms`) rather than queued. The report budget
 /// alone does not bound the wait: 3 200 full reports (every report a state change, at ~185 µs
-/// each at 1M devices) already queue for 0.6 s, and a slow disk multiplies that; heartbeat
-/// groups at 1M devices (~360 reports at ~50 µs) stay far below it. A call's worst case is
+/// each at 1M devices) already queue for 0.6 s, and a slow disk multiplies that; the same
+/// 3 200 heartbeats (~45 µs each) queue for about 0.15 s plus two COMMITs, under it except
+/// when a COMMIT is slow. A call's worst case is
 /// this, plus the group in progress ([`writer::GROUP_MAX_WORK`]), plus its own group's COMMIT.
 pub const MAX_QUEUE_WAIT: Duration = Duration::from_millis(250);
 
