@@ -57,7 +57,7 @@ mod api;
 mod ceilings;
 mod readings;
 
-use ceilings::{Ceiling, NullIngest, direct_feed, populate, storage_ceiling};
+use ceilings::{NullIngest, populate, storage_ceiling};
 use readings::{bucket_quantile, metric_sum, rss_mib, thread_cpu_s};
 
 /// Concurrent clients in the batched runs.
@@ -325,8 +325,6 @@ struct Results {
     storage_rps: f64,
     /// CPU time of the storage ceiling's thread per heartbeat report, µs (same reading).
     storage_cpu_us: f64,
-    /// The store fed directly, batched heartbeats, 32 callers: reports/s and writer CPU.
-    direct: Ceiling,
     storage_full_rps: f64,
     /// API reads during the batched open loop.
     api: api::ApiLatencies,
@@ -441,9 +439,6 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
     let _ = stop.send(());
     server.await?.context("collector")?;
 
-    eprintln!("[{devices} devices] the collector's store fed directly (no gRPC)");
-    let direct = direct_feed(&db, &gen_, BATCH, BATCH_CLIENTS, opts.phase).await?;
-
     eprintln!("[{devices} devices] gRPC ceiling");
     let grpc = TcpListener::bind("127.0.0.1:0").await?;
     let null_addr = grpc.local_addr()?;
@@ -490,7 +485,6 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         writer_us,
         storage_rps: storage.rps,
         storage_cpu_us: storage.cpu_us,
-        direct,
         storage_full_rps,
         api,
         rss,
@@ -598,13 +592,11 @@ fn print_table(rs: &mut [Results]) {
             ms(r.api.device_doc.percentile(99.0)),
         );
         println!(
-            "{} devices: populated in {:.1}s; collector group commit {:.0} reports/commit (batched run), writer thread CPU {:.1} µs/report (fed directly, no gRPC: {:.0} reports/s at {:.1} µs; the storage ceiling's thread, same heartbeat SQL: {:.1}); busy answers: batched {}, unary {}, open-loop {}/{}, full rows {}; RSS before collector {:.0} MiB, after its runs VmRSS {:.0} MiB, VmHWM {:.0} MiB",
+            "{} devices: populated in {:.1}s; collector group commit {:.0} reports/commit (batched run), writer thread CPU {:.1} µs/report (the storage ceiling's thread, same heartbeat SQL: {:.1}); busy answers: batched {}, unary {}, open-loop {}/{}, full rows {}; RSS before collector {:.0} MiB, after its runs VmRSS {:.0} MiB, VmHWM {:.0} MiB",
             r.devices,
             r.populate.as_secs_f64(),
             r.group,
             r.writer_us,
-            r.direct.rps,
-            r.direct.cpu_us,
             r.storage_cpu_us,
             r.batched.busy,
             r.unary.busy,
