@@ -229,6 +229,59 @@ async fn batches_that_would_wait_past_the_bound_are_refused_and_the_queued_ones_
 }
 
 #[tokio::test]
+async fn a_batch_that_fails_is_rolled_back_alone_and_the_rest_of_its_group_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.db");
+    let (store, fleet) = open(&path, Duration::from_secs(3600));
+    // A fault inside one batch: SQLite aborts the insert of one machine's idempotency row, as
+    // it would for a full disk or an I/O error part-way through a batch.
+    let blocker = Connection::open(&path).unwrap();
+    blocker
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON reports WHEN NEW.machine_id = 'machine-666'
+             BEGIN SELECT RAISE(ABORT, 'poisoned report'); END;",
+        )
+        .unwrap();
+    // Held so that the batches queue: the writer may take the first alone and wait on the lock
+    // with it, but takes the other two together once the lock is released, so the poisoned
+    // batch always shares its group with a good one.
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let first = store.enqueue(vec![report(1, 1, 0, 1)]).unwrap();
+    // The poisoned report comes after a good one: that one must be rolled back too.
+    let second = store
+        .enqueue(vec![report(2, 2, 0, 1), report(3, 666, 0, 1)])
+        .unwrap();
+    let third = store.enqueue(vec![report(4, 4, 0, 1)]).unwrap();
+    let commits = store.commits();
+    blocker.execute_batch("COMMIT").unwrap();
+    for rx in [first, third] {
+        let o = rx.await.unwrap().unwrap();
+        assert_eq!(statuses(&o), [ReportStatus::Accepted]);
+    }
+    let err = second.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("poisoned report"), "{err}");
+    assert!(
+        store.commits() - commits <= 2,
+        "three batches, at most two groups"
+    );
+    let stored: Vec<String> = blocker
+        .prepare("SELECT machine_id FROM devices ORDER BY machine_id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stored, ["machine-001", "machine-004"]);
+    let reports: i64 = blocker
+        .query_row("SELECT COUNT(*) FROM reports", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(reports, 2, "nothing of the failed batch is stored");
+    // The fleet learned only what was committed.
+    assert_eq!(fleet.counts(now_ms()).total, 2);
+    store.close().await;
+}
+
+#[tokio::test]
 async fn acks_wait_for_commit_and_queued_batches_share_one_commit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.db");
