@@ -326,11 +326,8 @@ impl Writer {
                 queued_reports -= self.commit_group(&mut queued);
             }
         }
-        // Whatever a cut-short group left, then (on Close) the stragglers: everything queued
-        // before Close was sent by drained requests.
-        while !queued.is_empty() {
-            self.commit_group(&mut queued);
-        }
+        // On Close, the stragglers behind what a cut-short group left: everything queued
+        // before Close was sent by drained requests. All of it is committed, in order.
         if closing.is_some() {
             rx.close();
             while let Ok(msg) = rx.try_recv() {
@@ -347,9 +344,9 @@ impl Writer {
                     });
                 }
             }
-            while !queued.is_empty() {
-                self.commit_group(&mut queued);
-            }
+        }
+        while !queued.is_empty() {
+            self.commit_group(&mut queued);
         }
         drop(checkpointer);
         match self
