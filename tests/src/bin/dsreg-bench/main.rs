@@ -364,7 +364,13 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         }
     };
     eprintln!("[{devices} devices] populated in {populate:.1?}");
-    gen_.snapshot_at_s = ceilings::populated_at_s(&db)?;
+    gen_.snapshot_at_s = ceilings::populated_at_s(&db).map_err(|e| match &kept {
+        Some(k) => e.context(format!(
+            "delete the kept {} and run again to populate it anew",
+            k.display()
+        )),
+        None => e,
+    })?;
 
     // The collector, in-process, default configuration except the database and ports.
     let rss_before = rss_mib().1;
