@@ -46,11 +46,9 @@ pub(crate) const INSERT_REPORT: &str =
     "INSERT INTO reports (report_id, machine_id, content_hash, received_at) VALUES (?1, ?2, ?3, ?4)
      ON CONFLICT(report_id) DO NOTHING";
 
-/// A fleet update to apply after COMMIT.
+/// A fleet update to apply after COMMIT, to the device of the report it came from.
 #[derive(Debug)]
 pub struct FleetUpdate {
-    /// The device.
-    pub machine_id: String,
     /// New state, or `None` when only `last_seen` moved.
     pub facts: Option<DeviceFacts>,
     /// Receive time.
@@ -440,7 +438,6 @@ pub fn incoming(
         return Ok(Applied {
             result: result(r, ReportStatus::Accepted, String::new()),
             fleet: Some(FleetUpdate {
-                machine_id: r.machine_id.clone(),
                 facts: None,
                 last_seen: now,
                 name: String::new(),
@@ -515,7 +512,6 @@ pub fn incoming(
             h => h,
         };
         Some(FleetUpdate {
-            machine_id: r.machine_id.clone(),
             facts: Some(new),
             last_seen: now,
             name,
@@ -525,7 +521,6 @@ pub fn incoming(
         conn.prepare_cached("UPDATE devices SET last_seen = MAX(last_seen, ?2) WHERE rowid = ?1")?
             .execute(params![stored.as_ref().map(|s| s.rowid), now])?;
         Some(FleetUpdate {
-            machine_id: r.machine_id.clone(),
             facts: None,
             last_seen: now,
             name: String::new(),

@@ -107,6 +107,19 @@ pub struct BatchOutcome {
     pub results: Vec<ReportResult>,
     /// Failed registration attempts seen for the first time (for the counter).
     pub new_attempts: Vec<FailureFacts>,
+    /// The batch's reports, handed back so that the caller frees them (on a tokio worker)
+    /// instead of the single writer thread.
+    spent: Spent,
+}
+
+/// Reports the writer is done with (see [`BatchOutcome`]).
+#[derive(Default)]
+struct Spent(Vec<apply::Incoming>);
+
+impl std::fmt::Debug for Spent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Spent({} reports)", self.0.len())
+    }
 }
 
 pub(crate) enum Msg {
