@@ -171,9 +171,10 @@ pub(crate) fn open_write(path: &Path) -> Result<Connection, StoreError> {
     // 32 MiB of page cache (default 2 MiB): keeps the B-tree interiors of a million-device
     // database in memory, so a report's lookups read leaf pages only.
     conn.pragma_update(None, "cache_size", -32_768)?;
-    // Savepoints (one per batch) and multi-index writes journal the pages they change again
-    // for a statement rollback; keep that sub-journal in memory instead of a temp file that
-    // every report writes to (docs/performance.md, design change 6).
+    // Savepoints (one per batch when a group is applied again after a failed batch) and
+    // multi-index writes journal the pages they change again for a statement rollback; keep
+    // that sub-journal in memory instead of a temp file that every report writes to
+    // (docs/performance.md, design change 6).
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Plans must not depend on bound values: otherwise SQLite re-prepares a statement at every
     // run once a bound value took part in planning, as it did for the heartbeat comparison

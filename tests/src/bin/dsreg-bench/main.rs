@@ -634,7 +634,9 @@ RESULT line for scripts.
   --quick          100k devices only, shorter phases (under 3 minutes)
   --devices N      only this fleet size
   --populated DIR  keep the pre-populated database of each size in DIR and reuse it in the
-                   next run (a copy is synced before measuring); a 1M database is about 2.6 GB
+                   next run (a copy is synced before measuring); a 1M database is about 2.6 GB.
+                   One populated before 2026-12-01 is refused (its devices are not all in
+                   their heartbeat state): delete it to populate it anew
 
 Run it on an otherwise idle machine: client and server share its cores.";
 
