@@ -88,8 +88,8 @@ pub const QUEUE_SLOT_REPORTS: usize = 1000;
 /// alone does not bound the wait: 3 200 full reports (every report a state change, at ~185 µs
 /// each at 1M devices) already queue for 0.6 s, and a slow disk multiplies that; the same
 /// 3 200 heartbeats (~45 µs each) queue for about 0.15 s plus two COMMITs, under it except
-/// when a COMMIT is slow. A call's worst case is
-/// this, plus the group in progress ([`writer::GROUP_MAX_WORK`]), plus its own group's COMMIT.
+/// when a COMMIT is slow. A call's worst case is this, plus the group in progress
+/// ([`writer::GROUP_MAX_WORK`]), plus its own group's COMMIT.
 pub const MAX_QUEUE_WAIT: Duration = Duration::from_millis(250);
 
 pub use writer::GROUP_MAX_BATCHES;
