@@ -367,7 +367,7 @@ impl Writer {
     /// of every page a batch dirties first) and statements cost about 7 % of the writer. Should
     /// a batch fail, the group is rolled back and the batches it took are applied again, each
     /// under its own SAVEPOINT, so that the failed one is rolled back alone while the others
-    /// commit. Nothing an apply does reaches past the transaction before COMMIT (the fleet and
+    /// commit; the group then goes on taking batches within its budget, as before the failure. Nothing an apply does reaches past the transaction before COMMIT (the fleet and
     /// the replies come after it), so applying them twice is safe.
     fn commit_group(&mut self, queued: &mut VecDeque<Queued>) -> usize {
         let started = Instant::now();
@@ -418,20 +418,27 @@ impl Writer {
                 Ok(tx) => tx,
                 Err(e) => return refuse(&mut taken.into_iter(), &e),
             };
-            results = taken
-                .iter()
-                .map(|q| {
+            let isolated = |tx: &mut rusqlite::Transaction<'_>, q: &Queued| {
+                let result = (|| {
                     let sp = tx.savepoint()?;
                     let applied = apply_batch(&sp, &q.reports, received_at, history)?;
                     sp.commit()?;
                     Ok(applied)
-                })
-                .inspect(|r: &Result<_, StoreError>| {
-                    if let Err(e) = r {
-                        tracing::error!(error = %e, "batch rolled back");
-                    }
-                })
-                .collect();
+                })();
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "batch rolled back");
+                }
+                result
+            };
+            results = taken.iter().map(|q| isolated(&mut tx, q)).collect();
+            // The group goes on taking batches within its budget, as one without a failure
+            // would: a failed batch does not cost the ones queued behind it a COMMIT.
+            while started.elapsed() < self.group_work
+                && let Some(q) = queued.pop_front()
+            {
+                results.push(isolated(&mut tx, &q));
+                taken.push(q);
+            }
         }
         let reports: usize = taken.iter().map(|q| q.reports.len()).sum();
         let applied = started.elapsed();
