@@ -58,7 +58,7 @@ mod ceilings;
 mod readings;
 
 use ceilings::{NullIngest, populate, storage_ceiling};
-use readings::{bucket_quantile, metric_sum, rss_mib, thread_cpu_s};
+use readings::{bucket_quantile, metric_sum, process_cpu_s, rss_mib, thread_cpu_s};
 
 /// Concurrent clients in the batched runs.
 /// Enough callers to load the collector: a fleet coming back from an outage has thousands of
@@ -322,6 +322,10 @@ struct Results {
     batch_p50_p99: (Option<f64>, Option<f64>),
     /// CPU time of the collector's SQLite writer thread per report in the batched run, µs.
     writer_us: f64,
+    /// Same run: the collector's background checkpointer thread, µs per report.
+    checkpointer_us: f64,
+    /// Same run: every thread of this process (collector and harness clients), µs per report.
+    process_us: f64,
     storage_rps: f64,
     /// CPU time of the storage ceiling's thread per heartbeat report, µs (same reading).
     storage_cpu_us: f64,
@@ -392,12 +396,22 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
     };
     let before = tokio::task::spawn_blocking(scrape).await??;
     eprintln!("[{devices} devices] collector: batched");
-    let writer_cpu = thread_cpu_s("dsreg-sqlite-wr");
+    let cpu = || {
+        [
+            thread_cpu_s("dsreg-sqlite-wr"),
+            thread_cpu_s("dsreg-sqlite-ch"),
+            process_cpu_s(),
+        ]
+    };
+    let cpu_before = cpu();
     let batched = phase(closed_loop(addr, &gen_, BATCH, BATCH_CLIENTS, opts.phase)).await?;
-    let writer_us =
-        (thread_cpu_s("dsreg-sqlite-wr") - writer_cpu) * 1e6 / batched.acked.max(1) as f64;
+    let [writer_us, checkpointer_us, process_us] = {
+        let after = cpu();
+        let per_report = |i: usize| (after[i] - cpu_before[i]) * 1e6 / batched.acked.max(1) as f64;
+        [per_report(0), per_report(1), per_report(2)]
+    };
     eprintln!(
-        "[{devices} devices] batched: {:.0} reports/s, writer thread CPU {writer_us:.1} µs/report",
+        "[{devices} devices] batched: {:.0} reports/s; CPU per report: writer thread {writer_us:.1} µs, checkpointer {checkpointer_us:.1} µs, the whole process {process_us:.1} µs (the rest is gRPC, decoding and the harness's clients)",
         batched.rps()
     );
     // Scraped before the next run: its commits are not the batched run's.
@@ -489,6 +503,8 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         commit_p50_p99,
         batch_p50_p99,
         writer_us,
+        checkpointer_us,
+        process_us,
         storage_rps: storage.rps,
         storage_cpu_us: storage.cpu_us,
         storage_full_rps,
@@ -707,7 +723,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let full_rps = last.full.rps();
     println!(
-        "RESULT batched_rps={:.0} unary_rps={:.0} p99_ms={:.2} storage_ceiling_rps={:.0} grpc_ceiling_rps={:.0} storage_ratio={:.2} grpc_ratio={:.2} devices={} api_failures_p99_ms={:.2} api_agents_p99_ms={:.2} api_device_list_p99_ms={:.2} api_device_doc_p99_ms={:.2} worst_call_ms={worst_call_ms:.1} longest_commit_ms={longest_commit_ms:.1} full_rows_rps={full_rps:.0} full_rows_ceiling_rps={:.0} full_rows_ratio={:.2} writer_us_per_report={:.1} ceiling_us_per_report={:.1}",
+        "RESULT batched_rps={:.0} unary_rps={:.0} p99_ms={:.2} storage_ceiling_rps={:.0} grpc_ceiling_rps={:.0} storage_ratio={:.2} grpc_ratio={:.2} devices={} api_failures_p99_ms={:.2} api_agents_p99_ms={:.2} api_device_list_p99_ms={:.2} api_device_doc_p99_ms={:.2} worst_call_ms={worst_call_ms:.1} longest_commit_ms={longest_commit_ms:.1} full_rows_rps={full_rps:.0} full_rows_ceiling_rps={:.0} full_rows_ratio={:.2} writer_us_per_report={:.1} ceiling_us_per_report={:.1} checkpointer_us_per_report={:.1} process_us_per_report={:.1}",
         batched,
         last.unary.rps(),
         p99,
@@ -724,6 +740,8 @@ async fn main() -> anyhow::Result<()> {
         full_rps / last.storage_full_rps.max(1e-9),
         last.writer_us,
         last.storage_cpu_us,
+        last.checkpointer_us,
+        last.process_us,
     );
     Ok(())
 }

@@ -44,6 +44,12 @@ pub fn thread_cpu_s(name: &str) -> f64 {
         .sum()
 }
 
+/// CPU time (user + system) used so far by the whole process (collector, harness clients and
+/// all), in seconds.
+pub fn process_cpu_s() -> f64 {
+    task_cpu_s(Path::new("/proc/self")).unwrap_or(0.0)
+}
+
 /// CPU time (user + system) used so far by the calling thread, in seconds.
 pub fn own_thread_cpu_s() -> f64 {
     task_cpu_s(Path::new("/proc/thread-self")).unwrap_or(0.0)
