@@ -399,7 +399,7 @@ mod tests {
             "{text}"
         );
         blocker.execute_batch("COMMIT").unwrap();
-        assert_eq!(queued.await.unwrap().unwrap().results.len(), 11);
+        assert_eq!(queued.outcome().await.unwrap().results.len(), 11);
         store.close().await;
     }
 }

@@ -111,6 +111,40 @@ pub struct BatchOutcome {
     /// The batch's reports, handed back so that the caller frees them (on a tokio worker)
     /// instead of the single writer thread.
     spent: Spent,
+    /// The fleet updates that only move a device's `last_seen` (a heartbeat's): index in
+    /// `spent`, receive time. Left to the caller ([`Pending::outcome`]) because they commute:
+    /// `last_seen` only moves forward, so the order in which they and the writer's own
+    /// updates reach the fleet does not change it. That takes about 2 µs a heartbeat off the
+    /// single writer thread at 1M devices (docs/performance.md, next step 8).
+    seen: Vec<(usize, i64)>,
+}
+
+impl BatchOutcome {
+    /// Applies the deferred `last_seen` updates to `fleet` (see `seen`).
+    fn touch(&mut self, fleet: &Fleet) {
+        for (i, at) in std::mem::take(&mut self.seen) {
+            if let Some(inc) = self.spent.0.get(i) {
+                fleet.set(&inc.report.machine_id, None, at);
+            }
+        }
+    }
+}
+
+/// A queued batch ([`Store::enqueue`]): [`Pending::outcome`] resolves once it is committed
+/// and the fleet shows it.
+pub struct Pending {
+    rx: oneshot::Receiver<Result<BatchOutcome, StoreError>>,
+    fleet: Arc<Fleet>,
+}
+
+impl Pending {
+    /// The committed batch's outcome, after its fleet updates are applied; `Closed` when the
+    /// writer stopped without answering.
+    pub async fn outcome(self) -> Result<BatchOutcome, StoreError> {
+        let mut o = self.rx.await.map_err(|_| StoreError::Closed)??;
+        o.touch(&self.fleet);
+        Ok(o)
+    }
 }
 
 /// Reports the writer is done with (see [`BatchOutcome`]).
@@ -149,6 +183,8 @@ pub struct Store {
     commits: Arc<AtomicU64>,
     /// What the writer's recent groups cost (nothing until its first commit).
     cost: Arc<writer::WriterCost>,
+    /// The aggregates the writer keeps; callers apply a batch's `last_seen` updates.
+    fleet: Arc<Fleet>,
 }
 
 /// The current wall clock in unix milliseconds.
@@ -247,7 +283,7 @@ impl Store {
         let cost = Arc::new(writer::WriterCost::default());
         let w = writer::Writer::new(
             conn,
-            fleet,
+            fleet.clone(),
             metrics,
             opts.history_per_device,
             alive.clone(),
@@ -270,6 +306,7 @@ impl Store {
             alive,
             commits,
             cost,
+            fleet,
         })
     }
 
@@ -282,17 +319,12 @@ impl Store {
     /// would hold the batch longer than [`MAX_QUEUE_WAIT`], answers [`StoreError::Full`]
     /// immediately.
     pub async fn submit(&self, reports: Vec<Report>) -> Result<BatchOutcome, StoreError> {
-        self.enqueue(reports)?
-            .await
-            .map_err(|_| StoreError::Closed)?
+        self.enqueue(reports)?.outcome().await
     }
 
     /// The synchronous half of [`Store::submit`]: queues the batch (or refuses at once) and
-    /// returns the receiver of the post-commit reply.
-    pub fn enqueue(
-        &self,
-        reports: Vec<Report>,
-    ) -> Result<oneshot::Receiver<Result<BatchOutcome, StoreError>>, StoreError> {
+    /// returns what resolves after COMMIT.
+    pub fn enqueue(&self, reports: Vec<Report>) -> Result<Pending, StoreError> {
         let (reply, rx) = oneshot::channel();
         let total = self.budget_total();
         // Bounded in time too: refused when the reports ahead (queued, or in the group being
@@ -320,7 +352,10 @@ impl Store {
                 mpsc::error::TrySendError::Full(_) => StoreError::Full,
                 mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
             })?;
-        Ok(rx)
+        Ok(Pending {
+            rx,
+            fleet: self.fleet.clone(),
+        })
     }
 
     /// Sets what the writer's groups cost as if measured (tests of admission).

@@ -219,7 +219,7 @@ async fn batches_that_would_wait_past_the_bound_are_refused_and_the_queued_ones_
     ));
     blocker.execute_batch("COMMIT").unwrap();
     for (rx, n) in [(first, 400), (second, 101)] {
-        let o = rx.await.unwrap().unwrap();
+        let o = rx.outcome().await.unwrap();
         assert_eq!(statuses(&o), vec![ReportStatus::Accepted; n]);
     }
     // Once the queue drained, the refused batch is taken.
@@ -255,10 +255,10 @@ async fn a_batch_that_fails_is_rolled_back_alone_and_the_rest_of_its_group_commi
     let commits = store.commits();
     blocker.execute_batch("COMMIT").unwrap();
     for rx in [first, third] {
-        let o = rx.await.unwrap().unwrap();
+        let o = rx.outcome().await.unwrap();
         assert_eq!(statuses(&o), [ReportStatus::Accepted]);
     }
-    let err = second.await.unwrap().unwrap_err();
+    let err = second.outcome().await.unwrap_err();
     assert!(err.to_string().contains("poisoned report"), "{err}");
     assert!(
         store.commits() - commits <= 2,
@@ -294,11 +294,11 @@ async fn acks_wait_for_commit_and_queued_batches_share_one_commit() {
     for i in 2..=20 {
         rest.push(store.enqueue(vec![report(i, i, i, 1)]).unwrap());
     }
-    let waited = tokio::time::timeout(Duration::from_millis(300), first).await;
+    let waited = tokio::time::timeout(Duration::from_millis(300), first.outcome()).await;
     assert!(waited.is_err(), "acked while the commit could not happen");
     blocker.execute_batch("COMMIT").unwrap();
     for rx in rest {
-        let o = rx.await.unwrap().unwrap();
+        let o = rx.outcome().await.unwrap();
         assert_eq!(statuses(&o), [ReportStatus::Accepted]);
         // Ack after commit: a separate connection already sees the report.
         let id = o.results[0].report_id.clone();
@@ -500,6 +500,59 @@ async fn fleet_aggregates_match_a_full_sql_recount() {
     // Rebuilt from SQLite at start: the same numbers.
     let (store, rebuilt) = open(&path, stale);
     assert_eq!(rebuilt.counts(now), expected);
+    store.close().await;
+}
+
+/// A receive time at least 2 ms after `after` (waits on the clock, bounded).
+async fn later_than(after: i64) -> i64 {
+    for _ in 0..1_000 {
+        if now_ms() >= after + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    now_ms()
+}
+
+#[tokio::test]
+async fn a_heartbeat_moves_the_fleet_last_seen_before_its_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let stale = Duration::from_secs(3600);
+    let (store, fleet) = open(&path, stale);
+    let stale_ms = stale.as_millis() as i64;
+    let beat = |n: u64, collected_s: i64| {
+        let mut r = report(n, 7, 0, collected_s);
+        r.ad_domain = "CONTOSO".into();
+        r
+    };
+    store.submit(vec![beat(1, 1)]).await.unwrap();
+    let first = now_ms();
+    // `now` puts the stale cut-off between the two receive times: stale unless the fleet
+    // saw the second report.
+    let sent = later_than(first).await;
+    let now = sent - 1 + stale_ms;
+    assert_eq!(fleet.counts(now).stale, 1);
+
+    // The writer leaves a heartbeat's `last_seen` to the caller...
+    let pending = store.enqueue(vec![beat(2, 2)]).unwrap();
+    let mut o = pending.rx.await.unwrap().unwrap();
+    assert_eq!(statuses(&o), [ReportStatus::Accepted]);
+    assert_eq!(o.seen.len(), 1, "a heartbeat's fleet update is deferred");
+    assert_eq!(fleet.counts(now).stale, 1, "not applied by the writer");
+    o.touch(&fleet);
+    assert_eq!(fleet.counts(now).stale, 0);
+
+    // ...and `submit` (what ingest awaits) applies it before it returns.
+    let sent = later_than(now_ms()).await;
+    let now = sent - 1 + stale_ms;
+    assert_eq!(fleet.counts(now).stale, 1);
+    let o = store.submit(vec![beat(3, 3)]).await.unwrap();
+    assert_eq!(statuses(&o), [ReportStatus::Accepted]);
+    assert!(o.seen.is_empty());
+    assert_eq!(fleet.counts(now).stale, 0);
+    let conn = Connection::open(&path).unwrap();
+    assert_eq!(fleet.counts(now), recount(&conn, now - stale_ms));
     store.close().await;
 }
 

@@ -489,18 +489,24 @@ impl Writer {
                 let mut o = BatchOutcome::default();
                 o.results.reserve(applied.len());
                 // One outcome per report, in batch order.
-                for (a, inc) in applied.into_iter().zip(&reports) {
+                for (i, (a, inc)) in applied.into_iter().zip(&reports).enumerate() {
                     if let Some(update) = &a.fleet {
-                        let sighting = (!update.name.is_empty()).then(|| crate::fleet::Sighting {
-                            name: &update.name,
-                            failing_since: update.failing_since,
-                        });
-                        self.fleet.set_seen(
-                            &inc.report.machine_id,
-                            update.facts.as_ref(),
-                            update.last_seen,
-                            sighting,
-                        );
+                        if update.facts.is_none() && update.name.is_empty() {
+                            // Only `last_seen` moves: the caller applies it, off this thread.
+                            o.seen.push((i, update.last_seen));
+                        } else {
+                            let sighting =
+                                (!update.name.is_empty()).then(|| crate::fleet::Sighting {
+                                    name: &update.name,
+                                    failing_since: update.failing_since,
+                                });
+                            self.fleet.set_seen(
+                                &inc.report.machine_id,
+                                update.facts.as_ref(),
+                                update.last_seen,
+                                sighting,
+                            );
+                        }
                     }
                     o.new_attempts.extend(a.new_attempts);
                     o.results.push(a.result);
