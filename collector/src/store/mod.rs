@@ -109,32 +109,14 @@ pub struct BatchOutcome {
     /// Failed registration attempts seen for the first time (for the counter).
     pub new_attempts: Vec<FailureFacts>,
     /// The batch's reports, handed back so that the caller frees them (on a tokio worker)
-    /// instead of the single writer thread.
+    /// instead of the single writer thread, with the fleet updates left to the caller.
     spent: Spent,
-    /// The fleet updates that only move a device's `last_seen` (a heartbeat's): index in
-    /// `spent`, receive time. Left to the caller ([`Pending::outcome`]) because they commute:
-    /// `last_seen` only moves forward, so the order in which they and the writer's own
-    /// updates reach the fleet does not change it. That takes about 2 µs a heartbeat off the
-    /// single writer thread at 1M devices (docs/performance.md, next step 8).
-    seen: Vec<(usize, i64)>,
-}
-
-impl BatchOutcome {
-    /// Applies the deferred `last_seen` updates to `fleet` (see `seen`).
-    fn touch(&mut self, fleet: &Fleet) {
-        for (i, at) in std::mem::take(&mut self.seen) {
-            if let Some(inc) = self.spent.0.get(i) {
-                fleet.set(&inc.report.machine_id, None, at);
-            }
-        }
-    }
 }
 
 /// A queued batch ([`Store::enqueue`]): [`Pending::outcome`] resolves once it is committed
 /// and the fleet shows it.
 pub struct Pending {
     rx: oneshot::Receiver<Result<BatchOutcome, StoreError>>,
-    fleet: Arc<Fleet>,
 }
 
 impl Pending {
@@ -142,18 +124,54 @@ impl Pending {
     /// writer stopped without answering.
     pub async fn outcome(self) -> Result<BatchOutcome, StoreError> {
         let mut o = self.rx.await.map_err(|_| StoreError::Closed)??;
-        o.touch(&self.fleet);
+        o.spent.touch();
         Ok(o)
     }
 }
 
-/// Reports the writer is done with (see [`BatchOutcome`]).
+/// What the writer is done with, handed back in [`BatchOutcome`]: the batch's reports, so
+/// the caller frees them on its tokio worker instead of the single writer thread, and the
+/// fleet updates that only move a device's `last_seen` (a heartbeat's).
+///
+/// Those updates commute with every other one (`last_seen` only moves forward), so the
+/// order in which they and the writer's own updates reach the fleet does not matter. They
+/// are applied by [`Pending::outcome`] before the ack, or, when nobody awaits the outcome
+/// (a cancelled call), wherever it is dropped: never lost. That takes about 2 µs a
+/// heartbeat off the writer thread at 1M devices (docs/performance.md, next step 8).
 #[derive(Default)]
-struct Spent(Vec<apply::Incoming>);
+struct Spent {
+    reports: Vec<apply::Incoming>,
+    /// Index in `reports`, receive time.
+    seen: Vec<(usize, i64)>,
+    fleet: Option<Arc<Fleet>>,
+}
+
+impl Spent {
+    /// Applies the `last_seen` updates not applied yet.
+    fn touch(&mut self) {
+        let Some(fleet) = &self.fleet else { return };
+        for (i, at) in std::mem::take(&mut self.seen) {
+            if let Some(inc) = self.reports.get(i) {
+                fleet.set(&inc.report.machine_id, None, at);
+            }
+        }
+    }
+}
+
+impl Drop for Spent {
+    fn drop(&mut self) {
+        self.touch();
+    }
+}
 
 impl std::fmt::Debug for Spent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Spent({} reports)", self.0.len())
+        write!(
+            f,
+            "Spent({} reports, {} fleet updates)",
+            self.reports.len(),
+            self.seen.len()
+        )
     }
 }
 
@@ -183,8 +201,6 @@ pub struct Store {
     commits: Arc<AtomicU64>,
     /// What the writer's recent groups cost (nothing until its first commit).
     cost: Arc<writer::WriterCost>,
-    /// The aggregates the writer keeps; callers apply a batch's `last_seen` updates.
-    fleet: Arc<Fleet>,
 }
 
 /// The current wall clock in unix milliseconds.
@@ -283,7 +299,7 @@ impl Store {
         let cost = Arc::new(writer::WriterCost::default());
         let w = writer::Writer::new(
             conn,
-            fleet.clone(),
+            fleet,
             metrics,
             opts.history_per_device,
             alive.clone(),
@@ -306,7 +322,6 @@ impl Store {
             alive,
             commits,
             cost,
-            fleet,
         })
     }
 
@@ -352,10 +367,7 @@ impl Store {
                 mpsc::error::TrySendError::Full(_) => StoreError::Full,
                 mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
             })?;
-        Ok(Pending {
-            rx,
-            fleet: self.fleet.clone(),
-        })
+        Ok(Pending { rx })
     }
 
     /// Sets what the writer's groups cost as if measured (tests of admission).

@@ -538,9 +538,13 @@ async fn a_heartbeat_moves_the_fleet_last_seen_before_its_ack() {
     let pending = store.enqueue(vec![beat(2, 2)]).unwrap();
     let mut o = pending.rx.await.unwrap().unwrap();
     assert_eq!(statuses(&o), [ReportStatus::Accepted]);
-    assert_eq!(o.seen.len(), 1, "a heartbeat's fleet update is deferred");
+    assert_eq!(
+        o.spent.seen.len(),
+        1,
+        "a heartbeat's fleet update is deferred"
+    );
     assert_eq!(fleet.counts(now).stale, 1, "not applied by the writer");
-    o.touch(&fleet);
+    o.spent.touch();
     assert_eq!(fleet.counts(now).stale, 0);
 
     // ...and `submit` (what ingest awaits) applies it before it returns.
@@ -549,9 +553,25 @@ async fn a_heartbeat_moves_the_fleet_last_seen_before_its_ack() {
     assert_eq!(fleet.counts(now).stale, 1);
     let o = store.submit(vec![beat(3, 3)]).await.unwrap();
     assert_eq!(statuses(&o), [ReportStatus::Accepted]);
-    assert!(o.seen.is_empty());
+    assert!(o.spent.seen.is_empty());
     assert_eq!(fleet.counts(now).stale, 0);
     let conn = Connection::open(&path).unwrap();
+    assert_eq!(fleet.counts(now), recount(&conn, now - stale_ms));
+
+    // A call given up before its commit (the client went away) still moves the fleet.
+    let sent = later_than(now_ms()).await;
+    let now = sent - 1 + stale_ms;
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let commits = store.commits();
+    drop(store.enqueue(vec![beat(4, 4)]).unwrap());
+    conn.execute_batch("COMMIT").unwrap();
+    for _ in 0..2_000 {
+        if store.commits() > commits && fleet.counts(now).stale == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(fleet.counts(now).stale, 0, "lost with the dropped call");
     assert_eq!(fleet.counts(now), recount(&conn, now - stale_ms));
     store.close().await;
 }

@@ -488,12 +488,13 @@ impl Writer {
             let outcome = result.map(|applied| {
                 let mut o = BatchOutcome::default();
                 o.results.reserve(applied.len());
+                let mut seen = Vec::new();
                 // One outcome per report, in batch order.
                 for (i, (a, inc)) in applied.into_iter().zip(&reports).enumerate() {
                     if let Some(update) = &a.fleet {
                         if update.facts.is_none() && update.name.is_empty() {
                             // Only `last_seen` moves: the caller applies it, off this thread.
-                            o.seen.push((i, update.last_seen));
+                            seen.push((i, update.last_seen));
                         } else {
                             let sighting =
                                 (!update.name.is_empty()).then(|| crate::fleet::Sighting {
@@ -511,7 +512,11 @@ impl Writer {
                     o.new_attempts.extend(a.new_attempts);
                     o.results.push(a.result);
                 }
-                o.spent = super::Spent(reports);
+                o.spent = super::Spent {
+                    reports,
+                    seen,
+                    fleet: Some(self.fleet.clone()),
+                };
                 o
             });
             // The batch's queue budget is released once it is answered.
