@@ -11,6 +11,8 @@
 //! - The decoded message size is capped earlier by tonic (`max_decoding_message_size`,
 //!   answered RESOURCE_EXHAUSTED).
 
+use std::fmt::{Arguments, Display};
+
 use dsreg_proto::v1::{EventRecord, Report, ReportBatch, Snapshot};
 
 /// Longest id, hostname, domain, version string (bytes).
@@ -33,7 +35,7 @@ pub const MAX_EVENT_DATA: usize = 64;
 #[error("{0}")]
 pub struct ValidationError(pub String);
 
-fn err(field: impl std::fmt::Display, what: impl std::fmt::Display) -> ValidationError {
+fn err(field: impl Display, what: impl Display) -> ValidationError {
     ValidationError(format!("{field}: {what}"))
 }
 
@@ -54,18 +56,18 @@ pub fn batch(
     Ok(b.reports
         .iter()
         .enumerate()
-        .map(|(i, r)| report(r, &format!("reports[{i}]")))
+        .map(|(i, r)| report(r, format_args!("reports[{i}]")))
         .collect())
 }
 
-fn required_id(value: &str, field: String) -> Result<(), ValidationError> {
+fn required_id(value: &str, field: Arguments<'_>) -> Result<(), ValidationError> {
     if value.trim().is_empty() {
         return Err(err(field, "required"));
     }
     capped(value, field, MAX_ID_LEN)
 }
 
-fn capped(value: &str, field: String, max: usize) -> Result<(), ValidationError> {
+fn capped(value: &str, field: Arguments<'_>, max: usize) -> Result<(), ValidationError> {
     if value.len() > max {
         return Err(err(
             field,
@@ -78,84 +80,105 @@ fn capped(value: &str, field: String, max: usize) -> Result<(), ValidationError>
     Ok(())
 }
 
-fn count(n: usize, field: String, max: usize) -> Result<(), ValidationError> {
+fn count(n: usize, field: Arguments<'_>, max: usize) -> Result<(), ValidationError> {
     if n > max {
         return Err(err(field, format!("{n} items exceed the limit of {max}")));
     }
     Ok(())
 }
 
-/// Checks one report; `at` is its path in the batch (`reports[3]`).
-pub fn report(r: &Report, at: &str) -> Result<(), ValidationError> {
-    required_id(&r.report_id, format!("{at}.report_id"))?;
+/// Checks one report; `at` is its path in the batch (`reports[3]`). Field paths are only
+/// formatted for an error: a valid report allocates nothing here.
+pub fn report(r: &Report, at: impl Display) -> Result<(), ValidationError> {
+    required_id(&r.report_id, format_args!("{at}.report_id"))?;
     if uuid::Uuid::parse_str(&r.report_id).is_err() {
         return Err(err(
             format!("{at}.report_id"),
             format!("{:?} is not a UUID", r.report_id),
         ));
     }
-    required_id(&r.machine_id, format!("{at}.machine_id"))?;
-    capped(&r.hostname, format!("{at}.hostname"), MAX_ID_LEN)?;
-    capped(&r.ad_domain, format!("{at}.ad_domain"), MAX_ID_LEN)?;
-    capped(&r.agent_version, format!("{at}.agent_version"), MAX_ID_LEN)?;
-    capped(&r.os_build, format!("{at}.os_build"), MAX_ID_LEN)?;
-    count(r.events.len(), format!("{at}.events"), MAX_EVENTS)?;
+    required_id(&r.machine_id, format_args!("{at}.machine_id"))?;
+    capped(&r.hostname, format_args!("{at}.hostname"), MAX_ID_LEN)?;
+    capped(&r.ad_domain, format_args!("{at}.ad_domain"), MAX_ID_LEN)?;
+    capped(
+        &r.agent_version,
+        format_args!("{at}.agent_version"),
+        MAX_ID_LEN,
+    )?;
+    capped(&r.os_build, format_args!("{at}.os_build"), MAX_ID_LEN)?;
+    count(r.events.len(), format_args!("{at}.events"), MAX_EVENTS)?;
     for (i, e) in r.events.iter().enumerate() {
-        event(e, &format!("{at}.events[{i}]"))?;
+        event(e, &format_args!("{at}.events[{i}]"))?;
     }
     if let Some(s) = &r.snapshot {
-        snapshot(s, &format!("{at}.snapshot"))?;
+        snapshot(s, &format_args!("{at}.snapshot"))?;
     }
     Ok(())
 }
 
-fn snapshot(s: &Snapshot, at: &str) -> Result<(), ValidationError> {
-    count(s.extra.len(), format!("{at}.extra"), MAX_EXTRA)?;
-    count(s.warnings.len(), format!("{at}.warnings"), MAX_WARNINGS)?;
+fn snapshot(s: &Snapshot, at: &dyn Display) -> Result<(), ValidationError> {
+    count(s.extra.len(), format_args!("{at}.extra"), MAX_EXTRA)?;
+    count(
+        s.warnings.len(),
+        format_args!("{at}.warnings"),
+        MAX_WARNINGS,
+    )?;
     count(
         s.work_accounts.len(),
-        format!("{at}.work_accounts"),
+        format_args!("{at}.work_accounts"),
         MAX_WORK_ACCOUNTS,
     )?;
     for (i, x) in s.extra.iter().enumerate() {
-        capped(&x.value, format!("{at}.extra[{i}].value"), MAX_TEXT_LEN)?;
-        capped(&x.key, format!("{at}.extra[{i}].key"), MAX_ID_LEN)?;
+        capped(
+            &x.value,
+            format_args!("{at}.extra[{i}].value"),
+            MAX_TEXT_LEN,
+        )?;
+        capped(&x.key, format_args!("{at}.extra[{i}].key"), MAX_ID_LEN)?;
     }
     if let Some(id) = s
         .device_details
         .as_ref()
         .and_then(|d| d.device_id.as_deref())
     {
-        capped(id, format!("{at}.device_details.device_id"), MAX_ID_LEN)?;
+        capped(
+            id,
+            format_args!("{at}.device_details.device_id"),
+            MAX_ID_LEN,
+        )?;
     }
     if let Some(name) = s
         .device_state
         .as_ref()
         .and_then(|d| d.device_name.as_deref())
     {
-        capped(name, format!("{at}.device_state.device_name"), MAX_ID_LEN)?;
+        capped(
+            name,
+            format_args!("{at}.device_state.device_name"),
+            MAX_ID_LEN,
+        )?;
     }
     Ok(())
 }
 
-fn event(e: &EventRecord, at: &str) -> Result<(), ValidationError> {
-    count(e.data.len(), format!("{at}.data"), MAX_EVENT_DATA)?;
+fn event(e: &EventRecord, at: &dyn Display) -> Result<(), ValidationError> {
+    count(e.data.len(), format_args!("{at}.data"), MAX_EVENT_DATA)?;
     if let Some(m) = &e.message {
-        capped(m, format!("{at}.message"), MAX_TEXT_LEN)?;
+        capped(m, format_args!("{at}.message"), MAX_TEXT_LEN)?;
     }
     if let Some(m) = &e.server_error {
-        capped(m, format!("{at}.server_error"), MAX_TEXT_LEN)?;
+        capped(m, format_args!("{at}.server_error"), MAX_TEXT_LEN)?;
     }
     for (k, v) in &e.data {
-        capped(v, format!("{at}.data[{k:?}]"), MAX_TEXT_LEN)?;
+        capped(v, format_args!("{at}.data[{k:?}]"), MAX_TEXT_LEN)?;
     }
     Ok(())
 }
 
 /// Checks an `EnrollRequest`: a machine id as in a report, a bounded host name.
 pub fn enroll(r: &dsreg_proto::v1::EnrollRequest) -> Result<(), ValidationError> {
-    required_id(&r.machine_id, "machine_id".to_string())?;
-    capped(&r.hostname, "hostname".to_string(), MAX_ID_LEN)
+    required_id(&r.machine_id, format_args!("machine_id"))?;
+    capped(&r.hostname, format_args!("hostname"), MAX_ID_LEN)
 }
 
 #[cfg(test)]
