@@ -137,7 +137,8 @@ impl Pending {
 /// order in which they and the writer's own updates reach the fleet does not matter. They
 /// are applied by [`Pending::outcome`] before the ack, or, when nobody awaits the outcome
 /// (a cancelled call), wherever it is dropped: never lost. That takes about 2 µs a
-/// heartbeat off the writer thread at 1M devices (docs/performance.md, next step 8).
+/// heartbeat off the writer thread at 1M devices (docs/performance.md, "Where the rest of
+/// the CPU goes").
 #[derive(Default)]
 struct Spent {
     reports: Vec<apply::Incoming>,

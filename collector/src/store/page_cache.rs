@@ -5,9 +5,9 @@
 //! readahead: the start-up scan of `devices` (`read::rebuild_fleet`), a restored backup, a
 //! copied file. Every 4 KiB write into such a folio then walks all of its block buffers,
 //! in the write and again in the writeback: about 70 % more kernel time per page measured
-//! here (`docs/performance.md`, "Large folios"), paid by the checkpointer on the cores the
-//! writer needs. Pages read with `POSIX_FADV_RANDOM` on the reading file are cached as single
-//! pages, however large the read.
+//! here (`docs/performance.md`, "Where the rest of the CPU goes"), paid by the checkpointer
+//! on the cores the writer needs. Pages read with `POSIX_FADV_RANDOM` on the reading file are
+//! cached as single pages, however large the read.
 //!
 //! Invariants: advice only, never needed for correctness. Every failure is logged and
 //! ignored; the file is only read (`O_RDONLY`), and cached pages that are dirty are left
