@@ -60,6 +60,14 @@ pub struct FleetUpdate {
     pub failing_since: Option<i64>,
 }
 
+impl FleetUpdate {
+    /// True when the update only moves the device's `last_seen` (an unchanged heartbeat, or a
+    /// replayed older report): no new state and no sighting for a failure group.
+    pub fn moves_only_last_seen(&self) -> bool {
+        self.facts.is_none() && self.name.is_empty()
+    }
+}
+
 /// The read of [`Stored`] for a report of `part`.
 pub(crate) fn stored_sql(part: Part) -> &'static str {
     static SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];

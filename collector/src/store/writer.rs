@@ -367,7 +367,8 @@ impl Writer {
     /// of every page a batch dirties first) and statements cost about 7 % of the writer. Should
     /// a batch fail, the group is rolled back and the batches it took are applied again, each
     /// under its own SAVEPOINT, so that the failed one is rolled back alone while the others
-    /// commit; the group then goes on taking batches within its budget, as before the failure. Nothing an apply does reaches past the transaction before COMMIT (the fleet and
+    /// commit; the group then goes on taking batches within its budget, as before the
+    /// failure. Nothing an apply does reaches past the transaction before COMMIT (the fleet and
     /// the replies come after it), so applying them twice is safe.
     fn commit_group(&mut self, queued: &mut VecDeque<Queued>) -> usize {
         let started = Instant::now();
@@ -492,8 +493,8 @@ impl Writer {
                 // One outcome per report, in batch order.
                 for (i, (a, inc)) in applied.into_iter().zip(&reports).enumerate() {
                     if let Some(update) = &a.fleet {
-                        if update.facts.is_none() && update.name.is_empty() {
-                            // Only `last_seen` moves: the caller applies it, off this thread.
+                        if update.moves_only_last_seen() {
+                            // The caller applies it, off this thread (see `Spent`).
                             seen.push((i, update.last_seen));
                         } else {
                             let sighting =
