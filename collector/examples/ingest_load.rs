@@ -18,7 +18,7 @@ fn report(n: usize) -> Report {
         report_id: format!("00000000-0000-4000-8000-{n:012}"),
         machine_id: format!("load-{n:08}"),
         hostname: format!("LOAD-{n:08}"),
-        snapshot: Some(Snapshot {
+        snapshot: Some(Box::new(Snapshot {
             device_state: Some(DeviceState {
                 azure_ad_joined: Some(false),
                 domain_joined: Some(true),
@@ -34,7 +34,7 @@ fn report(n: usize) -> Report {
                 ..Default::default()
             }),
             ..Default::default()
-        }),
+        })),
         ..Default::default()
     }
 }

@@ -99,7 +99,7 @@ impl Storage {
             state,
             ..
         } = apply::Incoming::new(report);
-        let snapshot = report.snapshot.take().unwrap_or_default();
+        let snapshot = report.snapshot.take().map(|s| *s).unwrap_or_default();
         Prepared {
             hash,
             collected: report.collected_at.as_ref().map(apply::ts_ms),
@@ -201,7 +201,7 @@ mod tests {
                 seconds: 1_000,
                 nanos: 0,
             }),
-            snapshot: Some(Snapshot::default()),
+            snapshot: Some(Box::default()),
             ..Default::default()
         }
     }

@@ -237,10 +237,10 @@ mod tests {
         let e = batch(&b, 4).unwrap_err().0;
         assert!(e.contains("limit of 4") && e.contains("max_batch"), "{e}");
         let mut r = good(1);
-        r.snapshot = Some(Snapshot {
+        r.snapshot = Some(Box::new(Snapshot {
             extra: vec![ExtraField::default(); MAX_EXTRA + 1],
             ..Default::default()
-        });
+        }));
         let e = report(&r, "reports[0]").unwrap_err().0;
         assert_eq!(
             e,

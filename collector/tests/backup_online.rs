@@ -21,13 +21,13 @@ fn batch(start: u64, n: u64) -> ReportBatch {
                 report_id: format!("00000000-0000-4000-8000-{i:012}"),
                 machine_id: format!("machine-{i:08}"),
                 hostname: format!("PC-{i:06}"),
-                snapshot: Some(Snapshot {
+                snapshot: Some(Box::new(Snapshot {
                     device_state: Some(DeviceState {
                         domain_joined: Some(true),
                         ..Default::default()
                     }),
                     ..Default::default()
-                }),
+                })),
                 ..Default::default()
             })
             .collect(),

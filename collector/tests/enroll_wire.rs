@@ -25,13 +25,13 @@ fn report(n: u64, machine: &str) -> Report {
         report_id: format!("00000000-0000-4000-8000-{n:012}"),
         machine_id: machine.into(),
         hostname: machine.to_uppercase(),
-        snapshot: Some(Snapshot {
+        snapshot: Some(Box::new(Snapshot {
             device_state: Some(DeviceState {
                 domain_joined: Some(true),
                 ..Default::default()
             }),
             ..Default::default()
-        }),
+        })),
         ..Default::default()
     }
 }

@@ -27,7 +27,7 @@ fn report(n: u32, host: &str, joined: bool, device_id: Option<&str>, sid: Option
         hostname: host.into(),
         ad_domain: "corp.contoso.com".into(),
         execution_context: ExecutionContext::System as i32,
-        snapshot: Some(Snapshot {
+        snapshot: Some(Box::new(Snapshot {
             device_state: Some(DeviceState {
                 azure_ad_joined: Some(joined),
                 domain_joined: Some(true),
@@ -51,7 +51,7 @@ fn report(n: u32, host: &str, joined: bool, device_id: Option<&str>, sid: Option
                 ..Default::default()
             }),
             ..Default::default()
-        }),
+        })),
         ..Default::default()
     }
 }

@@ -103,7 +103,7 @@ fn report() -> impl Strategy<Value = Report> {
     (
         report_id(),
         (text(), text(), text(), text(), text()),
-        proptest::option::of(snapshot()),
+        proptest::option::of(snapshot().prop_map(Box::new)),
         prop_oneof![
             3 => proptest::collection::vec(event(), 0..3),
             1 => around(MAX_EVENTS).prop_map(|n| vec![EventRecord::default(); n]),

@@ -269,7 +269,7 @@ mod tests {
             Pseudonymizer::new(b"another-key-0123456789").token("alice@contoso.com")
         );
         let mut r = Report {
-            snapshot: Some(Snapshot {
+            snapshot: Some(Box::new(Snapshot {
                 diagnostics: Some(Diagnostics {
                     executing_account_name: Some("CONTOSO\\alice, alice@contoso.com".into()),
                     ..Default::default()
@@ -294,7 +294,7 @@ mod tests {
                     },
                 ],
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         };
         p.apply(&mut r);

@@ -53,7 +53,7 @@ pub fn build(
         os_build: identity.os_build.clone(),
         collected_at: Some(timestamp(now)),
         execution_context: context as i32,
-        snapshot: Some(snapshot),
+        snapshot: Some(Box::new(snapshot)),
         events: capture.events.to_vec(),
         heartbeat: false,
         agent: Some(agent),

@@ -143,7 +143,7 @@ pub async fn cycle(
         now,
         health,
     );
-    let fp = rep.snapshot.as_ref().map(fingerprint);
+    let fp = rep.snapshot.as_deref().map(fingerprint);
     let changed = fp != state.last_fingerprint || !new_events.is_empty();
     let heartbeat_due = state
         .last_queued_unix

@@ -30,14 +30,14 @@ impl ReportBuilder {
             report_id: report_id(n),
             hostname: machine.to_uppercase(),
             machine_id: machine,
-            snapshot: Some(Snapshot {
+            snapshot: Some(Box::new(Snapshot {
                 device_state: Some(DeviceState {
                     azure_ad_joined: Some(false),
                     domain_joined: Some(true),
                     ..Default::default()
                 }),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         })
     }
@@ -104,7 +104,7 @@ impl ReportBuilder {
 
     /// Replaces the whole snapshot.
     pub fn with_snapshot(mut self, snapshot: Snapshot) -> Self {
-        self.0.snapshot = Some(snapshot);
+        self.0.snapshot = Some(Box::new(snapshot));
         self
     }
 
@@ -120,7 +120,7 @@ impl ReportBuilder {
     }
 
     fn snapshot(&mut self) -> &mut Snapshot {
-        self.0.snapshot.get_or_insert_with(Snapshot::default)
+        self.0.snapshot.get_or_insert_default()
     }
 
     fn state(&mut self) -> &mut DeviceState {

@@ -18,7 +18,7 @@ async fn app() -> TestApp {
             machine_id: format!("m-{i:02}"),
             hostname: format!("PC-{i:04}"),
             execution_context: ExecutionContext::System as i32,
-            snapshot: Some(Snapshot {
+            snapshot: Some(Box::new(Snapshot {
                 device_state: Some(DeviceState {
                     azure_ad_joined: Some(false),
                     domain_joined: Some(true),
@@ -38,7 +38,7 @@ async fn app() -> TestApp {
                     ..Default::default()
                 }),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         });
     }

@@ -458,7 +458,7 @@ pub fn incoming(
     // The diagnosis gates rules on the OS build it reads from `join_config`; an agent that
     // did not put it there sent it in the envelope.
     let empty = Snapshot::default();
-    let own = r.snapshot.as_ref().unwrap_or(&empty);
+    let own = r.snapshot.as_deref().unwrap_or(&empty);
     let with_build;
     let (own, own_encoded) = if !r.os_build.is_empty()
         && own

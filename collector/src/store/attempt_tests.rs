@@ -61,7 +61,7 @@ fn report(n: u64, machine: &str, events: Vec<EventRecord>, config: Option<JoinCo
             seconds: 1_741_500_000 + n as i64,
             nanos: 0,
         }),
-        snapshot: Some(Snapshot {
+        snapshot: Some(Box::new(Snapshot {
             device_state: Some(DeviceState {
                 azure_ad_joined: Some(false),
                 domain_joined: Some(true),
@@ -71,7 +71,7 @@ fn report(n: u64, machine: &str, events: Vec<EventRecord>, config: Option<JoinCo
             }),
             join_config: config,
             ..Default::default()
-        }),
+        })),
         events,
         ..Default::default()
     }

@@ -112,7 +112,7 @@ mod tests {
                 nanos: 0,
             }),
             execution_context: dsreg_proto::ExecutionContext::System as i32,
-            snapshot: Some(Snapshot {
+            snapshot: Some(Box::new(Snapshot {
                 device_state: Some(DeviceState {
                     azure_ad_joined: Some(false),
                     domain_joined: Some(true),
@@ -127,7 +127,7 @@ mod tests {
                     ..Default::default()
                 }),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         }
     }

@@ -121,7 +121,7 @@ pub(super) fn report(n: u64, device: u64, variant: u64, collected_s: i64) -> Rep
             spool_dropped: u64::from(variant % 4 == 3),
             ..Default::default()
         }),
-        snapshot: Some(snap),
+        snapshot: Some(Box::new(snap)),
         ..Default::default()
     }
 }
@@ -657,7 +657,7 @@ fn prt_report(n: u64, context: ExecutionContext, prt: bool, collected_s: i64) ->
             nanos: 0,
         }),
         execution_context: context as i32,
-        snapshot: Some(Snapshot {
+        snapshot: Some(Box::new(Snapshot {
             device_state: Some(DeviceState {
                 azure_ad_joined: Some(true),
                 domain_joined: Some(true),
@@ -673,7 +673,7 @@ fn prt_report(n: u64, context: ExecutionContext, prt: bool, collected_s: i64) ->
                 ..Default::default()
             }),
             ..Default::default()
-        }),
+        })),
         ..Default::default()
     }
 }
@@ -786,7 +786,7 @@ fn the_content_hash_keeps_its_values() {
         r.heartbeat = rng.below(2) == 0;
         match rng.below(4) {
             0 => r.snapshot = None,
-            1 => r.snapshot = Some(Snapshot::default()),
+            1 => r.snapshot = Some(Box::default()),
             _ => {}
         }
         if rng.below(3) == 0 {

@@ -22,7 +22,7 @@ fn report(i: u32, hostname: &str, message: &str) -> Report {
         report_id: format!("00000000-0000-4000-8000-{i:012}"),
         machine_id: format!("m-{i:02}"),
         hostname: hostname.to_string(),
-        snapshot: Some(Snapshot {
+        snapshot: Some(Box::new(Snapshot {
             device_state: Some(DeviceState {
                 azure_ad_joined: Some(false),
                 domain_joined: Some(true),
@@ -52,7 +52,7 @@ fn report(i: u32, hostname: &str, message: &str) -> Report {
                 ..Default::default()
             }],
             ..Default::default()
-        }),
+        })),
         ..Default::default()
     }
 }

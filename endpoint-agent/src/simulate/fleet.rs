@@ -454,7 +454,7 @@ pub fn build_report(
             nanos: 0,
         }),
         execution_context: profile.context() as i32,
-        snapshot: Some(snapshot),
+        snapshot: Some(Box::new(snapshot)),
         events,
         heartbeat,
         agent: None,

@@ -385,7 +385,7 @@ mod tests {
         Report {
             report_id: format!("{machine}-{n}"),
             machine_id: machine.to_string(),
-            snapshot: Some(Snapshot {
+            snapshot: Some(Box::new(Snapshot {
                 join_type: 5,
                 failure: cause.map(|c| Failure {
                     phase: 2,
@@ -393,7 +393,7 @@ mod tests {
                     ..Default::default()
                 }),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         }
     }

@@ -119,7 +119,7 @@ fn send_fleet(collector: &InProcessCollector) {
                 nanos: 0,
             }),
             execution_context: ExecutionContext::System as i32,
-            snapshot: Some(snapshot),
+            snapshot: Some(Box::new(snapshot)),
             ..Default::default()
         })
         .collect();
