@@ -16,8 +16,9 @@
 //!   its key is below the mark. A sweep moves the mark to the new cut-off and flags only the
 //!   devices between the old and the new mark; a report moves the device's key and flags it
 //!   at once if the new key is still below the mark. Each device is flagged at most once per
-//!   silence, so the cost is amortised O(log n) per report, and reading the count is O(1) plus
-//!   the sweep. A backwards wall-clock step moves the mark back and unflags the devices it
+//!   silence, and reading the count is O(1) plus the sweep. The index is lazy above the marks:
+//!   an unflagged device's report moves only its record, and its key catches up when a sweep
+//!   reaches it (`fleet/last_seen.rs`), so a heartbeat does no B-tree work. A backwards wall-clock step moves the mark back and unflags the devices it
 //!   passes, so the count is always exactly "last seen before the latest cut-off".
 //! - Agent health: devices per agent version (the first [`MAX_AGENT_VERSIONS`] distinct
 //!   versions keep their label, sticky like codes; later ones fold into `other`), devices whose
@@ -311,7 +312,24 @@ impl Inner {
         }
     }
 
-    /// Takes `slot` out of the ordered index (and out of both flagged counts).
+    /// Moves `slot` forward to `last_seen`. An unflagged device only moves its record: its key
+    /// stays until a sweep reaches it (the lazy index, `fleet/last_seen.rs`). A flagged one
+    /// (stale, not delivered) has an exact key, which moves now, releasing the flags it no
+    /// longer earns.
+    fn see(&mut self, slot: Slot, last_seen: i64) {
+        let Some(d) = self.devices.get_mut(slot) else {
+            return;
+        };
+        if d.flags & (STALE | NOT_DELIVERED) == 0 {
+            d.last_seen = last_seen;
+        } else {
+            self.unplace(slot);
+            self.place(slot, last_seen);
+        }
+    }
+
+    /// Takes `slot` out of the ordered index (and out of both flagged counts). Only for a key
+    /// known to be exact: a flagged device's.
     fn unplace(&mut self, slot: Slot) {
         if let Some(d) = self.devices.get_mut(slot) {
             self.order.remove(&Seen::new(d.last_seen, slot));
@@ -337,7 +355,8 @@ impl Fleet {
     }
 
     /// Sets a device's state (`Some`) or only its `last_seen` (`None`, e.g. an out-of-order
-    /// report older than the stored snapshot). O(1) maps plus O(log n) for the stale index.
+    /// report older than the stored snapshot). O(1) maps; O(log n) in the ordered index only for a
+    /// new or a flagged device.
     pub fn set(&self, machine_id: &str, facts: Option<&DeviceFacts>, last_seen_ms: i64) {
         self.set_seen(machine_id, facts, last_seen_ms, None);
     }
@@ -388,8 +407,7 @@ impl Fleet {
                 }
             }
             if last_seen_ms > old.last_seen {
-                inner.unplace(slot);
-                inner.place(slot, last_seen_ms);
+                inner.see(slot, last_seen_ms);
             }
         }
         inner.track(slot, old.map(|o| o.failure), last_seen_ms, sighting);
@@ -405,12 +423,14 @@ impl Fleet {
         let mut g = self.lock();
         let inner = &mut *g;
         let cutoff = Seen::cutoff(now_ms.saturating_sub(self.stale_after_ms));
-        inner.stale.sweep(&inner.order, &mut inner.devices, cutoff);
+        inner
+            .stale
+            .sweep(&mut inner.order, &mut inner.devices, cutoff);
         let day = now_ms.saturating_sub(NOT_DELIVERED_AFTER.as_millis() as i64);
         let day = Seen::cutoff(day);
         inner
             .not_delivered
-            .sweep(&inner.order, &mut inner.devices, day);
+            .sweep(&mut inner.order, &mut inner.devices, day);
         FleetCounts {
             devices: inner
                 .join_types

@@ -27,7 +27,8 @@ const SPILLED: u16 = u16::MAX;
 /// `last_seen` order. 24 bytes (checked below).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Device {
-    /// Latest `last_seen` (unix ms); the device's key in the ordered index.
+    /// Latest `last_seen` (unix ms). The device's key in the ordered index is at or before it
+    /// (exact when flagged: `fleet/last_seen.rs`).
     pub last_seen: i64,
     id_at: u32,
     /// Failure label id, or [`NO_FAILURE`].

@@ -407,6 +407,39 @@ fn recount(model: &BTreeMap<String, (DeviceFacts, i64)>, now: i64, stale_ms: i64
     c
 }
 
+/// The lazy index's invariants (`fleet/last_seen.rs`): every device has one key, never later
+/// than its `last_seen`, and below each mark every key is exact and its device flagged.
+fn check_index(f: &Fleet, step: usize) {
+    let g = f.lock();
+    assert_eq!(
+        g.order.len(),
+        g.devices.len(),
+        "step {step}: one key per device"
+    );
+    let mut slots: Vec<Slot> = g.order.iter().map(|k| k.slot()).collect();
+    slots.sort_unstable();
+    slots.dedup();
+    assert_eq!(
+        slots.len(),
+        g.devices.len(),
+        "step {step}: a device keyed twice"
+    );
+    for &key in &g.order {
+        let d = g
+            .devices
+            .get(key.slot())
+            .expect("a keyed slot has a record");
+        let exact = Seen::new(d.last_seen, key.slot());
+        assert!(key <= exact, "step {step}: a key later than its device");
+        for (mark, flag) in [(&g.stale, STALE), (&g.not_delivered, NOT_DELIVERED)] {
+            if key < mark.at() {
+                assert_eq!(key, exact, "step {step}: an outdated key below a mark");
+                assert_ne!(d.flags & flag, 0, "step {step}: unflagged below a mark");
+            }
+        }
+    }
+}
+
 #[test]
 fn random_updates_match_a_recount_at_every_step() {
     let stale_ms = 3_600_000;
@@ -464,6 +497,7 @@ fn random_updates_match_a_recount_at_every_step() {
         }
         if step % 7 == 0 {
             assert_eq!(f.counts(now), recount(&model, now, stale_ms), "step {step}");
+            check_index(&f, step);
         }
     }
     let c = f.counts(now);
@@ -471,5 +505,53 @@ fn random_updates_match_a_recount_at_every_step() {
     assert!(
         c.total > 100 && c.stale > 0 && c.not_delivered_1d > 0,
         "{c:?}"
+    );
+}
+
+#[test]
+fn heartbeats_move_lazy_keys_that_the_sweeps_then_catch_up() {
+    // Fresh reports of unflagged devices only move their records; the sweeps must then move
+    // each outdated key they reach instead of flagging it, while silent devices still turn
+    // stale and undelivered, and back.
+    let stale_ms = 3_600_000;
+    let f = Fleet::new(Duration::from_millis(stale_ms as u64));
+    let mut model: BTreeMap<String, (DeviceFacts, i64)> = BTreeMap::new();
+    let mut rng = Rng(0x1a2b_3c4d_5e6f_7081);
+    let facts = DeviceFacts {
+        join_type: "hybrid_joined".into(),
+        agent_version: "1.0".into(),
+        ..Default::default()
+    };
+    let mut now = 2 * NOT_DELIVERED_AFTER.as_millis() as i64;
+    let (mut lazy, mut stale, mut undelivered) = (0, 0, 0);
+    for step in 0..4000 {
+        now += rng.below(stale_ms as u64 / 20) as i64;
+        // Devices 0–19 report often (every half hour or so), 20–39 rarely (hours of silence),
+        // 40–44 seldom (days).
+        let n = match rng.below(200) {
+            0 => 40 + rng.below(5),
+            1..25 => 20 + rng.below(20),
+            _ => rng.below(20),
+        };
+        let id = format!("pc-{n:02}");
+        let unflagged = {
+            let g = f.lock();
+            let d = g.devices.find(&id).and_then(|s| g.devices.get(s).copied());
+            d.is_some_and(|d| d.flags & (STALE | NOT_DELIVERED) == 0)
+        };
+        lazy += u64::from(unflagged);
+        let seen = now - rng.below(60_000) as i64;
+        f.set(&id, Some(&facts), seen);
+        let old = model.get(&id).map_or(seen, |(_, s)| (*s).max(seen));
+        model.insert(id, (facts.clone(), old));
+        let c = f.counts(now);
+        assert_eq!(c, recount(&model, now, stale_ms), "step {step}");
+        stale += c.stale;
+        undelivered += c.not_delivered_1d;
+        check_index(&f, step);
+    }
+    assert!(
+        lazy > 2000 && stale > 1000 && undelivered > 100,
+        "{lazy} lazy moves, {stale} stale, {undelivered} undelivered"
     );
 }
