@@ -781,6 +781,7 @@ fn content_hash_by_copy(r: &Report) -> u64 {
 fn the_content_hash_keeps_its_values() {
     use prost::Message;
     let mut rng = Rng(0x5eed);
+    let mut with_state = 0;
     for n in 0..300 {
         let mut r = report(n, rng.below(9), rng.below(40), 1_000 + n as i64);
         r.heartbeat = rng.below(2) == 0;
@@ -812,7 +813,42 @@ fn the_content_hash_keeps_its_values() {
             content_hash_by_copy(&r),
             "report {n}: {r:?}"
         );
+        // The writer's side reads the snapshot once for both hashes: the same values.
+        let context = ExecutionContext::try_from(r.execution_context).unwrap_or_default();
+        let state = heartbeat::state_hash(&r, context, &encoded);
+        assert_eq!(
+            state,
+            state_hash_by_fields(&r, context, &encoded),
+            "report {n}"
+        );
+        with_state += u64::from(state.is_some());
+        let incoming = apply::Incoming::new(r.clone());
+        assert_eq!(incoming.hash as u64, content_hash_by_copy(&r), "report {n}");
+        assert_eq!(incoming.state, state, "report {n}");
     }
+    assert!(
+        (50..250).contains(&with_state),
+        "{with_state} of 300 with a state hash"
+    );
+}
+
+/// The state hash as it was defined before both hashes shared one pass over the snapshot.
+fn state_hash_by_fields(r: &Report, context: ExecutionContext, snapshot: &[u8]) -> Option<i64> {
+    if !r.events.is_empty() || r.hostname.is_empty() || r.ad_domain.is_empty() {
+        return None;
+    }
+    let health = r.agent.unwrap_or_default();
+    let mut h = apply::Fnv::new();
+    h.feed(&(context as i32).to_le_bytes());
+    h.feed(snapshot);
+    h.feed(r.agent_version.as_bytes());
+    h.feed(&health.spool_depth.to_le_bytes());
+    h.feed(&health.spool_dropped.to_le_bytes());
+    h.feed(&health.parse_warnings.to_le_bytes());
+    h.feed(r.hostname.as_bytes());
+    h.feed(r.ad_domain.as_bytes());
+    h.feed(r.os_build.as_bytes());
+    Some(h.0 as i64)
 }
 
 #[test]
