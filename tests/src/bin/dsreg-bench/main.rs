@@ -394,7 +394,22 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         let (_, body) = dsreg_e2e::http::http_get(&format!("http://{http_addr}/metrics"))?;
         Ok(body)
     };
-    let before = tokio::task::spawn_blocking(scrape).await??;
+    // The collector answers once its store is open: at 1M devices the page re-cache and the
+    // fleet rebuild can take longer than one call's 10 s timeout.
+    let started = Instant::now();
+    let before = loop {
+        match tokio::task::spawn_blocking(scrape).await? {
+            Ok(body) => break body,
+            Err(e) if started.elapsed() > Duration::from_secs(180) => {
+                return Err(e.context("the collector did not answer within 180 s"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    eprintln!(
+        "[{devices} devices] collector answered after {:.1?}",
+        started.elapsed()
+    );
     eprintln!("[{devices} devices] collector: batched");
     let cpu = || {
         [
