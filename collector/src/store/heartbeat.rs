@@ -1,5 +1,5 @@
-//! The narrow write for an unchanged heartbeat: the state hash (`state_hash`) recognises one, and
-//! [`refresh_times`] writes it.
+//! The narrow write for an unchanged heartbeat: its state hash (`state_hash`) recognises
+//! one, and [`refresh_times`] writes it.
 //!
 //! Most reports in a healthy fleet repeat the snapshot their device sent last time (the agent's
 //! periodic heartbeat). Rewriting the part and the device row for them re-encodes and rewrites
