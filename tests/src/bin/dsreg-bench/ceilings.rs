@@ -91,14 +91,34 @@ pub fn populated_at_s(db: &Path) -> anyhow::Result<i64> {
     Ok(ms.div_euclid(1000))
 }
 
-/// What the storage ceiling measured.
+/// What the storage ceiling measured; [`Ceiling::add`] sums segments.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ceiling {
+    /// Reports written.
+    pub written: u64,
+    /// Time of the timed SQLite work.
+    pub timed: Duration,
+    /// CPU of the writing thread during that work, s.
+    pub cpu_s: f64,
+}
+
+impl Ceiling {
     /// Reports per second of the timed SQLite work.
-    pub rps: f64,
-    /// CPU of the writing thread per report during that work, µs: the same reading as the
-    /// collector's writer thread, so the two say whether a gap is work or waiting.
-    pub cpu_us: f64,
+    pub fn rps(&self) -> f64 {
+        self.written as f64 / self.timed.as_secs_f64().max(1e-9)
+    }
+
+    /// CPU of the writing thread per report, µs: the same reading as the collector's writer
+    /// thread, so the two say whether a gap is work or waiting.
+    pub fn cpu_us(&self) -> f64 {
+        self.cpu_s * 1e6 / self.written.max(1) as f64
+    }
+
+    pub fn add(&mut self, other: &Ceiling) {
+        self.written += other.written;
+        self.timed += other.timed;
+        self.cpu_s += other.cpu_s;
+    }
 }
 
 /// The storage ceiling: the writer's own statements on the same database with the writer's
@@ -128,9 +148,9 @@ pub fn storage_ceiling(
         cpu_s += own_thread_cpu_s() - cpu;
         written += rows.len() as u64;
     }
-    let n = written.max(1) as f64;
     Ok(Ceiling {
-        rps: written as f64 / timed.as_secs_f64().max(1e-9),
-        cpu_us: cpu_s * 1e6 / n,
+        written,
+        timed,
+        cpu_s,
     })
 }

@@ -24,6 +24,9 @@
 //!   transactions of the group size the collector itself reached in the batched run (from its
 //!   `/metrics`), writing the rows the collector writes for a heartbeat: the `reports`
 //!   idempotency row and the narrow `devices` update (which carries the part's times and id).
+//!   It alternates with the collector's batched run in [`SEGMENTS`] pairs of a third of a
+//!   phase each (the collector idle meanwhile), so that a slow spell of the machine weighs on
+//!   both sides of their ratio; each pair's figures are printed.
 //!   A second figure writes full rows (part and device upserts, which encode their snapshot
 //!   blobs as the writer does), what every report cost before the heartbeat shortcut.
 //!   Hashes and facts are derived outside the timed section: no fleet, history or attempts.
@@ -57,7 +60,7 @@ mod api;
 mod ceilings;
 mod readings;
 
-use ceilings::{NullIngest, populate, storage_ceiling};
+use ceilings::{Ceiling, NullIngest, populate, storage_ceiling};
 use readings::{bucket_quantile, metric_sum, process_cpu_s, rss_mib, thread_cpu_s};
 
 /// Concurrent clients in the batched runs.
@@ -73,6 +76,8 @@ const BATCH: usize = 100;
 const UNARY_CLIENTS: usize = 64;
 /// Offered load of the latency runs, reports/s.
 const P99_RATE: f64 = 5000.0;
+/// Pairs of (collector batched, storage ceiling) segments the batched run alternates.
+const SEGMENTS: u32 = 3;
 /// HTTP/2 connections the clients share.
 const CONNECTIONS: usize = 4;
 /// Fleet seed.
@@ -157,6 +162,15 @@ struct Run {
 impl Run {
     fn rps(&self) -> f64 {
         self.acked as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Adds a later segment of the same run.
+    fn add(&mut self, other: &Run) {
+        self.acked += other.acked;
+        self.busy += other.busy;
+        self.elapsed += other.elapsed;
+        self.lat.merge(&other.lat);
+        self.longest_commit = self.longest_commit.max(other.longest_commit);
     }
 
     /// The slowest call, ms ("-" when none).
@@ -410,7 +424,13 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         "[{devices} devices] collector answered after {:.1?}",
         started.elapsed()
     );
-    eprintln!("[{devices} devices] collector: batched");
+    // The batched run and the storage ceiling alternate in SEGMENTS pairs, each ceiling
+    // segment in transactions of the group size its collector segment reached, so that a slow
+    // spell of the machine (the ceiling alone moved by ±25 % between runs) weighs on both.
+    // The collector stays up, idle, while the ceiling writes to the same file.
+    eprintln!(
+        "[{devices} devices] collector: batched, alternated with the storage ceiling ({SEGMENTS} pairs)"
+    );
     let cpu = || {
         [
             thread_cpu_s("dsreg-sqlite-wr"),
@@ -418,21 +438,44 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
             process_cpu_s(),
         ]
     };
-    let cpu_before = cpu();
-    let batched = phase(closed_loop(addr, &gen_, BATCH, BATCH_CLIENTS, opts.phase)).await?;
-    let [writer_us, checkpointer_us, process_us] = {
-        let after = cpu();
-        let per_report = |i: usize| (after[i] - cpu_before[i]) * 1e6 / batched.acked.max(1) as f64;
-        [per_report(0), per_report(1), per_report(2)]
-    };
+    let segment = opts.phase / SEGMENTS;
+    let mut batched = Run::default();
+    let mut storage = Ceiling::default();
+    let (mut cpu_used, mut commits) = ([0.0; 3], 0.0);
+    let mut before = before;
+    for i in 1..=SEGMENTS {
+        let cpu_before = cpu();
+        let run = phase(closed_loop(addr, &gen_, BATCH, BATCH_CLIENTS, segment)).await?;
+        let cpu_after = cpu();
+        for (used, (a, b)) in cpu_used.iter_mut().zip(cpu_after.iter().zip(cpu_before)) {
+            *used += a - b;
+        }
+        let after = tokio::task::spawn_blocking(scrape).await??;
+        let c = metric_sum(&after, "dsreg_store_commit_duration_seconds_count")
+            - metric_sum(&before, "dsreg_store_commit_duration_seconds_count");
+        commits += c;
+        let g = (run.acked as f64 / c.max(1.0)).round().max(1.0) as usize;
+        let ceiling = {
+            let (db, gg) = (db.clone(), gen_.clone());
+            tokio::task::spawn_blocking(move || storage_ceiling(&db, &gg, g, segment, true))
+                .await??
+        };
+        eprintln!(
+            "[{devices} devices]   pair {i}: collector {:.0} reports/s, storage ceiling {:.0} (transactions of {g}): {:.2}",
+            run.rps(),
+            ceiling.rps(),
+            run.rps() / ceiling.rps().max(1e-9)
+        );
+        batched.add(&run);
+        storage.add(&ceiling);
+        before = tokio::task::spawn_blocking(scrape).await??;
+    }
+    let [writer_us, checkpointer_us, process_us] =
+        cpu_used.map(|used| used * 1e6 / batched.acked.max(1) as f64);
     eprintln!(
         "[{devices} devices] batched: {:.0} reports/s; CPU per report: writer thread {writer_us:.1} µs, checkpointer {checkpointer_us:.1} µs, the whole process {process_us:.1} µs (the rest is gRPC, decoding and the harness's clients)",
         batched.rps()
     );
-    // Scraped before the next run: its commits are not the batched run's.
-    let after = tokio::task::spawn_blocking(scrape).await??;
-    let commits = metric_sum(&after, "dsreg_store_commit_duration_seconds_count")
-        - metric_sum(&before, "dsreg_store_commit_duration_seconds_count");
     let group = batched.acked as f64 / commits.max(1.0);
     eprintln!("[{devices} devices] collector: batched, {FEW_CLIENTS} clients");
     let few = phase(closed_loop(addr, &gen_, BATCH, FEW_CLIENTS, opts.phase)).await?;
@@ -492,16 +535,12 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
     null.await??;
 
     let g = group.round().max(1.0) as usize;
-    eprintln!("[{devices} devices] storage ceiling (transactions of {g} reports)");
-    let storage = {
-        let (db, gg, d) = (db.clone(), gen_.clone(), opts.phase);
-        tokio::task::spawn_blocking(move || storage_ceiling(&db, &gg, g, d, true)).await??
-    };
+    eprintln!("[{devices} devices] storage ceiling, full rows (transactions of {g} reports)");
     let storage_full_rps = {
         let (db, gg, d) = (db.clone(), gen_.clone(), opts.phase);
         tokio::task::spawn_blocking(move || storage_ceiling(&db, &gg, g, d, false)).await??
     }
-    .rps;
+    .rps();
     Ok(Results {
         devices,
         populate,
@@ -520,8 +559,8 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         writer_us,
         checkpointer_us,
         process_us,
-        storage_rps: storage.rps,
-        storage_cpu_us: storage.cpu_us,
+        storage_rps: storage.rps(),
+        storage_cpu_us: storage.cpu_us(),
         storage_full_rps,
         api,
         rss,
