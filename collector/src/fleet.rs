@@ -18,8 +18,9 @@
 //!   at once if the new key is still below the mark. Each device is flagged at most once per
 //!   silence, and reading the count is O(1) plus the sweep. The index is lazy above the marks:
 //!   an unflagged device's report moves only its record, and its key catches up when a sweep
-//!   reaches it (`fleet/last_seen.rs`), so a heartbeat does no B-tree work. A backwards wall-clock step moves the mark back and unflags the devices it
-//!   passes, so the count is always exactly "last seen before the latest cut-off".
+//!   reaches it (`fleet/last_seen.rs`), so a heartbeat does no B-tree work. A backwards
+//!   wall-clock step moves the mark back and unflags the devices it passes, so the count is
+//!   always exactly "last seen before the latest cut-off".
 //! - Agent health: devices per agent version (the first [`MAX_AGENT_VERSIONS`] distinct
 //!   versions keep their label, sticky like codes; later ones fold into `other`), devices whose
 //!   agent dropped spooled reports, and devices not delivered for [`NOT_DELIVERED_AFTER`] — a
@@ -355,8 +356,8 @@ impl Fleet {
     }
 
     /// Sets a device's state (`Some`) or only its `last_seen` (`None`, e.g. an out-of-order
-    /// report older than the stored snapshot). O(1) maps; O(log n) in the ordered index only for a
-    /// new or a flagged device.
+    /// report older than the stored snapshot). O(1) maps; O(log n) in the ordered index only
+    /// for a new or a flagged device.
     pub fn set(&self, machine_id: &str, facts: Option<&DeviceFacts>, last_seen_ms: i64) {
         self.set_seen(machine_id, facts, last_seen_ms, None);
     }
