@@ -151,25 +151,16 @@ pub struct Applied {
     pub new_attempts: Vec<FailureFacts>,
 }
 
-/// FNV-1a 64 over the report's canonical content (see the module docs), given the encoding
-/// of its snapshot (`snapshot` encoded, or empty without one): the writer encodes each
-/// snapshot once, for this hash and the state hash, and reads those bytes once for both
-/// ([`Incoming::new`]). Map fields (`EventRecord.data`) are hashed in key order because prost
-/// encodes a `HashMap` in iteration order.
+/// The content hash: FNV-1a 64 over the report's canonical content (see the module docs). It
+/// is this, then the encoding of the report's snapshot (`snapshot`, empty without one), then
+/// [`content_end`]; the writer encodes each snapshot once, for this hash and the state hash,
+/// and [`Incoming::new`] feeds those bytes once to both. Map fields (`EventRecord.data`) are
+/// hashed in key order because prost encodes a `HashMap` in iteration order.
 ///
 /// The first fed value is the report's encoding without `events` and `agent`, the way it
 /// was always hashed (stored hashes depend on it), built here without copying the report:
-/// prost writes fields in field-number order, so that encoding is fields 1–8, then the
-/// snapshot (field 9), then `heartbeat` (11).
-#[cfg(test)]
-pub fn content_hash(r: &Report, snapshot: &[u8]) -> u64 {
-    let mut field = content_start(r, snapshot);
-    field.feed(snapshot);
-    content_end(field, r)
-}
-
-/// The content hash's first field up to the snapshot's bytes: fields 1–8, then the
-/// snapshot's key and length.
+/// prost writes fields in field-number order, so that encoding is fields 1–8 (fed here), then
+/// the snapshot (field 9: its key and length here, its bytes next), then `heartbeat` (11).
 fn content_start(r: &Report, snapshot: &[u8]) -> Field {
     let mut field = Field::new(Fnv::new());
     let head = Report {
@@ -232,9 +223,8 @@ impl Fnv {
 
     /// One field: its bytes, then its length.
     pub(super) fn feed(&mut self, bytes: &[u8]) {
-        let mut field = Field::new(Fnv(self.0));
-        field.feed(bytes);
-        self.0 = field.end().0;
+        self.bytes(bytes);
+        self.bytes(&(bytes.len() as u64).to_le_bytes());
     }
 
     fn bytes(&mut self, bytes: &[u8]) {
@@ -359,11 +349,11 @@ pub struct Incoming {
     pub report: Report,
     /// Its snapshot, encoded (empty without one).
     encoded: Vec<u8>,
-    /// `content_hash` of the report.
+    /// The content hash of the report ([`content_start`]).
     pub hash: i64,
     /// Its execution context.
     pub context: ExecutionContext,
-    /// `heartbeat::state_hash` of the report.
+    /// The state hash of the report (`heartbeat::state_start`).
     pub state: Option<i64>,
 }
 

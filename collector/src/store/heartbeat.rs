@@ -1,4 +1,4 @@
-//! The narrow write for an unchanged heartbeat: its state hash (`state_hash`) recognises
+//! The narrow write for an unchanged heartbeat: its state hash ([`state_start`]) recognises
 //! one, and [`refresh_times`] writes it.
 //!
 //! Most reports in a healthy fleet repeat the snapshot their device sent last time (the agent's
@@ -11,7 +11,7 @@
 //!
 //! "Unchanged" is strict: the report repeats its part's last full write — the same context,
 //! snapshot bytes, agent version and spool/parse health (only `last_delivery` may move),
-//! hostname, AD domain and OS build — and neither brought events. `state_hash` digests those
+//! hostname, AD domain and OS build — and neither brought events. The state hash digests those
 //! fields (the snapshot as the agent sent it: with the OS build in the hash, that fixes the
 //! snapshot the writer diagnoses too); the full write stores it on the device row with the
 //! part's times (schema step 3), so recognising a heartbeat reads only the device row, not the
@@ -30,21 +30,11 @@ use super::apply::{Field, Fnv, ts_ms};
 use super::merge::Part;
 
 /// The state hash of a report's part: what must not change for a report to count as an
-/// unchanged heartbeat of the part's last full write; `snapshot` is the encoding of the
-/// report's snapshot (the one the content hash used). `None` when the report cannot be one
-/// (it brings events, or lacks hostname or AD domain); a part stored from such a report has
-/// no hash, so the next report of that part takes the full path. The writer's side reads the
-/// snapshot's bytes once for both hashes (`apply::Incoming::new`), with [`state_start`] and
-/// [`state_end`] around them.
-#[cfg(test)]
-pub(crate) fn state_hash(r: &Report, context: ExecutionContext, snapshot: &[u8]) -> Option<i64> {
-    let mut field = state_start(r, context)?;
-    field.feed(snapshot);
-    Some(state_end(field, r))
-}
-
-/// The state hash up to the snapshot's bytes, which form its second field; `None` when the
-/// report cannot be a heartbeat.
+/// unchanged heartbeat of the part's last full write. It is [`state_start`], then the
+/// encoding of the report's snapshot (the one the content hash reads: `apply::Incoming::new`
+/// feeds those bytes once to both) as its second field, then [`state_end`]. `None` when the
+/// report cannot be one (it brings events, or lacks hostname or AD domain); a part stored
+/// from such a report has no hash, so the next report of that part takes the full path.
 pub(super) fn state_start(r: &Report, context: ExecutionContext) -> Option<Field> {
     if !r.events.is_empty() || r.hostname.is_empty() || r.ad_domain.is_empty() {
         return None;
@@ -69,7 +59,7 @@ pub(super) fn state_end(snapshot: Field, r: &Report) -> i64 {
 }
 
 /// Refreshes only the times and ids of an unchanged heartbeat (the caller compared
-/// `state_hash` with the stored one), on the device row `rowid` (read with the state hash,
+/// state hash with the stored one), on the device row `rowid` (read with the state hash,
 /// so this write needs no machine id lookup), and `history_at` when given.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn refresh_times(

@@ -124,7 +124,7 @@ pub const MIGRATIONS: &[&str] = &[
     // unchanged heartbeat now writes (`store::heartbeat`): one dirty page per heartbeat instead
     // of two. `device_parts` keeps them as of the part's last full write; readers take them
     // from here whenever `<part>_received_at` is set (`store::merge::parts`). With them the hash
-    // of what a heartbeat must repeat (`heartbeat::state_hash`); NULL after the upgrade, so
+    // of what a heartbeat must repeat (`heartbeat::state_start`); NULL after the upgrade, so
     // each part's first report after it takes the full path and sets it.
     r#"
     ALTER TABLE devices ADD COLUMN device_report_id TEXT;

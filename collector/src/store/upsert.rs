@@ -106,7 +106,7 @@ pub(crate) struct DeviceRow<'a> {
     /// The report's collection time.
     pub collected: Option<i64>,
     pub failing_since: Option<i64>,
-    /// The part's state hash (`heartbeat::state_hash`).
+    /// The part's state hash (`heartbeat::state_start`).
     pub state: Option<i64>,
     /// The newest history row's time, when it changed (kept otherwise).
     pub history_at: Option<i64>,
