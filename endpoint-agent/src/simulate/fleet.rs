@@ -380,6 +380,29 @@ fn attempt_records(profile: Profile, now_s: i64) -> Vec<EventRecord> {
     out
 }
 
+/// Stamps device `index`'s identity into `snapshot`: its device name and AD domain and, once
+/// it is joined (`AzureAdJoined : YES`), its Entra device id. Returns whether it is joined.
+pub fn stamp_identity(snapshot: &mut Snapshot, seed: u64, index: u64) -> bool {
+    let domain = ad_domain(index);
+    let ds = snapshot
+        .device_state
+        .get_or_insert_with(DeviceState::default);
+    ds.device_name = Some(format!(
+        "{}.{}.local",
+        hostname(index),
+        domain.to_ascii_lowercase()
+    ));
+    ds.domain_name = Some(domain.to_string());
+    let joined = ds.azure_ad_joined == Some(true);
+    if joined {
+        let details = snapshot
+            .device_details
+            .get_or_insert_with(DeviceDetails::default);
+        details.device_id = Some(machine_id(seed ^ 0x656e_7472, index));
+    }
+    joined
+}
+
 /// Builds the report device `index` sends at `now_s` (unix seconds) while in `profile`.
 ///
 /// Identity is stamped into the snapshot (device name, domain, Entra device id once joined).
@@ -400,21 +423,12 @@ pub fn build_report(
     let host = hostname(index);
     let domain = ad_domain(index);
     let machine = machine_id(seed, index);
-    let ds = snapshot
-        .device_state
-        .get_or_insert_with(DeviceState::default);
-    ds.device_name = Some(format!("{host}.{}.local", domain.to_ascii_lowercase()));
-    ds.domain_name = Some(domain.to_string());
-    let joined = ds.azure_ad_joined == Some(true);
-    if joined {
-        let details = snapshot
-            .device_details
-            .get_or_insert_with(DeviceDetails::default);
-        details.device_id = Some(machine_id(seed ^ 0x656e_7472, index));
-    } else if let Some(p) = snapshot
-        .diagnostics
-        .as_mut()
-        .and_then(|d| d.previous_registration.as_mut())
+    let joined = stamp_identity(&mut snapshot, seed, index);
+    if !joined
+        && let Some(p) = snapshot
+            .diagnostics
+            .as_mut()
+            .and_then(|d| d.previous_registration.as_mut())
     {
         // The newest attempt's 304 (see `attempt_records`).
         let hour = now_s - now_s.rem_euclid(3600) + 5;

@@ -33,12 +33,15 @@
 //!
 //! All load comes from the simulator's fleet (`dsreg_agent::simulate`): every report is a fresh
 //! `report_id` for an existing device with its steady-mix state (the heartbeat workload).
-//! Client and server share the machine's cores in every column, so the ratios are fair; the
-//! absolute figures include the client's cost. The last line is a `RESULT` line for scripts.
+//! Client and server share the machine's cores in every column; the clients send their reports
+//! pre-encoded (`wire.rs`, checked at start to decode to exactly what the simulator builds), so
+//! that they take as little as they can from the collector, whose agents would run elsewhere.
+//! The absolute figures still include the client's cost. The last line is a `RESULT` line for
+//! scripts.
 //!
-//! Size: about 540 lines: the run's sequence (phases, fleet sizes, the table and the `RESULT`
-//! line) reads top to bottom here; the API probe, the ceilings and the readings of the
-//! collector's own metrics are in their own modules.
+//! Size: about 800 lines: the run's sequence (phases, fleet sizes, the table and the `RESULT`
+//! line) reads top to bottom here; the clients' reports, the API probe, the ceilings and the
+//! readings of the collector's own metrics are in their own modules.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -49,19 +52,20 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use dsreg_agent::simulate::fleet::{Templates, build_report, mix, profile_of};
 use dsreg_agent::simulate::pace::{Latencies, ms};
-use dsreg_proto::v1::telemetry_client::TelemetryClient;
 use dsreg_proto::v1::telemetry_server::TelemetryServer;
-use dsreg_proto::{Report, ReportAck, ReportBatch, ReportStatus};
+use dsreg_proto::{Report, ReportAck, ReportStatus};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 mod api;
 mod ceilings;
 mod readings;
+mod wire;
 
 use ceilings::{Ceiling, NullIngest, populate, storage_ceiling};
 use readings::{bucket_quantile, metric_sum, process_cpu_s, rss_mib, thread_cpu_s};
+use wire::{Sender, Wire};
 
 /// Concurrent clients in the batched runs.
 /// Enough callers to load the collector: a fleet coming back from an outage has thousands of
@@ -97,10 +101,6 @@ struct Gen {
     templates: Arc<Templates>,
     devices: u64,
     cursor: Arc<AtomicU64>,
-    /// Every report a state change (the full-row run): the agent's spool depth moves with
-    /// each report, so no report repeats its device's stored state and each takes the
-    /// writer's full path (part and device rows rewritten, view merged and re-diagnosed).
-    changing: bool,
     /// When the stored snapshots were collected (unix s; the populated database's time). A
     /// not-joined device's snapshot quotes the hour of its newest join attempt, so a report
     /// built at another hour is a new attempt, a state change: built at this time instead, each
@@ -113,33 +113,20 @@ struct Gen {
 impl Gen {
     fn report(&self, now_s: i64) -> Report {
         let k = self.cursor.fetch_add(1, Ordering::Relaxed);
-        let i = mix(k ^ 0x6265_6e63) % self.devices;
+        let i = pick(k, self.devices);
         let profile = profile_of(SEED, i);
         let mut r = build_report(&self.templates, SEED, i, profile, self.snapshot_at_s, true);
         r.collected_at = Some(prost_types::Timestamp {
             seconds: now_s,
             nanos: 0,
         });
-        if self.changing {
-            r.agent.get_or_insert_default().spool_depth = 1 + (k % 100_000) as u32;
-        }
         r
     }
+}
 
-    /// The same fleet, every report a state change.
-    fn changing(&self) -> Gen {
-        Gen {
-            changing: true,
-            ..self.clone()
-        }
-    }
-
-    fn batch(&self, n: usize) -> ReportBatch {
-        let now = unix_now();
-        ReportBatch {
-            reports: (0..n).map(|_| self.report(now)).collect(),
-        }
-    }
+/// The device of the `k`-th report of a run: spread over the fleet at random.
+fn pick(k: u64, devices: u64) -> u64 {
+    mix(k ^ 0x6265_6e63) % devices
 }
 
 fn unix_now() -> i64 {
@@ -187,7 +174,7 @@ async fn phase(run: impl std::future::Future<Output = anyhow::Result<Run>>) -> a
     Ok(r)
 }
 
-async fn clients(addr: SocketAddr) -> anyhow::Result<Vec<TelemetryClient<Channel>>> {
+async fn clients(addr: SocketAddr) -> anyhow::Result<Vec<Sender>> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(5));
@@ -195,7 +182,7 @@ async fn clients(addr: SocketAddr) -> anyhow::Result<Vec<TelemetryClient<Channel
     let mut out = Vec::new();
     while out.len() < CONNECTIONS {
         match endpoint.connect().await {
-            Ok(c) => out.push(TelemetryClient::new(c).max_decoding_message_size(64 << 20)),
+            Ok(c) => out.push(Sender::new(c)),
             Err(e) if Instant::now() > deadline => return Err(e.into()),
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
@@ -218,7 +205,7 @@ fn count(ack: &ReportAck) -> u64 {
 /// Closed loop: `tasks` callers, each sending `batch`-report calls back to back for `dur`.
 async fn closed_loop(
     addr: SocketAddr,
-    gen_: &Gen,
+    wire: &Wire,
     batch: usize,
     tasks: usize,
     dur: Duration,
@@ -229,7 +216,7 @@ async fn closed_loop(
     let mut handles = Vec::new();
     for t in 0..tasks {
         let mut client = cs[t % cs.len()].clone();
-        let g = gen_.clone();
+        let g = wire.clone();
         handles.push(tokio::spawn(async move {
             let mut run = Run::default();
             while Instant::now() < deadline {
@@ -267,7 +254,7 @@ async fn closed_loop(
 /// answers; latency runs from the scheduled time (no coordinated omission).
 async fn open_loop(
     addr: SocketAddr,
-    gen_: &Gen,
+    wire: &Wire,
     batch: usize,
     rate: f64,
     dur: Duration,
@@ -281,7 +268,7 @@ async fn open_loop(
     let busy = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::with_capacity(calls as usize);
     for i in 0..calls {
-        let b = gen_.batch(batch);
+        let b = wire.batch(batch);
         let at = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(at).await;
         let mut client = cs[i as usize % cs.len()].clone();
@@ -355,7 +342,6 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         templates: Arc::new(Templates::new()),
         devices,
         cursor: Arc::new(AtomicU64::new(0)),
-        changing: false,
         snapshot_at_s: unix_now(),
     };
     let db = dir.join(format!("bench-{devices}.db"));
@@ -389,6 +375,10 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         )),
         None => e,
     })?;
+    let wire = {
+        let (t, at) = (gen_.templates.clone(), gen_.snapshot_at_s);
+        tokio::task::spawn_blocking(move || Wire::new(&t, SEED, devices, at)).await??
+    };
 
     // The collector, in-process, default configuration except the database and ports.
     let rss_before = rss_mib().1;
@@ -445,7 +435,7 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
     let mut before = before;
     for i in 1..=SEGMENTS {
         let cpu_before = cpu();
-        let run = phase(closed_loop(addr, &gen_, BATCH, BATCH_CLIENTS, segment)).await?;
+        let run = phase(closed_loop(addr, &wire, BATCH, BATCH_CLIENTS, segment)).await?;
         let cpu_after = cpu();
         for (used, (a, b)) in cpu_used.iter_mut().zip(cpu_after.iter().zip(cpu_before)) {
             *used += a - b;
@@ -478,12 +468,12 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
     );
     let group = batched.acked as f64 / commits.max(1.0);
     eprintln!("[{devices} devices] collector: batched, {FEW_CLIENTS} clients");
-    let few = phase(closed_loop(addr, &gen_, BATCH, FEW_CLIENTS, opts.phase)).await?;
+    let few = phase(closed_loop(addr, &wire, BATCH, FEW_CLIENTS, opts.phase)).await?;
     eprintln!("[{devices} devices] collector: unary");
-    let unary = phase(closed_loop(addr, &gen_, 1, UNARY_CLIENTS, opts.phase)).await?;
+    let unary = phase(closed_loop(addr, &wire, 1, UNARY_CLIENTS, opts.phase)).await?;
     eprintln!("[{devices} devices] collector: p99 at {P99_RATE} reports/s");
     let before_open = tokio::task::spawn_blocking(scrape).await??;
-    let p99_unary = phase(open_loop(addr, &gen_, 1, P99_RATE, opts.phase)).await?;
+    let p99_unary = phase(open_loop(addr, &wire, 1, P99_RATE, opts.phase)).await?;
     let after_open = tokio::task::spawn_blocking(scrape).await??;
     let commit = "dsreg_store_commit_duration_seconds";
     let commit_p50_p99 = (
@@ -502,12 +492,12 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
         let d = opts.phase;
         tokio::task::spawn_blocking(move || api::probe(http_addr, SEED, devices, d))
     };
-    let p99_batched = phase(open_loop(addr, &gen_, BATCH, P99_RATE, opts.phase)).await?;
+    let p99_batched = phase(open_loop(addr, &wire, BATCH, P99_RATE, opts.phase)).await?;
     let api = probe.await??;
     eprintln!("[{devices} devices] collector: batched, every report a state change");
     let full = phase(closed_loop(
         addr,
-        &gen_.changing(),
+        &wire.changing(),
         BATCH,
         BATCH_CLIENTS,
         opts.phase,
@@ -528,9 +518,9 @@ async fn measure(opts: &Opts, devices: u64, dir: &Path) -> anyhow::Result<Result
                 let _ = nstopped.await;
             }),
     );
-    let grpc_batched = closed_loop(null_addr, &gen_, BATCH, BATCH_CLIENTS, opts.phase).await?;
-    let grpc_unary = closed_loop(null_addr, &gen_, 1, UNARY_CLIENTS, opts.phase).await?;
-    let grpc_p99 = open_loop(null_addr, &gen_, 1, P99_RATE, opts.phase).await?;
+    let grpc_batched = closed_loop(null_addr, &wire, BATCH, BATCH_CLIENTS, opts.phase).await?;
+    let grpc_unary = closed_loop(null_addr, &wire, 1, UNARY_CLIENTS, opts.phase).await?;
+    let grpc_p99 = open_loop(null_addr, &wire, 1, P99_RATE, opts.phase).await?;
     let _ = nstop.send(());
     null.await??;
 
