@@ -2,7 +2,7 @@
 //! run on one machine.
 //!
 //! ```text
-//! cargo run --release -p dsreg-e2e --bin dsreg-bench -- --quick     # 100k devices, < 5 min
+//! cargo run --release -p dsreg-e2e --bin dsreg-bench -- --quick     # 100k devices, < 3 min
 //! cargo run --release -p dsreg-e2e --bin dsreg-bench                # 100k and 1M devices, RSS
 //! ```
 //!
