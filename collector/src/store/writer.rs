@@ -2,12 +2,14 @@
 //!
 //! Loop: block for one message, then take whatever else is already queued (up to
 //! [`GROUP_MAX_BATCHES`] batches / [`GROUP_MAX_REPORTS`] reports) into ONE transaction, in
-//! arrival order. A group also stops taking batches once it has worked [`GROUP_MAX_WORK`]; the
-//! batches it did not reach stay first in line for the next group, so no batch waits behind
-//! more than one long group (full reports take ~185 µs each at 1M devices: 3 200 of them in
-//! one group made a call that just missed it wait over a second). How much may queue behind
-//! the writer at all is bounded in time too (`MAX_QUEUE_WAIT`, in `Store::enqueue`, from the
-//! costs the writer publishes in [`WriterCost`]). A batch that fails is rolled back alone and
+//! arrival order; a small group, while calls come close together, first waits up to
+//! [`GROUP_WAIT`] for more ([`Pacing`]), so that a steady stream of one-report calls does not
+//! cost a COMMIT and a WAL sync each. A group also stops taking batches once it has worked
+//! [`GROUP_MAX_WORK`]; the batches it did not reach stay first in line for the next group, so
+//! no batch waits behind more than one long group (full reports take ~185 µs each at 1M
+//! devices: 3 200 of them in one group made a call that just missed it wait over a second).
+//! How much may queue behind the writer at all is bounded in time too (`MAX_QUEUE_WAIT`, in
+//! `Store::enqueue`, from the costs the writer publishes in [`WriterCost`]). A batch that fails is rolled back alone and
 //! answered with its error while the others commit: the group is then applied again with a
 //! SAVEPOINT per batch (the first pass goes without, see [`Writer::commit_group`]).
 //! Replies and fleet updates happen only after COMMIT returned: an ack therefore always
@@ -55,6 +57,22 @@ pub const GROUP_MAX_REPORTS: usize = 20_000;
 /// ~1 650 reports, ~65 ms); groups of full reports are cut (docs/performance.md, "The worst
 /// call").
 pub const GROUP_MAX_WORK: Duration = Duration::from_millis(100);
+/// How long a small group waits for more reports before its COMMIT, when calls come closer
+/// together than this (PostgreSQL's `commit_delay`, for the same reason). At 5 000 one-report
+/// calls a second in a steady stream and 1M devices, nearly every call was its own group:
+/// 3 800 COMMITs a second, each rewriting the pages every group shares (the `reports` table's
+/// last leaves) and syncing the WAL, each sync a cache flush of the disk that a checkpoint's
+/// writes then queued behind. The unary p99 was 15–21 ms, and 4–5 ms with this wait
+/// (docs/performance.md, "The open loop's pacing, and a group that waits for more"). At most
+/// this much is added to a call.
+pub const GROUP_WAIT: Duration = Duration::from_millis(1);
+/// A group that holds this many reports commits without waiting for more.
+pub const GROUP_WAIT_REPORTS: usize = 16;
+/// How often a waiting group looks at the queue.
+const GROUP_WAIT_STEP: Duration = Duration::from_micros(200);
+/// Groups that commit without waiting after a wait in which nothing came: in a closed loop
+/// whose callers are all in the group, waiting only delays them.
+const FRUITLESS_SKIP: u32 = 16;
 /// New WAL frames after which the writer wakes the checkpointer. Small, so each checkpoint's
 /// database fsync is small: a heartbeat dirties a random page of a large file, and a COMMIT's
 /// WAL sync queues behind a long checkpoint fsync (the measured trade-off: docs/performance.md,
@@ -87,6 +105,87 @@ pub fn take_longest_commit() -> Duration {
 /// from its beginning (fewer frames than at the last wake).
 fn wakes(woken: i32, frames: i32) -> bool {
     frames < woken || frames - woken >= CHECKPOINT_PAGES
+}
+
+/// Batches taken off the channel: the group being gathered, and Close once seen.
+struct Intake<'a> {
+    queued: &'a mut VecDeque<Queued>,
+    /// Reports in `queued`.
+    reports: &'a mut usize,
+    closing: &'a mut Option<oneshot::Sender<()>>,
+}
+
+impl Intake<'_> {
+    /// Takes `next`, then whatever else is already queued, up to [`GROUP_MAX_BATCHES`] batches
+    /// and [`GROUP_MAX_REPORTS`] reports, or until Close. A prune runs at once (between
+    /// groups: no transaction is open here).
+    fn take(&mut self, conn: &Connection, mut next: Option<Msg>, rx: &mut mpsc::Receiver<Msg>) {
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Batch {
+                    reports,
+                    reply,
+                    permit,
+                } => {
+                    *self.reports += reports.len();
+                    self.queued.push_back(Queued {
+                        reports,
+                        reply,
+                        _permit: permit,
+                    });
+                }
+                Msg::Prune { cutoff_ms, reply } => {
+                    let _ = reply.send(apply::prune(conn, cutoff_ms).map_err(Into::into));
+                }
+                Msg::Close { reply } => {
+                    *self.closing = Some(reply);
+                    return;
+                }
+            }
+            if self.queued.len() < GROUP_MAX_BATCHES && *self.reports < GROUP_MAX_REPORTS {
+                next = rx.try_recv().ok();
+            }
+        }
+    }
+}
+
+/// Whether a group waits [`GROUP_WAIT`] for more before its COMMIT: only a small one, only
+/// while calls come close together (its first came within [`GROUP_WAIT`] of the last
+/// COMMIT's end), and not for [`FRUITLESS_SKIP`] groups after a wait that gained nothing.
+#[derive(Debug, Default)]
+struct Pacing {
+    /// When the last COMMIT returned.
+    last_commit: Option<Instant>,
+    /// Groups still to commit without waiting.
+    skip: u32,
+}
+
+impl Pacing {
+    /// Asked once per group with its `reports` so far, the first taken at `first_at`.
+    fn waits(&mut self, reports: usize, first_at: Instant) -> bool {
+        let close = self
+            .last_commit
+            .is_some_and(|t| first_at.saturating_duration_since(t) < GROUP_WAIT);
+        if reports >= GROUP_WAIT_REPORTS || !close {
+            return false;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// After a wait: whether it took in more.
+    fn waited(&mut self, gained: bool) {
+        if !gained {
+            self.skip = FRUITLESS_SKIP;
+        }
+    }
+
+    fn committed(&mut self, at: Instant) {
+        self.last_commit = Some(at);
+    }
 }
 
 /// What the writer's recent groups cost, for admission (`Store::enqueue`): moving averages of
@@ -314,42 +413,42 @@ impl Writer {
         // group cut short by GROUP_MAX_WORK left comes first in the next one.
         let mut queued: VecDeque<Queued> = VecDeque::new();
         let mut queued_reports = 0;
+        let mut pacing = Pacing::default();
         while closing.is_none() {
-            let mut next = match queued.is_empty() {
+            let next = match queued.is_empty() {
                 true => match rx.blocking_recv() {
                     Some(msg) => Some(msg),
                     None => break,
                 },
                 false => rx.try_recv().ok(),
             };
-            while let Some(msg) = next.take() {
-                match msg {
-                    Msg::Batch {
-                        reports,
-                        reply,
-                        permit,
-                    } => {
-                        queued_reports += reports.len();
-                        queued.push_back(Queued {
-                            reports,
-                            reply,
-                            _permit: permit,
-                        });
-                    }
-                    Msg::Prune { cutoff_ms, reply } => {
-                        let _ = reply.send(apply::prune(&self.conn, cutoff_ms).map_err(Into::into));
-                    }
-                    Msg::Close { reply } => {
-                        closing = Some(reply);
+            let first_at = Instant::now();
+            let mut intake = Intake {
+                queued: &mut queued,
+                reports: &mut queued_reports,
+                closing: &mut closing,
+            };
+            intake.take(&self.conn, next, &mut rx);
+            if intake.closing.is_none()
+                && !intake.queued.is_empty()
+                && pacing.waits(*intake.reports, first_at)
+            {
+                let before = *intake.reports;
+                let until = first_at + GROUP_WAIT;
+                while *intake.reports < GROUP_WAIT_REPORTS && intake.closing.is_none() {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
                         break;
                     }
+                    std::thread::sleep(left.min(GROUP_WAIT_STEP));
+                    let next = rx.try_recv().ok();
+                    intake.take(&self.conn, next, &mut rx);
                 }
-                if queued.len() < GROUP_MAX_BATCHES && queued_reports < GROUP_MAX_REPORTS {
-                    next = rx.try_recv().ok();
-                }
+                pacing.waited(*intake.reports > before);
             }
             if !queued.is_empty() {
                 queued_reports -= self.commit_group(&mut queued);
+                pacing.committed(Instant::now());
             }
         }
         // On Close, the stragglers behind what a cut-short group left: everything queued
@@ -712,6 +811,45 @@ mod tests {
         assert!(queued.is_empty());
         assert_eq!(budget.available_permits(), 10);
         assert!(accepted(&mut replies[1]) && accepted(&mut replies[2]));
+    }
+
+    #[test]
+    fn a_small_group_waits_only_while_calls_come_close_together_and_the_waits_gain() {
+        let us = Duration::from_micros;
+        let t = Instant::now();
+        let mut p = Pacing::default();
+        assert!(
+            !p.waits(1, t),
+            "no COMMIT yet: nothing says calls come close together"
+        );
+        p.committed(t);
+        assert!(p.waits(3, t + us(200)));
+        assert!(p.waits(GROUP_WAIT_REPORTS - 1, t + us(200)));
+        assert!(!p.waits(GROUP_WAIT_REPORTS, t + us(200)), "large enough");
+        assert!(
+            !p.waits(1, t + GROUP_WAIT),
+            "calls a wait apart: waiting gains nothing"
+        );
+        assert!(!p.waits(1, t + us(5_000)));
+        // A wait that took more in changes nothing; one that took nothing in (a closed loop
+        // whose callers are all in the group) stops the waits for FRUITLESS_SKIP close groups.
+        p.waited(true);
+        assert!(p.waits(3, t + us(200)));
+        p.waited(false);
+        let skipped = (0..FRUITLESS_SKIP)
+            .filter(|_| !p.waits(3, t + us(200)))
+            .count();
+        assert_eq!(skipped, FRUITLESS_SKIP as usize);
+        assert!(p.waits(3, t + us(200)), "then it tries again");
+        // Groups that would not wait anyway do not use up the skip.
+        p.waited(false);
+        assert!(!p.waits(GROUP_WAIT_REPORTS, t + us(200)));
+        assert!(!p.waits(1, t + us(5_000)));
+        let skipped = (0..FRUITLESS_SKIP)
+            .filter(|_| !p.waits(3, t + us(200)))
+            .count();
+        assert_eq!(skipped, FRUITLESS_SKIP as usize);
+        assert!(p.waits(3, t + us(200)));
     }
 
     #[test]
