@@ -9,9 +9,10 @@
 //! no batch waits behind more than one long group (full reports take ~185 µs each at 1M
 //! devices: 3 200 of them in one group made a call that just missed it wait over a second).
 //! How much may queue behind the writer at all is bounded in time too (`MAX_QUEUE_WAIT`, in
-//! `Store::enqueue`, from the costs the writer publishes in [`WriterCost`]). A batch that fails is rolled back alone and
-//! answered with its error while the others commit: the group is then applied again with a
-//! SAVEPOINT per batch (the first pass goes without, see [`Writer::commit_group`]).
+//! `Store::enqueue`, from the costs the writer publishes in [`WriterCost`]). A batch that
+//! fails is rolled back alone and answered with its error while the others commit: the group
+//! is then applied again with a SAVEPOINT per batch (the first pass goes without, see
+//! [`Writer::commit_group`]).
 //! Replies and fleet updates happen only after COMMIT returned: an ack therefore always
 //! describes durable data, and the in-memory aggregates never run ahead of the disk. On `Close`
 //! (or when every sender is gone) the writer finishes what it holds, checkpoints the WAL
