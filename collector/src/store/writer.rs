@@ -108,15 +108,31 @@ fn wakes(woken: i32, frames: i32) -> bool {
     frames < woken || frames - woken >= CHECKPOINT_PAGES
 }
 
-/// Batches taken off the channel: the group being gathered, and Close once seen.
-struct Intake<'a> {
-    queued: &'a mut VecDeque<Queued>,
+/// Batches taken off the channel and not yet committed, in arrival order (what a group cut
+/// short by [`GROUP_MAX_WORK`] left comes first in the next one), and Close once seen.
+#[derive(Default)]
+struct Intake {
+    queued: VecDeque<Queued>,
     /// Reports in `queued`.
-    reports: &'a mut usize,
-    closing: &'a mut Option<oneshot::Sender<()>>,
+    reports: usize,
+    closing: Option<oneshot::Sender<()>>,
 }
 
-impl Intake<'_> {
+impl Intake {
+    fn push(
+        &mut self,
+        reports: Vec<apply::Incoming>,
+        reply: Reply,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        self.reports += reports.len();
+        self.queued.push_back(Queued {
+            reports,
+            reply,
+            _permit: permit,
+        });
+    }
+
     /// Takes `next`, then whatever else is already queued, up to [`GROUP_MAX_BATCHES`] batches
     /// and [`GROUP_MAX_REPORTS`] reports, or until Close. A prune runs at once (between
     /// groups: no transaction is open here).
@@ -127,23 +143,16 @@ impl Intake<'_> {
                     reports,
                     reply,
                     permit,
-                } => {
-                    *self.reports += reports.len();
-                    self.queued.push_back(Queued {
-                        reports,
-                        reply,
-                        _permit: permit,
-                    });
-                }
+                } => self.push(reports, reply, permit),
                 Msg::Prune { cutoff_ms, reply } => {
                     let _ = reply.send(apply::prune(conn, cutoff_ms).map_err(Into::into));
                 }
                 Msg::Close { reply } => {
-                    *self.closing = Some(reply);
+                    self.closing = Some(reply);
                     return;
                 }
             }
-            if self.queued.len() < GROUP_MAX_BATCHES && *self.reports < GROUP_MAX_REPORTS {
+            if self.queued.len() < GROUP_MAX_BATCHES && self.reports < GROUP_MAX_REPORTS {
                 next = rx.try_recv().ok();
             }
         }
@@ -409,14 +418,10 @@ impl Writer {
         // apply/attempts/heartbeat prepare about 20 distinct statements; keep them all.
         self.conn.set_prepared_statement_cache_capacity(64);
         let checkpointer = Checkpointer::start(&mut self.conn);
-        let mut closing: Option<oneshot::Sender<()>> = None;
-        // Batches taken from the channel and not yet committed, in arrival order: what a
-        // group cut short by GROUP_MAX_WORK left comes first in the next one.
-        let mut queued: VecDeque<Queued> = VecDeque::new();
-        let mut queued_reports = 0;
+        let mut intake = Intake::default();
         let mut pacing = Pacing::default();
-        while closing.is_none() {
-            let next = match queued.is_empty() {
+        while intake.closing.is_none() {
+            let next = match intake.queued.is_empty() {
                 true => match rx.blocking_recv() {
                     Some(msg) => Some(msg),
                     None => break,
@@ -424,19 +429,14 @@ impl Writer {
                 false => rx.try_recv().ok(),
             };
             let first_at = Instant::now();
-            let mut intake = Intake {
-                queued: &mut queued,
-                reports: &mut queued_reports,
-                closing: &mut closing,
-            };
             intake.take(&self.conn, next, &mut rx);
             if intake.closing.is_none()
                 && !intake.queued.is_empty()
-                && pacing.waits(*intake.reports, first_at)
+                && pacing.waits(intake.reports, first_at)
             {
-                let before = *intake.reports;
+                let before = intake.reports;
                 let until = first_at + GROUP_WAIT;
-                while *intake.reports < GROUP_WAIT_REPORTS && intake.closing.is_none() {
+                while intake.reports < GROUP_WAIT_REPORTS && intake.closing.is_none() {
                     let left = until.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         break;
@@ -445,15 +445,16 @@ impl Writer {
                     let next = rx.try_recv().ok();
                     intake.take(&self.conn, next, &mut rx);
                 }
-                pacing.waited(*intake.reports > before);
+                pacing.waited(intake.reports > before);
             }
-            if !queued.is_empty() {
-                queued_reports -= self.commit_group(&mut queued);
+            if !intake.queued.is_empty() {
+                intake.reports -= self.commit_group(&mut intake.queued);
                 pacing.committed(Instant::now());
             }
         }
         // On Close, the stragglers behind what a cut-short group left: everything queued
         // before Close was sent by drained requests. All of it is committed, in order.
+        let closing = intake.closing.take();
         if closing.is_some() {
             rx.close();
             while let Ok(msg) = rx.try_recv() {
@@ -463,16 +464,12 @@ impl Writer {
                     permit,
                 } = msg
                 {
-                    queued.push_back(Queued {
-                        reports,
-                        reply,
-                        _permit: permit,
-                    });
+                    intake.push(reports, reply, permit);
                 }
             }
         }
-        while !queued.is_empty() {
-            self.commit_group(&mut queued);
+        while !intake.queued.is_empty() {
+            self.commit_group(&mut intake.queued);
         }
         drop(checkpointer);
         match self
